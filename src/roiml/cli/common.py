@@ -1,0 +1,59 @@
+"""What every CLI verb shares: settings, engine, and turning RoimlError into a clean exit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from typing import ParamSpec, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from sqlalchemy import Engine
+
+from roiml.db.engine import check_connection, make_engine
+from roiml.errors import RoimlError
+from roiml.settings import Settings, get_settings
+
+__all__ = ["console", "err_console", "handle_errors", "open_engine", "settings_or_exit"]
+
+console = Console()
+err_console = Console(stderr=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def settings_or_exit() -> Settings:
+    """The settings, or a readable message and exit 2 if they are invalid."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        err_console.print(f"[red]error:[/red] invalid settings: {exc}")
+        raise typer.Exit(2) from exc
+
+
+@contextmanager
+def open_engine(settings: Settings, url: str | None = None) -> Iterator[Engine]:
+    """An engine on ``url`` (default: the settings' database), checked reachable, then disposed."""
+    engine = make_engine(url or settings.resolved_database_url)
+    try:
+        check_connection(engine)
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Print a :class:`RoimlError` as one line on stderr and exit with its code, no traceback."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except RoimlError as exc:
+            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from exc
+
+    return wrapper

@@ -1,0 +1,51 @@
+"""``roiml db``: create, migrate and inspect the relational store."""
+
+from __future__ import annotations
+
+import typer
+
+from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
+from roiml.db.migrate import current_revision, head_revision, upgrade
+from roiml.db.roles import grant_app_role
+
+app = typer.Typer(help="Create, migrate and inspect the relational store.", no_args_is_help=True)
+
+
+@app.command("upgrade")
+@handle_errors
+def upgrade_cmd(
+    url: str | None = typer.Option(None, help="Database URL (default: ROIML_DATABASE_URL)."),
+) -> None:
+    """Create or migrate the database to the newest schema; running it twice changes nothing."""
+    settings = settings_or_exit()
+    with open_engine(settings, url) as engine:
+        before = current_revision(engine)
+        after = upgrade(engine)
+        shown = engine.url.render_as_string(hide_password=True)
+    if before == after:
+        console.print(f"{shown}: already at revision {after}; nothing to do")
+    else:
+        console.print(f"{shown}: migrated {before or 'empty'} -> {after}")
+
+
+@app.command("current")
+@handle_errors
+def current_cmd(url: str | None = typer.Option(None, help="Database URL.")) -> None:
+    """Print the schema revision of the database and the newest one shipped."""
+    settings = settings_or_exit()
+    with open_engine(settings, url) as engine:
+        console.print(f"database: {current_revision(engine) or 'empty'}; head: {head_revision()}")
+
+
+@app.command("grant-app-role")
+@handle_errors
+def grant_app_role_cmd(
+    role: str | None = typer.Option(None, help="Role name (default: ROIML_APP_ROLE)."),
+    password: str | None = typer.Option(None, help="Set this password on the role."),
+    url: str | None = typer.Option(None, help="Database URL of the table owner."),
+) -> None:
+    """PostgreSQL only: create the application role (no RLS bypass) and grant it DML."""
+    settings = settings_or_exit()
+    with open_engine(settings, url) as engine:
+        grant_app_role(engine, role or settings.app_role, password)
+    console.print(f"role {role or settings.app_role} can read and write, under row-level security")

@@ -1,0 +1,22 @@
+"""The ``roiml`` command line: one verb per arrow of the data flow."""
+
+from __future__ import annotations
+
+import typer
+
+from roiml.cli import data_cmd, db_cmd, world_cmd
+
+app = typer.Typer(
+    name="roiml",
+    help="roiml: point-in-time features, four models, explained serving and monitoring.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(db_cmd.app, name="db")
+app.add_typer(world_cmd.app, name="world")
+app.add_typer(data_cmd.app, name="data")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,49 @@
+"""Errors a user can meet. Each message says what was wrong and what to do about it.
+
+The CLI prints them without a traceback and exits non-zero; the API maps them to 4xx/503.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "DatabaseUnavailableError",
+    "ImportValidationError",
+    "RoimlError",
+    "WorldError",
+]
+
+
+class RoimlError(Exception):
+    """Base of every error roiml raises on purpose."""
+
+    exit_code: int = 1
+
+
+class ConfigurationError(RoimlError):
+    """A setting is missing or malformed."""
+
+    exit_code = 2
+
+
+class DatabaseUnavailableError(RoimlError):
+    """The database could not be reached."""
+
+    exit_code = 3
+
+
+class WorldError(RoimlError):
+    """The simulated world was asked for something it cannot generate."""
+
+    exit_code = 2
+
+
+class ImportValidationError(RoimlError):
+    """An imported file does not match its table's contract; nothing was written."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, *, line: int | None = None, column: str | None = None):
+        super().__init__(message)
+        self.line = line
+        self.column = column

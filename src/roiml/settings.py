@@ -1,0 +1,106 @@
+"""The one settings object: every backend choice and secret, from ``ROIML_*`` variables or ``.env``.
+
+No other module reads the environment. Call :func:`get_settings` (cached) or build a
+:class:`Settings` explicitly in tests and pass it down.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Environment", "Settings", "get_settings"]
+
+
+class Environment(StrEnum):
+    """Where the process runs; production refuses unsafe defaults."""
+
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    """Typed configuration. Embedded defaults need no server at all."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ROIML_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    environment: Environment = Environment.DEVELOPMENT
+    data_dir: Path = Field(default=Path("data"), description="Root of local files and Parquet.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default is a SQLite file under data_dir.",
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis for the online store; None uses the embedded store."
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking URI; default is SQLite under data_dir."
+    )
+    mlflow_registry_uri: str | None = None
+    tenant_id: str = Field(default="demo", description="Tenant used by the CLI when none given.")
+    app_role: str = Field(
+        default="roiml_app",
+        description="PostgreSQL role the API and jobs use; row-level security applies to it.",
+    )
+    jwt_secret: SecretStr | None = None
+    jwt_public_key: str | None = None
+    jwt_algorithm: str = "HS256"
+    auth_enabled: bool = False
+    cors_origins: list[str] = Field(default_factory=list)
+    log_level: str = "INFO"
+    world_chunk_users: int = Field(
+        default=5000, ge=100, le=200_000, description="Users generated per chunk (bounds memory)."
+    )
+
+    @field_validator("tenant_id")
+    @classmethod
+    def _tenant_is_slug(cls, value: str) -> str:
+        if not value or len(value) > 64 or not value.replace("_", "").replace("-", "").isalnum():
+            raise ValueError("tenant_id must be 1-64 letters, digits, '-' or '_'")
+        return value
+
+    @model_validator(mode="after")
+    def _production_needs_keys(self) -> Settings:
+        if self.environment is Environment.PRODUCTION:
+            if self.jwt_secret is None and self.jwt_public_key is None:
+                raise ValueError(
+                    "production mode needs ROIML_JWT_SECRET or ROIML_JWT_PUBLIC_KEY; "
+                    "refusing to start with authentication off"
+                )
+            self.auth_enabled = True
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to ``sqlite:///<data_dir>/roiml.db``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'roiml.db').resolve()}"
+
+    @property
+    def resolved_mlflow_tracking_uri(self) -> str:
+        """The MLflow tracking URI, defaulting to a SQLite store under ``data_dir``."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def world_dir(self) -> Path:
+        """Where the simulated world keeps its ground truth (apart from the source tables)."""
+        return self.data_dir / "world"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
