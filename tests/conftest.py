@@ -33,7 +33,7 @@ def _unreachable(what: str, url: str, exc: Exception) -> None:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Embedded-default settings rooted in a fresh temporary directory."""
-    return Settings(_env_file=None, data_dir=tmp_path / "data")  # type: ignore[call-arg]
+    return Settings(_env_file=None, data_dir=tmp_path / "data")
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from typing import ParamSpec, TypeVar
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy import Engine
 
 from roiml.db.engine import check_connection, make_engine
@@ -30,7 +31,9 @@ def settings_or_exit() -> Settings:
     try:
         return get_settings()
     except ValidationError as exc:
-        err_console.print(f"[red]error:[/red] invalid settings: {exc}")
+        err_console.print(
+            f"[red]error:[/red] invalid settings: {escape(str(exc))}", highlight=False
+        )
         raise typer.Exit(2) from exc
 
 
@@ -53,7 +56,10 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except RoimlError as exc:
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            # Messages carry URLs and "[...]" from drivers: print them literally, not as markup.
+            err_console.print(
+                f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(exc.exit_code) from exc
 
     return wrapper

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker, with_loader_criteria
 
 from roiml.db.base import TenantMixin
@@ -28,13 +28,14 @@ def _normalise_url(url: str) -> str:
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url`` with the per-backend settings the project relies on."""
     try:
+        # A bad port ("host:abc") surfaces as ValueError rather than ArgumentError.
         parsed = make_url(_normalise_url(url))
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:
         raise ConfigurationError(f"database URL {url!r} is not a valid SQLAlchemy URL") from exc
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, **kwargs)
+        engine = _create_engine(url, parsed, **kwargs)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -49,10 +50,21 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() == "postgresql":
         kwargs.setdefault("pool_pre_ping", True)
         kwargs.setdefault("connect_args", {"connect_timeout": 5})
-        return create_engine(parsed, **kwargs)
+        return _create_engine(url, parsed, **kwargs)
     raise ConfigurationError(
         f"unsupported database backend {parsed.get_backend_name()!r}: use sqlite or postgresql"
     )
+
+
+def _create_engine(url: str, parsed: URL, **kwargs: Any) -> Engine:
+    # An unknown or uninstalled driver ("postgresql+pg8000://") is a setting error, not a crash.
+    try:
+        return create_engine(parsed, **kwargs)
+    except (NoSuchModuleError, ImportError) as exc:
+        raise ConfigurationError(
+            f"database URL {url!r} names a driver that is not available ({exc}); "
+            "use sqlite:/// or postgresql:// (psycopg 3)"
+        ) from exc
 
 
 def is_postgres(engine: Engine) -> bool:
@@ -67,8 +79,10 @@ def check_connection(engine: Engine) -> None:
             conn.execute(text("SELECT 1"))
     except OperationalError as exc:
         shown = engine.url.render_as_string(hide_password=True)
+        # libpq's messages span lines; the CLI prints this as one line.
+        reason = " ".join(str(exc.orig).split()).rstrip(".")
         raise DatabaseUnavailableError(
-            f"cannot reach the database at {shown}: {exc.orig}. "
+            f"cannot reach the database at {shown}: {reason}. "
             "Start it, or point ROIML_DATABASE_URL at a running server."
         ) from exc
 

@@ -1,0 +1,204 @@
+"""``roiml db``: upgrade and current through the real CLI, clean errors, and --help everywhere."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import typer
+from sqlalchemy import text
+from typer.main import get_command_name
+from typer.testing import CliRunner, Result
+
+from roiml.cli.main import app
+from roiml.db.engine import make_engine
+from roiml.db.migrate import head_revision
+from roiml.settings import get_settings
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    """A clean ROIML_* environment rooted in tmp_path, and fresh cached settings."""
+    for name in list(os.environ):
+        if name.startswith("ROIML_") and not name.startswith("ROIML_TEST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no stray .env from the repository
+    monkeypatch.setenv("ROIML_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def invoke(*args: str) -> Result:
+    return runner.invoke(app, list(args))
+
+
+def flat(output: str) -> str:
+    """Output with rich's line wrapping undone."""
+    return " ".join(output.split())
+
+
+def assert_clean_failure(result: Result, code: int) -> str:
+    """Exit ``code`` with a single ``error:`` line on stderr and no traceback; return the line."""
+    assert result.exit_code == code, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_upgrade_twice_then_current(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    db = tmp_path / "cli" / "roiml.db"
+    monkeypatch.setenv("ROIML_DATABASE_URL", f"sqlite:///{db}")
+
+    first = invoke("db", "upgrade")
+    assert first.exit_code == 0, first.output
+    assert f"migrated empty -> {head_revision()}" in flat(first.stdout)
+    assert db.exists()
+
+    second = invoke("db", "upgrade")
+    assert second.exit_code == 0, second.output
+    assert "nothing to do" in flat(second.stdout)
+    assert f"already at revision {head_revision()}" in flat(second.stdout)
+
+    current = invoke("db", "current")
+    assert current.exit_code == 0, current.output
+    assert flat(current.stdout) == f"database: {head_revision()}; head: {head_revision()}"
+
+
+def test_default_database_lives_under_data_dir(tmp_path: Path) -> None:
+    result = invoke("db", "upgrade")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "data" / "roiml.db").exists()
+
+
+def test_url_option_overrides_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ROIML_DATABASE_URL", "postgresql://postgres@127.0.0.1:1/nope")
+    target = tmp_path / "by-option.db"
+    result = invoke("db", "upgrade", "--url", f"sqlite:///{target}")
+    assert result.exit_code == 0, result.output
+    assert target.exists()
+
+
+def test_current_of_an_empty_database(tmp_path: Path) -> None:
+    result = invoke("db", "current", "--url", f"sqlite:///{tmp_path / 'empty.db'}")
+    assert result.exit_code == 0, result.output
+    assert flat(result.stdout) == f"database: empty; head: {head_revision()}"
+
+
+@pytest.mark.parametrize("verb", ["upgrade", "current", "grant-app-role"])
+def test_database_down_exits_3_with_one_line(monkeypatch: pytest.MonkeyPatch, verb: str) -> None:
+    monkeypatch.setenv("ROIML_DATABASE_URL", "postgresql://postgres@127.0.0.1:1/nope")
+    line = assert_clean_failure(invoke("db", verb), 3)
+    assert "127.0.0.1:1/nope" in line
+    assert "cannot reach the database" in line
+    assert "ROIML_DATABASE_URL" in line  # what to do about it
+
+
+def test_password_is_not_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROIML_DATABASE_URL", "postgresql://postgres:hunter2@127.0.0.1:1/nope")
+    line = assert_clean_failure(invoke("db", "upgrade"), 3)
+    assert "hunter2" not in line
+    assert "127.0.0.1:1/nope" in line
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("not a url", "not a valid SQLAlchemy URL"),
+        ("postgresql://postgres@127.0.0.1:notaport/x", "not a valid SQLAlchemy URL"),
+        ("mysql://u@localhost/db", "use sqlite or postgresql"),
+        ("postgresql+nosuchdriver://u@localhost/db", "driver that is not available"),
+    ],
+)
+def test_malformed_url_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, url: str, says: str
+) -> None:
+    monkeypatch.setenv("ROIML_DATABASE_URL", url)
+    line = assert_clean_failure(invoke("db", "upgrade"), 2)
+    assert says in line
+
+
+def test_invalid_settings_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROIML_TENANT_ID", "not a slug!")
+    result = invoke("db", "current")
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    assert "invalid settings" in result.stderr
+    assert "tenant_id" in result.stderr
+    # pydantic's "[type=..., input_value=...]" is printed literally, not eaten as rich markup.
+    assert "input_value='not a slug!'" in result.stderr
+
+
+def test_grant_app_role_on_sqlite_is_refused(tmp_path: Path) -> None:
+    result = invoke("db", "grant-app-role", "--url", f"sqlite:///{tmp_path / 'x.db'}")
+    line = assert_clean_failure(result, 2)
+    assert "PostgreSQL" in line
+
+
+@pytest.mark.postgres
+def test_upgrade_and_grant_on_postgres(postgres_empty_url: str) -> None:
+    first = invoke("db", "upgrade", "--url", postgres_empty_url)
+    assert first.exit_code == 0, first.output
+    assert f"-> {head_revision()}" in flat(first.stdout)
+    assert "nothing to do" in flat(invoke("db", "upgrade", "--url", postgres_empty_url).stdout)
+
+    role = f"roiml_cli_{uuid.uuid4().hex[:10]}"
+    try:
+        granted = invoke("db", "grant-app-role", "--url", postgres_empty_url, "--role", role)
+        assert granted.exit_code == 0, granted.output
+        assert f"role {role}" in flat(granted.stdout)
+    finally:
+        engine = make_engine(postgres_empty_url)
+        with engine.begin() as conn:
+            if conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).first():
+                conn.execute(text(f'DROP OWNED BY "{role}"'))
+                conn.execute(text(f'DROP ROLE "{role}"'))
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_grant_app_role_rejects_bad_name_via_cli(postgres_url: str) -> None:
+    # The CLI checks the connection first, so this needs a reachable server.
+    result = invoke("db", "grant-app-role", "--url", postgres_url, "--role", "Bad-Name")
+    line = assert_clean_failure(result, 2)
+    assert "role name" in line
+
+
+def walk(typer_app: typer.Typer, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """Every command path of ``typer_app``: groups and their commands, recursively."""
+    yield path
+    for command in typer_app.registered_commands:
+        assert command.callback is not None
+        yield (*path, command.name or get_command_name(command.callback.__name__))
+    for group in typer_app.registered_groups:
+        assert group.typer_instance is not None
+        name = group.name or group.typer_instance.info.name
+        assert isinstance(name, str), group
+        yield from walk(group.typer_instance, (*path, name))
+
+
+COMMAND_PATHS = list(walk(app))
+
+
+def test_the_walk_finds_the_db_verbs() -> None:
+    assert {("db",), ("db", "upgrade"), ("db", "current"), ("db", "grant-app-role")} <= set(
+        COMMAND_PATHS
+    )
+    assert {("world",), ("data",)} <= set(COMMAND_PATHS)
+
+
+@pytest.mark.parametrize("path", COMMAND_PATHS, ids=lambda p: " ".join(p) or "roiml")
+def test_help_works_for_every_verb(path: tuple[str, ...]) -> None:
+    result = invoke(*path, "--help")
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.stdout
+    assert "Traceback" not in result.output
