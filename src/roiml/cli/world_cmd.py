@@ -1,7 +1,124 @@
-"""``roiml world``: the simulated world."""
+"""``roiml world``: generate the simulated world and print its base rates."""
 
 from __future__ import annotations
 
+import json
+from datetime import date, datetime
+
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
+from roiml.db.migrate import current_revision, head_revision
+from roiml.errors import ConfigurationError, WorldError
+from roiml.world.config import WorldConfig
+from roiml.world.generate import generate_world
+from roiml.world.stats import world_stats
 
 app = typer.Typer(help="Generate and describe the simulated world.", no_args_is_help=True)
+
+
+def _parse_date(value: str, option: str) -> date:
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError as exc:
+        raise WorldError(f"{option} {value!r} is not a date; use YYYY-MM-DD") from exc
+
+
+@app.command("generate")
+@handle_errors
+def generate_cmd(
+    users: int = typer.Option(10_000, "--users", help="Number of homeowners."),
+    start: str = typer.Option("2023-01-01", "--start", help="First simulated day (YYYY-MM-DD)."),
+    end: str = typer.Option("2025-01-01", "--end", help="Day after the last one (YYYY-MM-DD)."),
+    seed: int = typer.Option(42, "--seed", help="Same seed, same world."),
+    tenant: str | None = typer.Option(
+        None, "--tenant", help="Tenant id (default ROIML_TENANT_ID)."
+    ),
+    markets: int = typer.Option(12, "--markets", help="Number of housing markets."),
+    replace: bool = typer.Option(False, "--replace", help="Replace the tenant's existing world."),
+) -> None:
+    """Fill the source tables with a simulated world; keep its ground truth apart (Parquet)."""
+    settings = settings_or_exit()
+    config = WorldConfig(
+        users=users,
+        start=_parse_date(start, "--start"),
+        end=_parse_date(end, "--end"),
+        seed=seed,
+        tenant_id=tenant or settings.tenant_id,
+        markets=markets,
+    )
+    with open_engine(settings) as engine:
+        if current_revision(engine) != head_revision():
+            raise ConfigurationError(
+                "the database schema is not at the newest revision; run `roiml db upgrade` first"
+            )
+        with Progress(
+            TextColumn("[bold]world[/bold] {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
+            task = progress.add_task(f"{config.users:,} users", total=config.blocks)
+            report = generate_world(
+                engine,
+                settings.data_dir,
+                config,
+                replace=replace,
+                on_block=lambda done, _total: progress.update(task, completed=done),
+            )
+    table = Table(title=f"world of tenant {config.tenant_id!r}")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, count in report.rows.items():
+        table.add_row(name, f"{count:,}")
+    console.print(table)
+    console.print(f"seconds: {report.seconds}")
+    console.print(f"ground truth: {report.truth_dir}")
+
+
+@app.command("stats")
+@handle_errors
+def stats_cmd(
+    tenant: str | None = typer.Option(
+        None, "--tenant", help="Tenant id (default ROIML_TENANT_ID)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Row counts and base rates (moves per year, open rates, ...) of a tenant's data."""
+    settings = settings_or_exit()
+    tenant_id = tenant or settings.tenant_id
+    with open_engine(settings) as engine:
+        stats = world_stats(engine, settings.data_dir, tenant_id)
+    if as_json:
+        console.print_json(json.dumps(stats))
+        return
+    if not stats["rows"]["users"]:
+        console.print(f"tenant {tenant_id!r} has no users; run `roiml world generate` first")
+        return
+    rows = Table(title=f"tenant {tenant_id!r}: rows")
+    rows.add_column("table")
+    rows.add_column("rows", justify="right")
+    for name, count in stats["rows"].items():
+        rows.add_row(name, f"{count:,}")
+    console.print(rows)
+    if "rates" in stats:
+        rates = Table(
+            title=f"base rates over {stats['window']['start']} .. {stats['window']['end']}"
+        )
+        rates.add_column("rate")
+        rates.add_column("value", justify="right")
+        for name, value in stats["rates"].items():
+            if isinstance(value, dict):
+                for sub, sub_value in value.items():
+                    rates.add_row(f"{name}.{sub}", str(sub_value))
+            else:
+                rates.add_row(name, str(value))
+        for name, value in stats["transactions_in_window"].items():
+            rates.add_row(f"transactions.{name}", f"{value:,}")
+        console.print(rates)
+    if stats.get("truth"):
+        console.print("ground truth:", stats["truth"])

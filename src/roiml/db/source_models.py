@@ -71,6 +71,7 @@ class Property(TenantMixin, Base):
     tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     owner_user_id: Mapped[str] = mapped_column(String(64), nullable=False)
     market_id: Mapped[str] = mapped_column(String(32), nullable=False)
+    is_primary_residence: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     property_type: Mapped[PropertyType] = enum_column(PropertyType, nullable=False)
     bedrooms: Mapped[int | None] = mapped_column(Integer)
     bathrooms: Mapped[float | None] = mapped_column(Float)
@@ -192,6 +193,7 @@ class Transaction(TenantMixin, Base):
     closed_at: Mapped[datetime] = mapped_column(DateTime(), nullable=False)
     price: Mapped[float | None] = mapped_column(Float)
     loan_amount: Mapped[float | None] = mapped_column(Float)
+    interest_rate: Mapped[float | None] = mapped_column(Float, doc="loan rate in percent")
 
     __table_args__ = (
         Index("ix_transactions_tenant_user_time", "tenant_id", "user_id", "closed_at"),

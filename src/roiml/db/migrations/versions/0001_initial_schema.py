@@ -605,6 +605,7 @@ def upgrade() -> None:
         sa.Column("tenant_id", sa.String(length=64), nullable=False),
         sa.Column("owner_user_id", sa.String(length=64), nullable=False),
         sa.Column("market_id", sa.String(length=32), nullable=False),
+        sa.Column("is_primary_residence", sa.Boolean(), nullable=False),
         sa.Column(
             "property_type",
             sa.Enum(
@@ -709,6 +710,7 @@ def upgrade() -> None:
         sa.Column("closed_at", sa.DateTime(), nullable=False),
         sa.Column("price", sa.Float(), nullable=True),
         sa.Column("loan_amount", sa.Float(), nullable=True),
+        sa.Column("interest_rate", sa.Float(), nullable=True),
         sa.Column("tenant_id", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_transactions")),
     )

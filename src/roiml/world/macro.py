@@ -1,0 +1,213 @@
+"""The world's economy, housing markets and agents: shared by every user block.
+
+Mortgage rates follow a mean-reverting walk around a slow cycle (weekly, like a rate survey).
+Each market has a price index with trend, cycle, spring/summer seasonality, a rate effect and
+noise; inventory, days on market and sales follow from the index's momentum and the season.
+History reaches 40 years back so that any purchase date has a rate and a price.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import numpy as np
+import pyarrow as pa
+
+from roiml.world.config import WorldConfig
+
+__all__ = ["HISTORY_YEARS", "Macro", "build_macro"]
+
+HISTORY_YEARS = 40
+
+
+@dataclass(frozen=True)
+class Macro:
+    """Everything outside the homeowners, indexed by day offset from ``origin``."""
+
+    origin: date  # day 0 of the daily arrays (HISTORY_YEARS before start)
+    start_offset: int  # index of config.start in the daily arrays
+    rate_30y: np.ndarray  # daily 30-year mortgage rate, percent
+    market_median: np.ndarray  # (markets, days) median sale price
+    market_heat: np.ndarray  # (markets, days) standardised heat: momentum, fewer days on market
+    market_weights: np.ndarray  # share of homeowners per market
+    market_ids: np.ndarray  # market id strings
+    agent_ids: np.ndarray  # agent id strings
+    agent_market: np.ndarray  # market index of each agent
+    economic_indicators: pa.Table
+    market_statistics: pa.Table
+    agents: pa.Table
+
+    def day(self, when: date) -> int:
+        """Offset of ``when`` in the daily arrays."""
+        return (when - self.origin).days
+
+
+def _month_starts(first: date, last: date) -> list[date]:
+    months = []
+    current = date(first.year, first.month, 1)
+    while current <= last:
+        months.append(current)
+        current = date(current.year + current.month // 12, current.month % 12 + 1, 1)
+    return months
+
+
+def _weekly_rate(rng: np.random.Generator, weeks: int) -> np.ndarray:
+    # A slow 9-year cycle plus an AR(1) deviation: rates wander between ~2.5 % and ~9 %.
+    t = np.arange(weeks)
+    level = 6.2 + 1.6 * np.sin(2 * np.pi * t / (52 * 9) + rng.uniform(0, 2 * np.pi))
+    shocks = rng.normal(0, 0.07, weeks)
+    deviation = np.empty(weeks)
+    deviation[0] = rng.normal(0, 0.5)
+    phi = 0.985
+    for week in range(1, weeks):  # a scalar recursion over ~2,100 weeks, not over entities
+        deviation[week] = phi * deviation[week - 1] + shocks[week]
+    return np.clip(level + deviation, 2.3, 11.0)
+
+
+def build_macro(config: WorldConfig, rng: np.random.Generator) -> Macro:
+    """Generate economy, markets and agents for ``config``."""
+    origin = date(config.start.year - HISTORY_YEARS, config.start.month, 1)
+    total_days = (config.end - origin).days + 1
+    start_offset = (config.start - origin).days
+    weeks = total_days // 7 + 2
+    rate_weekly = _weekly_rate(rng, weeks)
+    days = np.arange(total_days)
+    rate_daily = rate_weekly[days // 7]
+
+    n_markets = config.markets
+    market_ids = np.array([f"mkt_{i:03d}" for i in range(n_markets)])
+    market_weights = rng.dirichlet(np.full(n_markets, 3.0))
+    base_price = np.exp(rng.normal(np.log(380_000), 0.35, n_markets))
+    trend = rng.normal(0.045, 0.012, n_markets) / 365.0
+    cycle_phase = rng.uniform(0, 2 * np.pi, n_markets)
+    years = (days - start_offset) / 365.25
+    season = 0.025 * np.sin(2 * np.pi * (days / 365.25) - 1.2)  # peaks in early summer
+    rate_effect = -0.03 * (rate_daily - 6.0)
+    cycle = 0.06 * np.sin(2 * np.pi * years[None, :] / 7.5 + cycle_phase[:, None])
+    noise_steps = rng.normal(0, 0.0025, (n_markets, total_days // 30 + 2))
+    noise = np.cumsum(noise_steps, axis=1)[:, days // 30]
+    log_index = trend[:, None] * (days - start_offset)[None, :] + cycle + season + rate_effect
+    log_index = log_index + noise
+    market_median = base_price[:, None] * np.exp(log_index)
+    momentum = np.zeros_like(log_index)
+    momentum[:, 365:] = log_index[:, 365:] - log_index[:, :-365]
+    heat = (momentum - 0.045) / 0.05 - 0.2 * (rate_daily[None, :] - 6.0)
+    market_heat = np.clip(heat, -3, 3)
+
+    stats = _market_statistics(config, origin, market_ids, market_median, market_heat, rng)
+    indicators = _economic_indicators(config, origin, rate_weekly, rng)
+
+    n_agents = max(3, config.users // 250)
+    agent_market = rng.choice(n_markets, size=n_agents, p=market_weights)
+    agent_market[:n_markets] = np.arange(min(n_markets, n_agents))  # every market has an agent
+    agent_ids = np.array([f"agent_{i:05d}" for i in range(n_agents)])
+    hired_days = rng.integers(0, 365 * 15, n_agents)
+    hired = np.datetime64(config.start, "D") - hired_days.astype("timedelta64[D]")
+    agents = pa.table(
+        {
+            "agent_id": agent_ids,
+            "name": np.array([f"Agent {i}" for i in range(n_agents)]),
+            "brokerage": np.array([f"Brokerage {i % 17}" for i in range(n_agents)]),
+            "market_id": market_ids[agent_market],
+            "hired_at": pa.array(hired.astype("datetime64[us]")),
+        }
+    )
+    return Macro(
+        origin=origin,
+        start_offset=start_offset,
+        rate_30y=rate_daily,
+        market_median=market_median,
+        market_heat=market_heat,
+        market_weights=market_weights,
+        market_ids=market_ids,
+        agent_ids=agent_ids,
+        agent_market=agent_market,
+        economic_indicators=indicators,
+        market_statistics=stats,
+        agents=agents,
+    )
+
+
+def _market_statistics(
+    config: WorldConfig,
+    origin: date,
+    market_ids: np.ndarray,
+    market_median: np.ndarray,
+    market_heat: np.ndarray,
+    rng: np.random.Generator,
+) -> pa.Table:
+    first = date(config.start.year - 2, config.start.month, 1)
+    months = _month_starts(first, config.end - timedelta(days=1))
+    offsets = np.array([(m - origin).days for m in months])
+    n_markets, n_months = market_median.shape[0], len(months)
+    median = market_median[:, offsets + 14]
+    heat = market_heat[:, offsets + 14]
+    month_of_year = np.array([m.month for m in months])
+    seasonal = 1.0 + 0.35 * np.sin(2 * np.pi * (month_of_year - 3) / 12.0)
+    size = np.asarray(rng.uniform(800, 6000, n_markets))[:, None]
+    new_listings = rng.poisson(size * seasonal[None, :] * (1 + 0.05 * heat))
+    closed = rng.poisson(size * 0.9 * seasonal[None, :] * np.exp(0.08 * heat))
+    inventory = np.maximum(50, (size * 2.6 * np.exp(-0.18 * heat)).round()).astype(np.int64)
+    months_supply = inventory / np.maximum(closed, 1)
+    dom = np.clip(
+        38 * np.exp(-0.22 * heat) * (1.15 - 0.15 * seasonal) + rng.normal(0, 2, heat.shape), 5, 180
+    )
+    ratio = np.clip(0.985 + 0.012 * heat + rng.normal(0, 0.004, heat.shape), 0.9, 1.08)
+    month_dates = np.array(months, dtype="datetime64[D]")
+    published = month_dates + np.timedelta64(45, "D")  # figures for a month appear mid next month
+    return pa.table(
+        {
+            "market_id": np.repeat(market_ids, n_months),
+            "month": pa.array(np.tile(month_dates, n_markets)),
+            "published_at": pa.array(np.tile(published, n_markets).astype("datetime64[us]")),
+            "median_price": median.ravel().round(-2),
+            "price_index": (100 * median / median[:, :1]).ravel().round(3),
+            "inventory": inventory.ravel(),
+            "new_listings": new_listings.ravel(),
+            "closed_sales": closed.ravel(),
+            "days_on_market": dom.ravel().round(1),
+            "months_supply": months_supply.ravel().round(2),
+            "list_to_sale_ratio": ratio.ravel().round(4),
+        }
+    )
+
+
+def _economic_indicators(
+    config: WorldConfig, origin: date, rate_weekly: np.ndarray, rng: np.random.Generator
+) -> pa.Table:
+    first = config.start - timedelta(days=730)
+    # Thursdays, like the weekly mortgage rate survey.
+    first += timedelta(days=(3 - first.weekday()) % 7)
+    dates = np.arange(
+        np.datetime64(first, "D"), np.datetime64(config.end, "D"), np.timedelta64(7, "D")
+    )
+    weeks = ((dates - np.datetime64(origin, "D")).astype(np.int64)) // 7
+    rate30 = rate_weekly[weeks]
+    n = len(dates)
+    monthly = np.arange(n) // 4
+    unemployment = np.clip(
+        4.5 + np.cumsum(rng.normal(0, 0.08, monthly[-1] + 1))[monthly] + 0.15 * (rate30 - 6),
+        2.8,
+        11,
+    )
+    cpi = np.clip(2.5 + np.cumsum(rng.normal(0, 0.12, monthly[-1] + 1))[monthly], -1, 9)
+    confidence = np.clip(
+        100 - 4 * (unemployment - 4.5) - 2 * (cpi - 2.5) + rng.normal(0, 2, n), 50, 140
+    )
+    return pa.table(
+        {
+            "observed_on": pa.array(dates),
+            "mortgage_rate_30y": rate30.round(2),
+            "mortgage_rate_15y": (rate30 - 0.65 + rng.normal(0, 0.05, n)).round(2),
+            "fed_funds_rate": np.clip(rate30 - 2.1 + rng.normal(0, 0.1, n), 0.05, None).round(2),
+            "unemployment_rate": unemployment.round(1),
+            "cpi_yoy": cpi.round(1),
+            "consumer_confidence": confidence.round(1),
+        }
+    )
+
+
+def to_datetime64(day_offsets: np.ndarray, origin: date) -> np.ndarray:
+    """Day offsets from ``origin`` as ``datetime64[D]``."""
+    return np.datetime64(origin, "D") + day_offsets.astype("timedelta64[D]")
