@@ -14,8 +14,9 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
+# DEMO_SERVE=0 runs the whole job and exits instead of serving.
 demo: $(STAMP)
-	$(BIN)/python -m roiml.demo
+	$(BIN)/roiml demo $(if $(filter 0 false no,$(DEMO_SERVE)),--no-serve,--serve)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

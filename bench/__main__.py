@@ -1,0 +1,21 @@
+"""``python -m bench [NAME ...]``: run the named benchmarks (all by default)."""
+
+from __future__ import annotations
+
+import argparse
+
+from bench import world_generate
+
+BENCHMARKS = {"world": world_generate.main}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("names", nargs="*", choices=[*BENCHMARKS, []], default=list(BENCHMARKS))
+    args, rest = parser.parse_known_args()
+    for name in args.names or list(BENCHMARKS):
+        BENCHMARKS[name](rest)
+
+
+if __name__ == "__main__":
+    main()
