@@ -7,6 +7,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigurationError",
+    "FeatureError",
     "DatabaseUnavailableError",
     "ImportValidationError",
     "RoimlError",
@@ -30,6 +31,12 @@ class DatabaseUnavailableError(RoimlError):
     """The database could not be reached."""
 
     exit_code = 3
+
+
+class FeatureError(RoimlError):
+    """A feature request is malformed: unknown feature or entity type, bad dates or frames."""
+
+    exit_code = 2
 
 
 class WorldError(RoimlError):

@@ -1,0 +1,1 @@
+"""Feature definitions, the vectorised engine, validation and statistics."""

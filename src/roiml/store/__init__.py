@@ -1,0 +1,1 @@
+"""The three storage tiers (hot, warm, cold) and point-in-time retrieval."""
