@@ -7,8 +7,8 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigurationError",
-    "FeatureError",
     "DatabaseUnavailableError",
+    "FeatureError",
     "ImportValidationError",
     "RoimlError",
     "WorldError",
