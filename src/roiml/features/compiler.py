@@ -1,0 +1,147 @@
+"""Compile a list of feature definitions into one DuckDB query over an entity frame.
+
+The query has four layers: the context row (frame + user + ASOF joins, each a CTE on the last),
+one aggregate CTE per window group, a ``base`` row with every needed feature, and the final
+projection (derived features, float64). Only the joins and groups the request needs are built.
+Pure string work: no I/O, cached per request shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from roiml.features.catalog import CATALOG, Catalog
+from roiml.features.definition import CONTEXT, DERIVED, FeatureDefinition
+
+__all__ = ["CompiledQuery", "compile_features"]
+
+_USER_COLUMNS = (
+    "u.created_at AS user_created_at",
+    "u.market_id AS user_market_id",
+    "u.agent_id AS user_agent_id",
+)
+
+
+@dataclass(frozen=True)
+class CompiledQuery:
+    """SQL reading view ``frame`` (row_id, entity_id, as_of) and the source tables it lists."""
+
+    sql: str
+    features: tuple[str, ...]
+    tables: tuple[str, ...]  # source tables the query reads
+    lookback_days: dict[str, int | None]  # per table: history needed before the earliest as-of
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _closure(requested: list[FeatureDefinition], catalog: Catalog) -> list[FeatureDefinition]:
+    needed: dict[str, FeatureDefinition] = {}
+    for feature in requested:
+        if feature.scope == DERIVED:
+            for name in feature.needs:
+                needed.setdefault(name, catalog.features[name])
+        needed.setdefault(feature.name, feature)
+    return list(needed.values())
+
+
+def _joins_for(features: list[FeatureDefinition], catalog: Catalog) -> list[str]:
+    wanted: set[str] = set()
+    stack = [need for f in features if f.scope != DERIVED for need in f.needs]
+    while stack:
+        name = stack.pop()
+        if name not in wanted:
+            wanted.add(name)
+            stack.extend(catalog.joins[name].needs)
+    # Catalog order respects dependencies (a join is declared after what it needs).
+    return [name for name in catalog.joins if name in wanted]
+
+
+def compile_features(names: tuple[str, ...], catalog: Catalog = CATALOG) -> CompiledQuery:
+    """The query computing ``names`` for every row of view ``frame``."""
+    return _compile(names, catalog)
+
+
+@lru_cache(maxsize=256)
+def _compile(names: tuple[str, ...], catalog: Catalog) -> CompiledQuery:
+    requested = catalog.resolve(list(names))
+    features = _closure(requested, catalog)
+    joins = _joins_for(features, catalog)
+    lookback: dict[str, int | None] = {"users": None}
+
+    def need_table(table: str, days: int | None) -> None:
+        if table in lookback and (lookback[table] is None or days is None):
+            lookback[table] = None
+        else:
+            lookback[table] = (
+                days if table not in lookback else max(lookback[table] or 0, days or 0)
+            )
+
+    ctes = [
+        "c0 AS (SELECT f.row_id, f.entity_id, f.as_of, "
+        + ", ".join(_USER_COLUMNS)
+        + " FROM frame f LEFT JOIN users u ON u.user_id = f.entity_id)"
+    ]
+    for index, name in enumerate(joins, start=1):
+        join = catalog.joins[name]
+        for table in join.tables:
+            need_table(table, join.lookback_days)
+        ctes.append(
+            f"c{index} AS (SELECT c.*, {', '.join(join.columns)} FROM c{index - 1} c {join.sql})"
+        )
+    context = f"c{len(joins)}"
+
+    by_group: dict[str, list[FeatureDefinition]] = {}
+    for feature in features:
+        if feature.scope not in (CONTEXT, DERIVED):
+            by_group.setdefault(feature.scope, []).append(feature)
+    for group_name, members in by_group.items():
+        group = catalog.groups[group_name]
+        for table in group.tables:
+            need_table(table, group.lookback_days)
+        window = (
+            f" AND e.ts >= c.as_of - INTERVAL {group.lookback_days} DAY"
+            if group.lookback_days is not None
+            else ""
+        )
+        aggregates = ", ".join(f"{f.expression} AS {_quote(f.name)}" for f in members)
+        ctes.append(
+            f"g_{group_name} AS (SELECT c.row_id, {aggregates} FROM {context} c "
+            f"JOIN ({group.relation}) e ON e.key = c.{group.frame_key} AND e.ts < c.as_of{window} "
+            f"GROUP BY c.row_id)"
+        )
+
+    base_items = []
+    for feature in features:
+        if feature.scope == CONTEXT:
+            base_items.append(f"{feature.expression} AS {_quote(feature.name)}")
+        elif feature.scope != DERIVED:
+            column = f"g_{feature.scope}.{_quote(feature.name)}"
+            if feature.fill is not None:
+                column = f"coalesce({column}, {feature.fill})"
+            base_items.append(f"{column} AS {_quote(feature.name)}")
+    group_joins = "".join(f" LEFT JOIN g_{name} USING (row_id)" for name in by_group)
+    ctes.append(
+        "base AS (SELECT c.row_id, c.entity_id, c.as_of"
+        + "".join(f", {item}" for item in base_items)
+        + f" FROM {context} c{group_joins})"
+    )
+    outputs = []
+    for feature in requested:
+        expression = feature.expression if feature.scope == DERIVED else _quote(feature.name)
+        outputs.append(f"CAST({expression} AS DOUBLE) AS {_quote(feature.name)}")
+    sql = (
+        "WITH "
+        + ",\n".join(ctes)
+        + "\nSELECT entity_id, as_of, "
+        + ", ".join(outputs)
+        + " FROM base ORDER BY row_id"
+    )
+    return CompiledQuery(
+        sql=sql,
+        features=tuple(f.name for f in requested),
+        tables=tuple(sorted(lookback)),
+        lookback_days=lookback,
+    )

@@ -1,0 +1,86 @@
+"""What a feature *is*: data describing it, plus one SQL expression the engine compiles.
+
+A feature is computed for rows of an *entity frame* (``entity_id``, ``as_of``). Its expression
+is DuckDB SQL over one of three scopes:
+
+* ``context`` - scalar SQL over the context row ``c``: the frame row, the user's static columns
+  and the latest-before-``as_of`` rows of context joins (home, loan, market, economy, agent).
+* a window group (``emails``, ``sessions``, ...) - an *aggregate* over the group's source rows
+  ``e`` of the same entity with ``e.ts < c.as_of`` (and within the group's lookback).
+* ``derived`` - scalar SQL over other features, referenced by name.
+
+Point in time is the engine's job, not the expression's, with one exception an author must mind:
+a source row stamped before ``as_of`` may carry *later* timestamps (an email sent before ``as_of``
+but opened after it). Such columns must be compared with ``c.as_of`` in the expression, and the
+property tests check that nothing stamped at or after ``as_of`` changes a value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from roiml.db.enums import DataType, EntityType, FeatureCategory, FeatureType
+
+__all__ = ["CONTEXT", "DERIVED", "ContextJoin", "FeatureDefinition", "WindowGroup"]
+
+CONTEXT = "context"
+DERIVED = "derived"
+
+
+@dataclass(frozen=True)
+class WindowGroup:
+    """Source rows aggregated per frame row: ``e.key = c.<frame_key>`` and ``e.ts < c.as_of``.
+
+    ``relation`` is SQL over the source tables producing at least ``key`` and ``ts``.
+    ``lookback_days`` bounds how far back rows are joined (None: all history).
+    """
+
+    name: str
+    relation: str
+    tables: tuple[str, ...]
+    lookback_days: int | None
+    frame_key: str = "entity_id"
+
+
+@dataclass(frozen=True)
+class ContextJoin:
+    """A latest-row-before-``as_of`` join (DuckDB ASOF) that adds columns to the context row.
+
+    ``sql`` is the ``ASOF LEFT JOIN ... ON ...`` clause; ``columns`` the SELECT items it adds
+    (named ``<join>_<column>``); ``needs`` the joins it builds on.
+    """
+
+    name: str
+    sql: str
+    columns: tuple[str, ...]
+    tables: tuple[str, ...]
+    needs: tuple[str, ...] = ()
+    lookback_days: int | None = None  # how much history of ``tables`` the join can reach
+
+
+@dataclass(frozen=True)
+class FeatureDefinition:
+    """One feature: metadata for the catalog and validation, and its SQL expression."""
+
+    name: str
+    category: FeatureCategory
+    sub_category: str
+    description: str
+    dtype: DataType
+    scope: str  # CONTEXT, DERIVED or a window group's name
+    expression: str
+    window_days: int | None = None
+    valid_min: float | None = None
+    valid_max: float | None = None
+    max_null_rate: float = 0.0
+    fill: float | None = None  # value when a window group has no rows (counts: 0)
+    needs: tuple[str, ...] = field(default=())  # context joins, or features for DERIVED
+    entity_type: EntityType = EntityType.USER
+    feature_type: FeatureType = FeatureType.BATCH
+    version: int = 1
+    deprecated: bool = False
+
+    @property
+    def feature_set(self) -> str:
+        """The feature set (one per category) the feature is stored in."""
+        return self.category.value.lower()

@@ -1,0 +1,190 @@
+"""Quality gates: per-value rules, per-frame rules (null rate, range, type), and day-over-day
+distribution shift. Pure functions over Arrow/NumPy; each failure names feature, rule, observed
+and allowed values so the report reads on its own."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from roiml.db.enums import DataType
+from roiml.features.catalog import CATALOG, Catalog
+from roiml.features.definition import FeatureDefinition
+from roiml.features.frame import feature_columns
+
+__all__ = [
+    "PSI_LIMIT",
+    "ValidationIssue",
+    "ValidationReport",
+    "validate_features",
+    "validate_frame",
+]
+
+# Population stability index above which a feature's day-over-day shift fails the gate. 0.25 is
+# the usual "significant shift" line; daily batches of the same population rarely pass 0.1.
+PSI_LIMIT = 0.25
+_BINS = 10
+
+
+@dataclass(frozen=True)
+class ValidationIssue:
+    """One failed rule."""
+
+    feature: str
+    rule: str
+    observed: str
+    allowed: str
+
+    def __str__(self) -> str:
+        return f"{self.feature}: {self.rule} - observed {self.observed}, allowed {self.allowed}"
+
+
+@dataclass
+class ValidationReport:
+    """Outcome of validating a frame: passed when no issue was found."""
+
+    rows: int
+    issues: list[ValidationIssue] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """Whether every rule held."""
+        return not self.issues
+
+    def render(self) -> str:
+        """A readable report, one failed rule per line."""
+        if self.passed:
+            return f"all rules passed on {self.rows} rows"
+        lines = [f"{len(self.issues)} rule(s) failed on {self.rows} rows:"]
+        lines.extend(f"  - {issue}" for issue in self.issues)
+        return "\n".join(lines)
+
+
+def _range_text(definition: FeatureDefinition) -> str:
+    return f"[{definition.valid_min}, {definition.valid_max}]"
+
+
+def _value_issue(definition: FeatureDefinition, value: object) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        if definition.max_null_rate <= 0:
+            return "is null but the feature is never null"
+        return None
+    if isinstance(value, bool):
+        value = int(value)
+    if not isinstance(value, int | float):
+        return f"is {type(value).__name__}, expected a number"
+    if not math.isfinite(value):
+        return f"is {value}, expected a finite number"
+    if definition.dtype in (DataType.INTEGER, DataType.BOOLEAN) and float(value) != int(value):
+        return f"is {value}, expected a whole number ({definition.dtype.value})"
+    if definition.dtype is DataType.BOOLEAN and value not in (0, 1):
+        return f"is {value}, expected 0 or 1"
+    if definition.valid_min is not None and value < definition.valid_min:
+        return f"is {value}, below the valid range {_range_text(definition)}"
+    if definition.valid_max is not None and value > definition.valid_max:
+        return f"is {value}, above the valid range {_range_text(definition)}"
+    return None
+
+
+def validate_features(
+    features: Mapping[str, object], catalog: Catalog = CATALOG
+) -> tuple[bool, list[str]]:
+    """The seed's ``validate_features(features) -> (is_valid, errors)`` for one feature vector.
+
+    Unknown names, wrong types and values outside the valid range are errors.
+    """
+    errors: list[str] = []
+    for name, value in features.items():
+        definition = catalog.features.get(name)
+        if definition is None:
+            errors.append(f"{name}: unknown feature")
+            continue
+        problem = _value_issue(definition, value)
+        if problem:
+            errors.append(f"{name}: {problem}")
+    return not errors, errors
+
+
+def validate_frame(
+    frame: pa.Table,
+    previous: pa.Table | None = None,
+    catalog: Catalog = CATALOG,
+    psi_limit: float = PSI_LIMIT,
+) -> ValidationReport:
+    """Check every feature column of ``frame``: null rate, valid range, type; and, given the
+    previous day's frame, the distribution shift (PSI over the previous day's deciles)."""
+    report = ValidationReport(rows=frame.num_rows)
+    if frame.num_rows == 0:
+        report.issues.append(ValidationIssue("*", "row count", "0 rows", "at least 1 row"))
+        return report
+    for name in feature_columns(frame):
+        definition = catalog.get(name)
+        values = frame[name].to_numpy(zero_copy_only=False).astype(np.float64)
+        present = ~np.isnan(values)
+        null_rate = 1.0 - present.mean()
+        if null_rate > definition.max_null_rate + 1e-12:
+            report.issues.append(
+                ValidationIssue(
+                    name, "null rate", f"{null_rate:.1%}", f"<= {definition.max_null_rate:.1%}"
+                )
+            )
+        observed = values[present]
+        if observed.size == 0:
+            continue
+        low = definition.valid_min if definition.valid_min is not None else -np.inf
+        high = definition.valid_max if definition.valid_max is not None else np.inf
+        outside = (observed < low) | (observed > high)
+        if outside.any():
+            report.issues.append(
+                ValidationIssue(
+                    name,
+                    "valid range",
+                    f"{int(outside.sum())} value(s) outside, e.g. {observed[outside][0]:g}",
+                    _range_text(definition),
+                )
+            )
+        if definition.dtype in (DataType.INTEGER, DataType.BOOLEAN):
+            fractional = observed != np.round(observed)
+            if fractional.any():
+                report.issues.append(
+                    ValidationIssue(
+                        name,
+                        "type",
+                        f"{int(fractional.sum())} non-whole value(s)",
+                        f"whole numbers ({definition.dtype.value})",
+                    )
+                )
+        if previous is not None and name in previous.column_names:
+            before = previous[name].to_numpy(zero_copy_only=False).astype(np.float64)
+            psi = population_stability(before[~np.isnan(before)], observed)
+            if psi is not None and psi > psi_limit:
+                report.issues.append(
+                    ValidationIssue(
+                        name, "shift against the previous day", f"PSI {psi:.3f}", f"<= {psi_limit}"
+                    )
+                )
+    return report
+
+
+def population_stability(
+    reference: np.ndarray, current: np.ndarray, bins: int = _BINS
+) -> float | None:
+    """PSI of ``current`` against ``reference`` over the reference's quantile bins.
+
+    Quantile bins follow the reference's own mass, so a skewed feature (most users at 0) is not
+    judged by a few empty equal-width bins. None when either side is empty.
+    """
+    if reference.size == 0 or current.size == 0:
+        return None
+    edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
+    expected = np.bincount(
+        np.searchsorted(edges, reference, side="right"), minlength=len(edges) + 1
+    )
+    actual = np.bincount(np.searchsorted(edges, current, side="right"), minlength=len(edges) + 1)
+    expected_share = np.clip(expected / reference.size, 1e-4, None)
+    actual_share = np.clip(actual / current.size, 1e-4, None)
+    return float(np.sum((actual_share - expected_share) * np.log(actual_share / expected_share)))
