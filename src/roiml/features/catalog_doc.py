@@ -42,7 +42,8 @@ def render_catalog(catalog: Catalog = CATALOG) -> str:
             "",
             f"## {set_name}",
             "",
-            "| feature | sub-category | type | window | valid range | max null rate | version | description |",
+            "| feature | sub-category | type | window | valid range | max null rate | version "
+            "| description |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for name in names:
