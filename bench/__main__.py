@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from bench import world_generate
+from bench import feature_engine, world_generate
 
-BENCHMARKS = {"world": world_generate.main}
+BENCHMARKS = {"world": world_generate.main, "features": feature_engine.main}
 
 
 def main() -> None:

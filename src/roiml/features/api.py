@@ -17,7 +17,7 @@ from roiml.features.validation import validate_features
 __all__ = ["FeatureEngineer", "as_of_midnight"]
 
 # Backfills run in slices of about this many (entity, date) rows to bound memory.
-_BACKFILL_SLICE_ROWS = 2_000_000
+_BACKFILL_SLICE_ROWS = 500_000
 
 
 def as_of_midnight(day: date | datetime) -> datetime:

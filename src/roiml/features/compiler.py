@@ -80,6 +80,7 @@ def _compile(names: tuple[str, ...], catalog: Catalog) -> CompiledQuery:
             )
 
     ctes = [
+        "bounds AS (SELECT min(as_of) AS lo, max(as_of) AS hi FROM frame)",
         "c0 AS (SELECT f.row_id, f.entity_id, f.as_of, "
         + ", ".join(_USER_COLUMNS)
         + " FROM frame f LEFT JOIN users u ON u.user_id = f.entity_id)"
@@ -101,15 +102,19 @@ def _compile(names: tuple[str, ...], catalog: Catalog) -> CompiledQuery:
         group = catalog.groups[group_name]
         for table in group.tables:
             need_table(table, group.lookback_days)
-        window = (
-            f" AND e.ts >= c.as_of - INTERVAL {group.lookback_days} DAY"
-            if group.lookback_days is not None
-            else ""
-        )
+        window = lower = ""
+        if group.lookback_days is not None:
+            window = f" AND e.ts >= c.as_of - INTERVAL {group.lookback_days} DAY"
+            lower = f" AND r.ts >= (SELECT lo FROM bounds) - INTERVAL {group.lookback_days} DAY"
         aggregates = ", ".join(f"{f.expression} AS {_quote(f.name)}" for f in members)
+        # Rows outside the frame's whole time span cannot match any frame row; dropping them
+        # before the join keeps the join's candidate pairs down on multi-day backfills.
+        rows = (
+            f"(SELECT * FROM ({group.relation}) r WHERE r.ts < (SELECT hi FROM bounds){lower})"
+        )
         ctes.append(
             f"g_{group_name} AS (SELECT c.row_id, {aggregates} FROM {context} c "
-            f"JOIN ({group.relation}) e ON e.key = c.{group.frame_key} AND e.ts < c.as_of{window} "
+            f"JOIN {rows} e ON e.key = c.{group.frame_key} AND e.ts < c.as_of{window} "
             f"GROUP BY c.row_id)"
         )
 

@@ -6,6 +6,7 @@ a single entity is a frame of one row. There is no second implementation to drif
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -20,6 +21,8 @@ from roiml.features.frame import AS_OF, ENTITY_ID
 from roiml.features.sources import SourceTables
 
 __all__ = ["FeatureEngine", "entity_frame"]
+
+_SMALL_FRAME = 1000
 
 
 def entity_frame(entity_ids: Sequence[str], as_of: datetime | Sequence[datetime]) -> pa.Table:
@@ -75,6 +78,7 @@ class FeatureEngine:
     def __init__(self, catalog: Catalog = CATALOG, threads: int | None = None) -> None:
         self.catalog = catalog
         self.threads = threads
+        self._local = threading.local()
 
     def plan(self, features: Sequence[str]) -> CompiledQuery:
         """The compiled query for ``features`` (feature names or feature-set names)."""
@@ -91,15 +95,35 @@ class FeatureEngine:
         if missing:
             raise FeatureError(f"source table(s) {missing} are needed but were not loaded")
         rows = _check_frame(frame)
-        con = duckdb.connect()
+        small = rows.num_rows < _SMALL_FRAME
+        con = self._small_connection() if small else self._new_connection(self.threads)
         try:
-            # DuckDB rewrites ASOF joins into nested loops when it guesses the inputs are small,
-            # and it cannot see the size of registered Arrow tables: that costs 10-20x here.
-            con.execute("SET asof_loop_join_threshold = 0")
-            if self.threads:
-                con.execute(f"SET threads = {int(self.threads)}")
             sources.register(con)
             con.register("frame", rows)
             return con.execute(plan.sql).to_arrow_table()
         finally:
-            con.close()
+            if small:
+                # The connection is kept for the next small request; the data is not.
+                for name in (*sources.names, "frame"):
+                    con.unregister(name)
+            else:
+                con.close()
+
+    @staticmethod
+    def _new_connection(threads: int | None) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect()
+        # DuckDB rewrites ASOF joins into nested loops when it guesses the inputs are small,
+        # and it cannot see the size of registered Arrow tables: that costs 10-20x here.
+        con.execute("SET asof_loop_join_threshold = 0")
+        if threads:
+            con.execute(f"SET threads = {int(threads)}")
+        return con
+
+    def _small_connection(self) -> duckdb.DuckDBPyConnection:
+        # Small frames (serving, single entities) are all planning and no work: one thread, and
+        # one connection per thread kept open, since opening a database costs ~10 ms.
+        con: duckdb.DuckDBPyConnection | None = getattr(self._local, "con", None)
+        if con is None:
+            con = self._new_connection(1)
+            self._local.con = con
+        return con
