@@ -27,6 +27,7 @@ PUBLIC = {
     "roiml.errors": {
         "ConfigurationError",
         "DatabaseUnavailableError",
+        "FeatureError",
         "ImportValidationError",
         "RoimlError",
         "WorldError",

@@ -95,6 +95,11 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
 
     @property
+    def online_store_path(self) -> Path:
+        """The embedded online store's SQLite file, used when ``redis_url`` is None."""
+        return self.data_dir / "online.db"
+
+    @property
     def world_dir(self) -> Path:
         """Where the simulated world keeps its ground truth (apart from the source tables)."""
         return self.data_dir / "world"

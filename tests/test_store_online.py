@@ -1,0 +1,270 @@
+"""Hot tier: both backends (embedded SQLite, real Redis) behind one interface."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import redis
+
+from roiml.errors import FeatureError
+from roiml.settings import Settings
+from roiml.store.online import (
+    DEFAULT_TTL,
+    HEADER,
+    OnlineFeatureSet,
+    OnlineStore,
+    RedisOnlineStore,
+    open_online_store,
+    schema_hash,
+    to_epoch_us,
+)
+from roiml.store.online_sqlite import SqliteOnlineStore
+
+# Redis expires keys by its own clock, so days are anchored to the real present.
+NOW = datetime.now(UTC).replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0)
+TODAY = NOW - timedelta(hours=1)
+YESTERDAY = TODAY - timedelta(days=1)
+PROFILE = OnlineFeatureSet("profile", ("age_days", "visits_7d", "score"))
+ACTIVITY = OnlineFeatureSet("activity", ("opens_30d",), ttl=timedelta(days=2))
+
+
+def frame(
+    as_of: datetime, rows: Mapping[str, Sequence[float | None]], names: tuple[str, ...]
+) -> pa.Table:
+    ids = list(rows)
+    data = {"entity_id": pa.array(ids), "as_of": pa.array([as_of] * len(ids), pa.timestamp("us"))}
+    for index, name in enumerate(names):
+        data[name] = pa.array([rows[i][index] for i in ids], pa.float64())
+    return pa.table(data)
+
+
+@pytest.fixture(
+    params=["embedded", pytest.param("redis", marks=pytest.mark.redis)],
+)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OnlineStore]:
+    """Each backend; on Redis a namespace unique to the test, whose keys are deleted after."""
+    if request.param == "embedded":
+        embedded = SqliteOnlineStore(tmp_path / "online.db")
+        yield embedded
+        embedded.close()
+        return
+    url: str = request.getfixturevalue("redis_url")
+    namespace = f"roiml_test_{uuid.uuid4().hex[:10]}"
+    # A small write chunk makes even these few rows cross chunk and round-trip boundaries.
+    on_redis = RedisOnlineStore(
+        redis.Redis.from_url(url), namespace=namespace, write_chunk=2, chunks_per_round_trip=2
+    )
+    yield on_redis
+    client = redis.Redis.from_url(url)
+    leftovers = list(client.scan_iter(match=f"{namespace}:*"))
+    if leftovers:
+        client.delete(*leftovers)
+    client.close()
+    on_redis.close()
+
+
+def as_list(vector: object) -> list[float] | None:
+    return None if vector is None else np.asarray(vector).tolist()
+
+
+def test_round_trip_keeps_order_and_turns_null_into_nan(store: OnlineStore, tenant: str) -> None:
+    rows: dict[str, list[float | None]] = {
+        "u1": [1.0, None, 0.5],
+        "u2": [2.0, 3.0, float("nan")],
+        "u3": [4.0, 5.0, 6.0],
+    }
+    assert store.write_day(frame(TODAY, rows, PROFILE.feature_names), tenant, "USER", PROFILE) == 3
+    store.write_day(frame(TODAY, {"u2": [7.0]}, ACTIVITY.feature_names), tenant, "USER", ACTIVITY)
+    got = store.get_vectors(tenant, "USER", ["u2", "nobody", "u1"], [ACTIVITY, PROFILE], now=NOW)
+    assert [[as_list(v) for v in row] for row in got] == [
+        [[7.0], [2.0, 3.0, pytest.approx(float("nan"), nan_ok=True)]],
+        [None, None],
+        [None, [1.0, pytest.approx(float("nan"), nan_ok=True), 0.5]],
+    ]
+    vector = got[0][1]
+    assert vector is not None and vector.dtype == np.float64
+    assert store.get_vectors(tenant, "USER", [], [PROFILE]) == []
+    # Another tenant or entity type sees nothing.
+    assert store.get_vectors(f"{tenant}x", "USER", ["u1"], [PROFILE], now=NOW) == [[None]]
+    assert store.get_vectors(tenant, "AGENT", ["u1"], [PROFILE], now=NOW) == [[None]]
+
+
+def test_get_matrix_puts_all_sets_of_an_entity_in_one_row(store: OnlineStore, tenant: str) -> None:
+    profile = frame(TODAY, {"u1": [1.0, 2.0, 3.0]}, PROFILE.feature_names)
+    store.write_day(profile, tenant, "USER", PROFILE)
+    store.write_day(frame(TODAY, {"u2": [7.0]}, ACTIVITY.feature_names), tenant, "USER", ACTIVITY)
+    values, found = store.get_matrix(tenant, "USER", ["u1", "u2", "u3"], [PROFILE, ACTIVITY], NOW)
+    assert values.shape == (3, 4) and values.dtype == np.float64
+    assert found.tolist() == [[True, False], [False, True], [False, False]]
+    np.testing.assert_array_equal(
+        values,
+        [[1.0, 2.0, 3.0, np.nan], [np.nan, np.nan, np.nan, 7.0], [np.nan] * 4],
+    )
+    empty = store.get_matrix(tenant, "USER", [], [PROFILE, ACTIVITY])
+    assert empty.values.shape == (0, 4) and empty.found.shape == (0, 2)
+
+
+def test_expiry_is_checked_at_read_time(store: OnlineStore, tenant: str) -> None:
+    store.write_day(frame(TODAY, {"u1": [1.0]}, ACTIVITY.feature_names), tenant, "USER", ACTIVITY)
+    just_valid = TODAY + ACTIVITY.ttl
+    assert store.get_vectors(tenant, "USER", ["u1"], [ACTIVITY], now=just_valid)[0][0] is not None
+    # The key still exists in the backend, but its value is older than the set's TTL.
+    expired = just_valid + timedelta(microseconds=1)
+    assert store.get_vectors(tenant, "USER", ["u1"], [ACTIVITY], now=expired) == [[None]]
+    # The reader's TTL governs, not the writer's: a stricter reader sees it as missing.
+    strict = OnlineFeatureSet(ACTIVITY.name, ACTIVITY.feature_names, ttl=timedelta(minutes=30))
+    assert store.get_vectors(tenant, "USER", ["u1"], [strict], now=NOW) == [[None]]
+
+
+def test_an_older_day_never_replaces_a_newer_one(store: OnlineStore, tenant: str) -> None:
+    names = PROFILE.feature_names
+    store.write_day(frame(TODAY, {"u1": [1.0, 1.0, 1.0]}, names), tenant, "USER", PROFILE)
+    backfill = frame(YESTERDAY, {"u1": [9.0, 9.0, 9.0], "u2": [2.0, 2.0, 2.0]}, names)
+    assert store.write_day(backfill, tenant, "USER", PROFILE) == 1  # only u2, which had nothing
+    got = store.get_vectors(tenant, "USER", ["u1", "u2"], [PROFILE], now=NOW)
+    assert [as_list(row[0]) for row in got] == [[1.0, 1.0, 1.0], [2.0, 2.0, 2.0]]
+    # The same day again is allowed (idempotent), and a newer day replaces.
+    store.write_day(frame(TODAY, {"u1": [1.0, 1.0, 1.0]}, names), tenant, "USER", PROFILE)
+    store.write_day(frame(NOW, {"u1": [5.0, 5.0, 5.0]}, names), tenant, "USER", PROFILE)
+    assert as_list(store.get_vectors(tenant, "USER", ["u1"], [PROFILE], now=NOW)[0][0]) == [5.0] * 3
+
+
+def test_a_changed_definition_reads_as_missing_and_is_logged(
+    store: OnlineStore, tenant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store.write_day(
+        frame(TODAY, {"u1": [1.0, 2.0, 3.0]}, PROFILE.feature_names), tenant, "USER", PROFILE
+    )
+    reordered = OnlineFeatureSet(PROFILE.name, ("visits_7d", "age_days", "score"))
+    grown = OnlineFeatureSet(PROFILE.name, (*PROFILE.feature_names, "new_feature"))
+    with caplog.at_level(logging.WARNING, logger="roiml.store.online"):
+        assert store.get_vectors(tenant, "USER", ["u1"], [reordered], now=NOW) == [[None]]
+        assert store.get_vectors(tenant, "USER", ["u1"], [grown], now=NOW) == [[None]]
+    assert "another definition" in caplog.text
+    assert store.get_vectors(tenant, "USER", ["u1"], [PROFILE], now=NOW)[0][0] is not None
+
+
+def test_a_day_already_expired_writes_nothing(store: OnlineStore, tenant: str) -> None:
+    old = frame(NOW - timedelta(days=30), {"u1": [1.0]}, ACTIVITY.feature_names)
+    assert store.write_day(old, tenant, "USER", ACTIVITY) == 0
+    assert store.get_vectors(tenant, "USER", ["u1"], [ACTIVITY], now=NOW - timedelta(days=29)) == [
+        [None]
+    ]
+
+
+def test_delete_tenant_removes_only_that_tenant(store: OnlineStore, tenant: str) -> None:
+    one = frame(TODAY, {"u1": [1.0], "u2": [2.0]}, ACTIVITY.feature_names)
+    store.write_day(one, tenant, "USER", ACTIVITY)
+    store.write_day(one, f"{tenant}_other", "USER", ACTIVITY)
+    assert store.delete_tenant(tenant) == 2
+    assert store.get_vectors(tenant, "USER", ["u1"], [ACTIVITY], now=NOW) == [[None]]
+    assert (
+        store.get_vectors(f"{tenant}_other", "USER", ["u1"], [ACTIVITY], now=NOW)[0][0] is not None
+    )
+    assert store.delete_tenant(f"{tenant}_other") == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("tenant", "tenant 'no/such' is not valid"),
+        ("entity_type", "unknown entity type 'HOUSE'"),
+        ("mixed", "one as_of"),
+        ("names", "do not match the frame"),
+        ("no_id", "no 'entity_id' column"),
+        ("ints", "features are float64"),
+    ],
+)
+def test_bad_input_is_refused_and_nothing_written(
+    store: OnlineStore, tenant: str, change: str, message: str
+) -> None:
+    good = frame(TODAY, {"u1": [1.0], "u2": [2.0]}, ACTIVITY.feature_names)
+    target, kind, feature_set = tenant, "USER", ACTIVITY
+    if change == "tenant":
+        target = "no/such"
+    elif change == "entity_type":
+        kind = "HOUSE"
+    elif change == "mixed":
+        good = good.set_column(1, "as_of", pa.array([TODAY, YESTERDAY], pa.timestamp("us")))
+    elif change == "names":
+        feature_set = OnlineFeatureSet(ACTIVITY.name, ("opens_30d", "clicks_30d"))
+    elif change == "no_id":
+        good = good.drop_columns(["entity_id"])
+    else:
+        good = good.set_column(2, "opens_30d", pa.array([1, 2], pa.int64()))
+    with pytest.raises(FeatureError, match=message):
+        store.write_day(good, target, kind, feature_set)
+    assert store.get_vectors(tenant, "USER", ["u1", "u2"], [ACTIVITY], now=NOW) == [[None], [None]]
+
+
+@pytest.mark.redis
+def test_redis_keys_records_and_expiry(redis_url: str, tenant: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    store = RedisOnlineStore(client, namespace="roiml_test")
+    try:
+        store.write_day(
+            frame(TODAY, {"u1": [1.0, 2.0, 3.0]}, PROFILE.feature_names), tenant, "USER", PROFILE
+        )
+        key = f"roiml_test:v1:{tenant}:USER:profile:u1"
+        record = client.get(key)
+        assert isinstance(record, bytes) and len(record) == PROFILE.record_size == 16 + 3 * 8
+        assert HEADER.unpack_from(record) == (
+            to_epoch_us(TODAY),
+            schema_hash(PROFILE.feature_names),
+        )
+        assert np.frombuffer(record, "<f8", offset=16).tolist() == [1.0, 2.0, 3.0]
+        # The key dies ttl after its as_of (by Redis' clock), not ttl after the write.
+        expires_ms = client.pexpiretime(key)
+        assert expires_ms == (to_epoch_us(TODAY) + DEFAULT_TTL // timedelta(microseconds=1)) // 1000
+    finally:
+        store.delete_tenant(tenant)
+        store.close()
+
+
+def test_embedded_store_is_a_wal_sqlite_file(tmp_path: Path, tenant: str) -> None:
+    path = tmp_path / "data" / "online.db"
+    store = open_online_store(Settings(_env_file=None, data_dir=tmp_path / "data"))
+    try:
+        assert isinstance(store, SqliteOnlineStore)
+        store.write_day(
+            frame(TODAY, {"u1": [1.0]}, ACTIVITY.feature_names), tenant, "USER", ACTIVITY
+        )
+    finally:
+        store.close()
+    import sqlite3
+
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        keys = connection.execute("SELECT key FROM online_vectors").fetchall()
+    assert keys == [(f"roiml:v1:{tenant}:USER:activity:u1".encode(),)]
+    # Reopening finds what was written.
+    reopened = SqliteOnlineStore(path)
+    try:
+        assert reopened.get_vectors(tenant, "USER", ["u1"], [ACTIVITY], now=NOW)[0][0] is not None
+    finally:
+        reopened.close()
+
+
+def test_settings_with_redis_url_open_the_redis_store(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, data_dir=tmp_path, redis_url="redis://127.0.0.1:1/0")
+    store = open_online_store(settings)  # connecting is lazy: no server needed here
+    assert isinstance(store, RedisOnlineStore)
+    store.close()
+
+
+def test_feature_set_spec_is_resolved_once() -> None:
+    assert PROFILE.record_size == 40
+    assert PROFILE.ttl_us == 7 * 86_400 * 1_000_000
+    assert schema_hash(("a", "b")) != schema_hash(("b", "a"))
+    assert schema_hash(("ab",)) != schema_hash(("a", "b"))
+    with pytest.raises(FeatureError, match="feature set 'x:y' is not valid"):
+        OnlineFeatureSet("x:y", ("a",))
+    with pytest.raises(ValueError, match="tuple of feature names"):
+        OnlineFeatureSet("x", ())
