@@ -219,3 +219,28 @@ def test_bad_feature_set_name_and_entity_type_are_refused(tmp_path: Path) -> Non
         cold.write_day(GOOD, "t1", "a/b", NAMES, data_dir=tmp_path)
     with pytest.raises(FeatureError, match="unknown entity type 'USERS'; expected one of USER"):
         cold.check_entity_type("USERS")
+
+
+def test_created_time_is_kept_on_an_identical_rewrite_and_renewed_on_a_change(
+    tmp_path: Path,
+) -> None:
+    from datetime import datetime as _dt
+
+    from roiml.store.cold import read, write_day
+
+    day = pa.table(
+        {
+            "entity_id": ["u1", "u2"],
+            "as_of": pa.array([_dt(2024, 3, 1)] * 2, pa.timestamp("us")),
+            "x": [1.0, 2.0],
+        }
+    )
+    write_day(day, "t", "s", ["x"], data_dir=tmp_path, created_at=_dt(2024, 3, 1, 2))
+    write_day(day, "t", "s", ["x"], data_dir=tmp_path, created_at=_dt(2024, 3, 5))
+    stored = read("t", "s", data_dir=tmp_path, with_created=True)
+    assert stored["created_at"].to_pylist() == [_dt(2024, 3, 1, 2)] * 2
+    changed = day.set_column(2, "x", pa.array([1.0, 3.0]))
+    write_day(changed, "t", "s", ["x"], data_dir=tmp_path, created_at=_dt(2024, 3, 5))
+    stored = read("t", "s", data_dir=tmp_path, with_created=True)
+    assert stored["created_at"].to_pylist() == [_dt(2024, 3, 5)] * 2
+    assert stored["x"].to_pylist() == [1.0, 3.0]

@@ -20,7 +20,7 @@ import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -39,6 +39,7 @@ from roiml.features.frame import (
 )
 
 __all__ = [
+    "CREATED_AT",
     "PART_FILE",
     "FeatureDay",
     "add_missing_rows",
@@ -52,6 +53,8 @@ __all__ = [
 ]
 
 PART_FILE = "part-0.parquet"
+CREATED_AT = "created_at"
+CREATED_AT_KEY = b"roiml.created_at"
 _MAX_ENTITY_ID = 64  # ml_feature_values.entity_id is VARCHAR(64)
 # Tenants and feature-set names become folder names and Redis key segments: no separators,
 # no glob characters, nothing a path could climb out with.
@@ -211,11 +214,23 @@ def write_day(
     feature_names: Sequence[str],
     *,
     data_dir: Path,
+    created_at: datetime | None = None,
 ) -> Path:
-    """Store one day, replacing that date's file atomically; return the file's path."""
+    """Store one day, replacing that date's file atomically; return the file's path.
+
+    The file records when its values were created (``created_at``, default now). Writing the
+    same values again keeps the file untouched, creation time included, so a rerun changes
+    nothing; changed values (a corrected backfill) get a new creation time, which is what keeps
+    them out of training rows dated before the correction.
+    """
     day = check_day(frame, tenant, feature_set, feature_names)
     folder = partition_dir(data_dir, tenant, feature_set, day.date)
-    return _replace_file(folder, day.frame)
+    target = folder / PART_FILE
+    if target.is_file() and pq.ParquetFile(target).read().equals(day.frame.combine_chunks()):
+        return target
+    moment = created_at or datetime.now(UTC).replace(tzinfo=None)
+    metadata = {CREATED_AT_KEY: moment.isoformat().encode()}
+    return _replace_file(folder, day.frame.replace_schema_metadata(metadata))
 
 
 def add_missing_rows(
@@ -295,12 +310,14 @@ def read(
     entity_ids: Iterable[str] | None = None,
     *,
     data_dir: Path,
+    with_created: bool = False,
 ) -> pa.Table:
     """The stored rows of ``feature_set`` whose as_of date is within ``start``..``end``
     (inclusive, either open), optionally only ``entity_ids``, sorted by as_of then entity_id.
 
     A datetime counts as its date. Days written under an older definition lack newer features:
-    those columns are null there.
+    those columns are null there. ``with_created`` adds a ``created_at`` column: when each day's
+    values were written (what point-in-time retrieval needs to drop values not yet known).
     """
     first = start.date() if isinstance(start, datetime) else start
     last = end.date() if isinstance(end, datetime) else end
@@ -310,14 +327,36 @@ def read(
         if (first is None or day >= first) and (last is None or day <= last)
     ]
     if not files:
-        return pa.table(
-            [pa.array([], pa.string()), pa.array([], pa.timestamp("us"))], names=[ENTITY_ID, AS_OF]
-        )
-    schema = pa.unify_schemas([pq.read_schema(path) for path in files])
-    # Files are listed explicitly, so no partition columns (tenant, feature_set, date) appear.
-    dataset = pads.dataset(files, schema=schema, format="parquet")
+        columns = [pa.array([], pa.string()), pa.array([], pa.timestamp("us"))]
+        names = [ENTITY_ID, AS_OF]
+        if with_created:
+            columns.append(pa.array([], pa.timestamp("us")))
+            names.append(CREATED_AT)
+        return pa.table(columns, names=names)
+    schemas = [pq.read_schema(path) for path in files]
+    schema = pa.unify_schemas([s.remove_metadata() for s in schemas])
     wanted = None
     if entity_ids is not None:
         wanted = pc.field(ENTITY_ID).isin(pa.array(list(entity_ids), pa.string()))
-    table = dataset.to_table(filter=wanted)
+    if not with_created:
+        # Files are listed explicitly, so no partition columns (tenant, feature_set, date) appear.
+        table = pads.dataset(files, schema=schema, format="parquet").to_table(filter=wanted)
+    else:
+        parts = []
+        for path, file_schema in zip(files, schemas, strict=True):
+            part = pads.dataset(path, schema=schema, format="parquet").to_table(filter=wanted)
+            created = _created_at(file_schema, path)
+            parts.append(
+                part.append_column(
+                    CREATED_AT, pa.array([created] * part.num_rows, pa.timestamp("us"))
+                )
+            )
+        table = pa.concat_tables(parts)
     return table.sort_by([(AS_OF, "ascending"), (ENTITY_ID, "ascending")])
+
+
+def _created_at(schema: pa.Schema, path: str) -> datetime:
+    raw = (schema.metadata or {}).get(CREATED_AT_KEY)
+    if raw is None:  # written before creation times were recorded: the file's own time
+        return datetime.fromtimestamp(Path(path).stat().st_mtime, UTC).replace(tzinfo=None)
+    return datetime.fromisoformat(raw.decode())
