@@ -83,7 +83,7 @@ def _compile(names: tuple[str, ...], catalog: Catalog) -> CompiledQuery:
         "bounds AS (SELECT min(as_of) AS lo, max(as_of) AS hi FROM frame)",
         "c0 AS (SELECT f.row_id, f.entity_id, f.as_of, "
         + ", ".join(_USER_COLUMNS)
-        + " FROM frame f LEFT JOIN users u ON u.user_id = f.entity_id)"
+        + " FROM frame f LEFT JOIN users u ON u.user_id = f.entity_id)",
     ]
     for index, name in enumerate(joins, start=1):
         join = catalog.joins[name]
@@ -109,9 +109,7 @@ def _compile(names: tuple[str, ...], catalog: Catalog) -> CompiledQuery:
         aggregates = ", ".join(f"{f.expression} AS {_quote(f.name)}" for f in members)
         # Rows outside the frame's whole time span cannot match any frame row; dropping them
         # before the join keeps the join's candidate pairs down on multi-day backfills.
-        rows = (
-            f"(SELECT * FROM ({group.relation}) r WHERE r.ts < (SELECT hi FROM bounds){lower})"
-        )
+        rows = f"(SELECT * FROM ({group.relation}) r WHERE r.ts < (SELECT hi FROM bounds){lower})"
         ctes.append(
             f"g_{group_name} AS (SELECT c.row_id, {aggregates} FROM {context} c "
             f"JOIN {rows} e ON e.key = c.{group.frame_key} AND e.ts < c.as_of{window} "

@@ -79,6 +79,10 @@ class FeatureDefinition:
     feature_type: FeatureType = FeatureType.BATCH
     version: int = 1
     deprecated: bool = False
+    # Day-over-day distribution check. Off for values that move by construction from one day
+    # to the next: calendar encodings, market-wide and economic figures (one value for many
+    # users, stepping monthly), and "days since" clocks that tick for everyone.
+    shift_check: bool = True
 
     @property
     def feature_set(self) -> str:

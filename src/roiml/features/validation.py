@@ -17,6 +17,7 @@ from roiml.features.definition import FeatureDefinition
 from roiml.features.frame import feature_columns
 
 __all__ = [
+    "MIN_SHIFT_SAMPLE",
     "PSI_LIMIT",
     "ValidationIssue",
     "ValidationReport",
@@ -27,6 +28,8 @@ __all__ = [
 # Population stability index above which a feature's day-over-day shift fails the gate. 0.25 is
 # the usual "significant shift" line; daily batches of the same population rarely pass 0.1.
 PSI_LIMIT = 0.25
+# Below this many values on either day, PSI measures sampling noise rather than a shift.
+MIN_SHIFT_SAMPLE = 1000
 _BINS = 10
 
 
@@ -158,9 +161,12 @@ def validate_frame(
                         f"whole numbers ({definition.dtype.value})",
                     )
                 )
-        if previous is not None and name in previous.column_names:
+        if previous is not None and definition.shift_check and name in previous.column_names:
             before = previous[name].to_numpy(zero_copy_only=False).astype(np.float64)
-            psi = population_stability(before[~np.isnan(before)], observed)
+            before = before[~np.isnan(before)]
+            if min(before.size, observed.size) < MIN_SHIFT_SAMPLE:
+                continue
+            psi = population_stability(before, observed)
             if psi is not None and psi > psi_limit:
                 report.issues.append(
                     ValidationIssue(

@@ -46,16 +46,20 @@ def store_day(
     online: OnlineStore,
     ttl: timedelta = DEFAULT_TTL,
     now: datetime | None = None,
+    created_at: datetime | None = None,
 ) -> StoredDay:
     """Write one day of ``feature_set`` to cold, warm and hot, in that order.
 
     The frame is validated before any tier is touched, so bad input writes nothing anywhere.
     ``database`` is an engine or the caller's connection (see :func:`roiml.store.warm.write_day`);
     ``ttl`` is how long hot vectors live after their as_of; ``now`` defaults to the current time.
+    ``created_at`` (default now) is when the values count as known, for point-in-time training.
     """
     day = check_day(frame, tenant, feature_set, feature_names)
     kind = check_entity_type(entity_type)
-    cold_path = cold.write_day(day.frame, tenant, feature_set, day.feature_names, data_dir=data_dir)
+    cold_path = cold.write_day(
+        day.frame, tenant, feature_set, day.feature_names, data_dir=data_dir, created_at=created_at
+    )
     warm_changed = warm.write_day(database, day.frame, tenant, kind, feature_set, day.feature_names)
     hot_set = OnlineFeatureSet(feature_set, day.feature_names, ttl)
     hot_written = online.write_day(day.frame, tenant, kind, hot_set, now=now)

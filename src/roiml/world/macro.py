@@ -98,7 +98,8 @@ def build_macro(config: WorldConfig, rng: np.random.Generator) -> Macro:
     stats = _market_statistics(config, origin, market_ids, market_median, market_heat, rng)
     indicators = _economic_indicators(config, origin, rate_weekly, rng)
 
-    n_agents = max(3, config.users // 250)
+    # One agent per 250 homeowners, and at least one in every market.
+    n_agents = max(n_markets, config.users // 250)
     agent_market = rng.choice(n_markets, size=n_agents, p=market_weights)
     agent_market[:n_markets] = np.arange(min(n_markets, n_agents))  # every market has an agent
     agent_ids = np.array([f"agent_{i:05d}" for i in range(n_agents)])

@@ -85,6 +85,7 @@ def _since(
         valid_max=20000,
         max_null_rate=nulls,
         needs=(join,),
+        shift_check=False,
     )
 
 

@@ -35,6 +35,7 @@ def _feature(
         valid_max=hi,
         max_null_rate=nulls,
         needs=needs,
+        shift_check=False,
     )
 
 

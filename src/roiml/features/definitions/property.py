@@ -3,6 +3,8 @@ lifecycle (23). Null when the homeowner owns no home at that moment (sold and le
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from roiml.db.enums import DataType, FeatureCategory
 from roiml.features.definition import CONTEXT, FeatureDefinition
 from roiml.features.definitions._sql import ratio, years_since
@@ -44,7 +46,7 @@ def _home(
 _VALUED = ("home", "market")
 _LOANED = ("home", "loan", "market")
 
-PROPERTY: tuple[FeatureDefinition, ...] = (
+_PROPERTY: tuple[FeatureDefinition, ...] = (
     # characteristics (8)
     _home(
         "property_sqft",
@@ -271,4 +273,10 @@ PROPERTY: tuple[FeatureDefinition, ...] = (
         valid_max=1000,
         fill=0,
     ),
+)
+# Clocks and market-wide scores move for everyone at once; the day-over-day check skips them.
+_NO_SHIFT_CHECK = {"market_heat_score"}
+PROPERTY = tuple(
+    replace(feature, shift_check=False) if feature.name in _NO_SHIFT_CHECK else feature
+    for feature in _PROPERTY
 )

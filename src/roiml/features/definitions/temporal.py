@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from roiml.db.enums import DataType, FeatureCategory
 from roiml.features.definition import CONTEXT, DERIVED, FeatureDefinition
 from roiml.features.definitions._sql import days_since
@@ -20,7 +22,7 @@ def _cyclic(name: str, description: str, expression: str) -> FeatureDefinition:
     )
 
 
-TEMPORAL: tuple[FeatureDefinition, ...] = (
+_TEMPORAL: tuple[FeatureDefinition, ...] = (
     # time-based (4)
     FeatureDefinition(
         "days_since_signup",
@@ -86,3 +88,5 @@ TEMPORAL: tuple[FeatureDefinition, ...] = (
         "month_cos", "cos(2 pi (month - 1) / 12).", "cos(2 * pi() * (month(c.as_of) - 1) / 12)"
     ),
 )
+# Every temporal feature is a clock or a calendar: it moves from one day to the next by design.
+TEMPORAL = tuple(replace(feature, shift_check=False) for feature in _TEMPORAL)

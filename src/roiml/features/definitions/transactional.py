@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from roiml.db.enums import DataType, FeatureCategory
 from roiml.features.definition import CONTEXT, FeatureDefinition
 from roiml.features.definitions._sql import days_since, in_window, years_since
@@ -32,7 +34,7 @@ def _count(
     )
 
 
-TRANSACTIONAL: tuple[FeatureDefinition, ...] = (
+_TRANSACTIONAL: tuple[FeatureDefinition, ...] = (
     # history (5)
     _count("transaction_count_total", "Closed transactions before as-of, all time."),
     _count(
@@ -150,4 +152,10 @@ TRANSACTIONAL: tuple[FeatureDefinition, ...] = (
         valid_max=1e6,
         needs=("agent_deals", "agent_deals_year_ago"),
     ),
+)
+# Clocks and market-wide scores move for everyone at once; the day-over-day check skips them.
+_NO_SHIFT_CHECK = {"days_since_last_transaction"}
+TRANSACTIONAL = tuple(
+    replace(feature, shift_check=False) if feature.name in _NO_SHIFT_CHECK else feature
+    for feature in _TRANSACTIONAL
 )
