@@ -49,6 +49,7 @@ __all__ = [
     "list_dates",
     "partition_dir",
     "read",
+    "tenant_dir",
     "write_day",
 ]
 
@@ -182,10 +183,13 @@ def partition_dir(data_dir: Path, tenant: str, feature_set: str, day: date) -> P
     return _set_dir(data_dir, tenant, feature_set) / f"date={day.isoformat()}"
 
 
+def tenant_dir(data_dir: Path, tenant: str) -> Path:
+    """The folder holding every feature set of ``tenant``."""
+    return data_dir / "features" / "cold" / f"tenant={check_name(tenant, 'tenant')}"
+
+
 def _set_dir(data_dir: Path, tenant: str, feature_set: str) -> Path:
-    check_name(tenant, "tenant")
-    check_name(feature_set, "feature set")
-    return data_dir / "features" / "cold" / f"tenant={tenant}" / f"feature_set={feature_set}"
+    return tenant_dir(data_dir, tenant) / f"feature_set={check_name(feature_set, 'feature set')}"
 
 
 def list_dates(tenant: str, feature_set: str, *, data_dir: Path) -> list[date]:

@@ -1,0 +1,249 @@
+"""Reading features back: training sets from the cold store (point in time), and the vector
+for one prediction (online, else warm, else computed on demand through the same engine)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import Engine, delete
+
+from roiml.db.engine import tenant_session
+from roiml.db.enums import EntityType, ModelType
+from roiml.db.ml_models import MLFeatureValue
+from roiml.errors import FeatureError
+from roiml.features.api import FeatureEngineer
+from roiml.features.catalog import CATALOG, Catalog
+from roiml.features.frame import AS_OF, ENTITY_ID
+from roiml.store import cold, warm
+from roiml.store.online import DEFAULT_TTL, OnlineFeatureSet, OnlineStore
+from roiml.store.pit import point_in_time_join
+
+__all__ = [
+    "MODEL_FEATURE_SETS",
+    "FeatureSource",
+    "FeatureStore",
+    "PredictionFeatures",
+]
+
+FeatureSource = Literal["online", "warm", "computed", "given"]
+
+# Which feature sets feed each model until the model itself records its feature list.
+MODEL_FEATURE_SETS: dict[ModelType, tuple[str, ...]] = {
+    ModelType.MOVE_PROBABILITY: ("behavioral", "property", "transactional", "market", "temporal"),
+    ModelType.TRANSACTION_TYPE: ("behavioral", "property", "transactional", "market", "temporal"),
+    ModelType.CONTACT_TIMING: ("behavioral", "temporal"),
+    ModelType.PROPERTY_VALUE: ("property", "market"),
+}
+
+
+@dataclass(frozen=True)
+class PredictionFeatures:
+    """One entity's vector for a model, and where each feature set came from."""
+
+    entity_id: str
+    values: dict[str, float | None]
+    sources: dict[str, FeatureSource]  # feature set -> tier
+
+    @property
+    def feature_source(self) -> FeatureSource:
+        """The slowest tier used: computed > warm > online."""
+        for tier in ("computed", "warm", "online"):
+            if tier in self.sources.values():
+                return tier
+        return "online"
+
+
+class FeatureStore:
+    """One tenant's feature store: the three tiers and retrieval, resolved once."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        tenant_id: str,
+        data_dir: Path,
+        online: OnlineStore,
+        catalog: Catalog = CATALOG,
+        ttl: timedelta = DEFAULT_TTL,
+    ) -> None:
+        self.engine = engine
+        self.tenant_id = tenant_id
+        self.data_dir = data_dir
+        self.online = online
+        self.catalog = catalog
+        self.ttl = ttl
+        self.engineer = FeatureEngineer(engine, tenant_id)
+        self.online_sets = {
+            name: OnlineFeatureSet(name, names, ttl) for name, names in catalog.feature_sets.items()
+        }
+
+    def clear(self) -> None:
+        """Delete every stored feature of this tenant, in all three tiers."""
+        shutil.rmtree(cold.tenant_dir(self.data_dir, self.tenant_id), ignore_errors=True)
+        with tenant_session(self.engine, self.tenant_id) as session:
+            session.execute(
+                delete(MLFeatureValue).where(MLFeatureValue.tenant_id == self.tenant_id)
+            )
+        self.online.delete_tenant(self.tenant_id)
+
+    def create_training_dataset(
+        self,
+        entity_ids: Sequence[str] | None = None,
+        feature_sets: Sequence[str] = ("behavioral", "temporal"),
+        as_of_date: datetime | None = None,
+        *,
+        entity_frame: pa.Table | None = None,
+        ttl: timedelta | None = None,
+        only_known_at_event_time: bool = True,
+    ) -> pa.Table:
+        """Features for each (entity, timestamp) row, point in time, from the cold store.
+
+        Give ``entity_ids`` with one ``as_of_date``, or an ``entity_frame`` with ``entity_id``
+        and ``event_timestamp`` (extra columns, such as labels, are kept). Each row gets, per
+        feature set, the latest stored vector with as-of <= its timestamp and within ``ttl``;
+        by default only vectors already *created* by then (a later backfill cannot leak in).
+        Rows keep their order and count.
+        """
+        frame = self._entity_frame(entity_ids, as_of_date, entity_frame)
+        window = ttl if ttl is not None else self.ttl
+        times = frame["event_timestamp"]
+        first = pc.min(times).as_py()
+        last = pc.max(times).as_py()
+        ids = pc.unique(frame[ENTITY_ID]).to_pylist()
+        result = frame
+        for set_name in dict.fromkeys(feature_sets):
+            names = self.catalog.feature_set(set_name)
+            stored = cold.read(
+                self.tenant_id,
+                set_name.lower(),
+                (first - window).date() if first else None,
+                last.date() if last else None,
+                ids,
+                data_dir=self.data_dir,
+                with_created=True,
+            )
+            stored = stored.rename_columns(
+                [
+                    "event_timestamp"
+                    if c == AS_OF
+                    else "created_timestamp"
+                    if c == cold.CREATED_AT
+                    else c
+                    for c in stored.column_names
+                ]
+            )
+            # A set never stored (or stored before a feature existed) yields nulls, not errors.
+            for missing in (n for n in names if n not in stored.column_names):
+                stored = stored.append_column(missing, pa.nulls(stored.num_rows, pa.float64()))
+            joined = point_in_time_join(
+                frame.select([ENTITY_ID, "event_timestamp"]),
+                stored,
+                window,
+                features=list(names),
+                only_known_at_event_time=only_known_at_event_time,
+            )
+            for name in names:
+                result = result.append_column(name, joined[name])
+        return result
+
+    def create_prediction_features(
+        self,
+        entity_id: str,
+        model_type: ModelType | str,
+        *,
+        feature_names: Sequence[str] | None = None,
+        now: datetime | None = None,
+    ) -> PredictionFeatures:
+        """The vector for one prediction: per feature set, the online store, else the warm
+        store (both never older than the TTL), else computed now through the same engine."""
+        kind = (
+            ModelType(str(model_type).upper())
+            if not isinstance(model_type, ModelType)
+            else model_type
+        )
+        sets = MODEL_FEATURE_SETS[kind]
+        moment = now or datetime.now(UTC).replace(tzinfo=None)
+        values: dict[str, float | None] = {}
+        sources: dict[str, FeatureSource] = {}
+        online_sets = [self.online_sets[s] for s in sets]
+        vectors = self.online.get_vectors(
+            self.tenant_id, EntityType.USER, [entity_id], online_sets, moment
+        )[0]
+        missing = []
+        for feature_set, vector in zip(online_sets, vectors, strict=True):
+            if vector is None:
+                missing.append(feature_set.name)
+                continue
+            sources[feature_set.name] = "online"
+            values.update(_vector_values(feature_set.feature_names, vector))
+        if missing:
+            latest = warm.read_latest(
+                self.engine,
+                self.tenant_id,
+                EntityType.USER,
+                entity_id,
+                missing,
+                self.ttl,
+                now=moment,
+            )
+            for name, (_, stored) in latest.items():
+                sources[name] = "warm"
+                values.update({f: stored.get(f) for f in self.catalog.feature_set(name)})
+            missing = [name for name in missing if name not in latest]
+        if missing:
+            computed = self.engineer.compute_feature_set(
+                missing, entity_id, EntityType.USER, moment
+            )
+            values.update(computed)
+            sources.update({name: "computed" for name in missing})
+        wanted = (
+            list(feature_names)
+            if feature_names is not None
+            else [f for s in sets for f in self.catalog.feature_set(s)]
+        )
+        absent = [name for name in wanted if name not in values]
+        if absent:
+            raise FeatureError(f"features {absent} are not produced by the sets {list(sets)}")
+        return PredictionFeatures(entity_id, {name: values[name] for name in wanted}, sources)
+
+    def _entity_frame(
+        self,
+        entity_ids: Sequence[str] | None,
+        as_of_date: datetime | None,
+        entity_frame: pa.Table | None,
+    ) -> pa.Table:
+        if entity_frame is not None:
+            if entity_ids is not None:
+                raise FeatureError("give entity_ids or entity_frame, not both")
+            missing = [
+                c for c in (ENTITY_ID, "event_timestamp") if c not in entity_frame.column_names
+            ]
+            if missing:
+                raise FeatureError(
+                    f"entity frame lacks {missing}; it needs entity_id and event_timestamp "
+                    f"(has {entity_frame.column_names})"
+                )
+            return entity_frame
+        if not entity_ids:
+            raise FeatureError("give entity_ids (with as_of_date) or an entity_frame")
+        moment = as_of_date or datetime.now(UTC).replace(tzinfo=None)
+        return pa.table(
+            {
+                ENTITY_ID: pa.array(list(entity_ids), pa.string()),
+                "event_timestamp": pa.array([moment] * len(entity_ids), pa.timestamp("us")),
+            }
+        )
+
+
+def _vector_values(names: Sequence[str], vector: np.ndarray) -> dict[str, float | None]:
+    return {
+        name: (None if np.isnan(value) else float(value))
+        for name, value in zip(names, vector.tolist(), strict=True)
+    }
