@@ -198,3 +198,8 @@ def test_bad_retrieval_requests(store: FeatureStore) -> None:
         )
     with pytest.raises(FeatureError, match="unknown feature set"):
         store.create_training_dataset(["user_1"], ["behavioural"], datetime(2024, 3, 5))
+
+
+def test_a_future_day_is_refused(store: FeatureStore) -> None:
+    with pytest.raises(FeatureError, match="in the future"):
+        materialize_day(store, date(2024, 6, 1), now=datetime(2024, 5, 31))

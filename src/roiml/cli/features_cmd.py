@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
+from sqlalchemy import Engine
 
 from roiml.cli.common import console, err_console, handle_errors, open_engine, settings_or_exit
 from roiml.errors import FeatureError
@@ -16,6 +17,12 @@ from roiml.features.catalog import CATALOG
 from roiml.features.catalog_doc import render_catalog
 from roiml.features.statistics import feature_statistics, sync_feature_definitions
 from roiml.features.validation import validate_frame
+from roiml.settings import Settings
+from roiml.store.export import export_frame
+from roiml.store.materialize import materialize_day
+from roiml.store.online import open_online_store
+from roiml.store.retrieval import FeatureStore
+from roiml.store.warm import prune
 
 app = typer.Typer(help="Feature catalog, computation and backfills.", no_args_is_help=True)
 
@@ -109,8 +116,6 @@ def compute_cmd(
         engineer = FeatureEngineer(engine, tenant or settings.tenant_id)
         frame = engineer.compute_batch(names, entity or None, _moment(as_of))
     if output is not None:
-        from roiml.store.export import export_frame
-
         export_frame(frame, output)
         console.print(f"wrote {frame.num_rows} rows x {len(names)} features to {output}")
     elif frame.num_rows == 1:
@@ -137,8 +142,6 @@ def backfill_cmd(
         frame = engineer.backfill_features(
             _sets(features), entity or None, _date(start, "--start"), _date(end, "--end")
         )
-    from roiml.store.export import export_frame
-
     export_frame(frame, output)
     console.print(f"wrote {frame.num_rows} rows to {output}")
 
@@ -162,3 +165,88 @@ def sync_cmd(
             stats = feature_statistics(frame)
         count = sync_feature_definitions(engine, tenant_id, stats)
     console.print(f"synced {count} feature definitions into ml_features for tenant {tenant_id!r}")
+
+
+def _feature_store(settings: Settings, engine: Engine, tenant: str | None) -> FeatureStore:
+    return FeatureStore(
+        engine, tenant or settings.tenant_id, settings.data_dir, open_online_store(settings)
+    )
+
+
+@app.command("materialize")
+@handle_errors
+def materialize_cmd(
+    day: str = typer.Option(..., "--date", help="Day to compute, as of its midnight (YYYY-MM-DD)."),
+    tenant: str | None = typer.Option(None, "--tenant"),
+    on_time: bool = typer.Option(
+        False, "--on-time", help="Count the values as created that day (replaying a history)."
+    ),
+    validate: bool = typer.Option(True, "--validate/--no-validate", help="Quality gates."),
+) -> None:
+    """Compute every feature set for every user as of --date and store it cold, warm and hot.
+
+    The day is stored only if it passes validation; otherwise the report names each failed rule
+    and nothing is written.
+    """
+    settings = settings_or_exit()
+    as_of = _date(day, "--date")
+    with open_engine(settings) as engine:
+        store = _feature_store(settings, engine, tenant)
+        try:
+            result = materialize_day(store, as_of, validate=validate, on_time=on_time)
+        finally:
+            store.online.close()
+    console.print(
+        f"{as_of}: {result.rows:,} rows; {result.report.render()}; stored {result.stored}"
+    )
+
+
+@app.command("prune")
+@handle_errors
+def prune_cmd(
+    tenant: str | None = typer.Option(None, "--tenant"),
+    keep_days: int = typer.Option(30, "--keep-days", min=1, help="Days the warm tier keeps."),
+) -> None:
+    """Move warm rows older than --keep-days out of the SQL store (cold keeps every day)."""
+    settings = settings_or_exit()
+    with open_engine(settings) as engine:
+        result = prune(
+            engine, tenant or settings.tenant_id, data_dir=settings.data_dir, keep_days=keep_days
+        )
+    console.print(
+        f"pruned {result.deleted:,} warm rows ({result.copied_to_cold:,} first copied to cold)"
+    )
+
+
+@app.command("training-set")
+@handle_errors
+def training_set_cmd(
+    entities: Path = typer.Option(
+        ..., "--entities", help="Parquet/CSV with entity_id and event_timestamp (+ any labels)."
+    ),
+    output: Path = typer.Option(..., "--output", help="Where to write (.parquet/.csv/.json)."),
+    features: str = typer.Option(",".join(CATALOG.feature_sets), "--feature-sets"),
+    tenant: str | None = typer.Option(None, "--tenant"),
+    include_late: bool = typer.Option(
+        False, "--include-late", help="Also use values created after each row's timestamp."
+    ),
+) -> None:
+    """Point-in-time training set from the cold store for an entity file."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    if not entities.exists():
+        raise FeatureError(f"entity file {entities} does not exist")
+    frame = pq.read_table(entities) if entities.suffix == ".parquet" else pacsv.read_csv(entities)
+    sets = [s.strip() for s in features.split(",") if s.strip()]
+    settings = settings_or_exit()
+    with open_engine(settings) as engine:
+        store = _feature_store(settings, engine, tenant)
+        try:
+            dataset = store.create_training_dataset(
+                entity_frame=frame, feature_sets=sets, only_known_at_event_time=not include_late
+            )
+        finally:
+            store.online.close()
+    export_frame(dataset, output)
+    console.print(f"wrote {dataset.num_rows:,} rows x {dataset.num_columns} columns to {output}")

@@ -4,7 +4,7 @@ three tiers. A day that fails validation is not stored anywhere; the report says
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
 
@@ -75,6 +75,11 @@ def materialize_day(
     """
     names = list(store.catalog.features)
     as_of = as_of_midnight(day)
+    clock = now or datetime.now(UTC).replace(tzinfo=None)
+    if as_of > clock:
+        raise FeatureError(
+            f"{day} is in the future (now is {clock:%Y-%m-%d %H:%M}); nothing stored"
+        )
     frame = store.engineer.compute_batch(names, entity_ids, as_of)
     report = validate_frame(frame, _previous_day(store, day) if validate else None, store.catalog)
     if validate and not report.passed:
