@@ -26,7 +26,8 @@ import numpy as np
 import pyarrow as pa
 import redis
 
-from roiml.store.online import OnlineFeatureSet, OnlineStore, RedisOnlineStore
+from roiml.store.online import OnlineFeatureSet, OnlineStore
+from roiml.store.online_redis import RedisOnlineStore
 from roiml.store.online_sqlite import SqliteOnlineStore
 
 __all__ = ["main"]

@@ -118,8 +118,8 @@ def fresh_postgres(postgres_empty_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-def test_head_is_the_rls_revision() -> None:
-    assert head_revision() == "0002"
+def test_head_is_the_newest_revision() -> None:
+    assert head_revision() == "0003"
 
 
 @pytest.mark.parametrize(
@@ -225,5 +225,6 @@ def test_postgres_rls_covers_every_table(fresh_postgres: Engine) -> None:
 def test_postgres_step_by_step_upgrade(fresh_postgres: Engine) -> None:
     assert upgrade(fresh_postgres, "0001") == "0001"
     assert not any(enabled for _n, enabled, _f in schema_snapshot(fresh_postgres)["__rls__"])
-    assert upgrade(fresh_postgres) == "0002"
-    assert upgrade(fresh_postgres) == "0002"
+    assert upgrade(fresh_postgres, "0002") == "0002"
+    assert upgrade(fresh_postgres) == "0003"
+    assert upgrade(fresh_postgres) == "0003"

@@ -20,11 +20,11 @@ from roiml.store.online import (
     HEADER,
     OnlineFeatureSet,
     OnlineStore,
-    RedisOnlineStore,
     open_online_store,
     schema_hash,
     to_epoch_us,
 )
+from roiml.store.online_redis import RedisOnlineStore
 from roiml.store.online_sqlite import SqliteOnlineStore
 
 # Redis expires keys by its own clock, so days are anchored to the real present.

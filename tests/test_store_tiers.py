@@ -17,7 +17,8 @@ from sqlalchemy import Engine, text
 
 from roiml.errors import FeatureError
 from roiml.store import cold, tiers, warm
-from roiml.store.online import OnlineFeatureSet, OnlineStore, RedisOnlineStore
+from roiml.store.online import OnlineFeatureSet, OnlineStore
+from roiml.store.online_redis import RedisOnlineStore
 from roiml.store.online_sqlite import SqliteOnlineStore
 
 # Redis expires keys by its own clock, so the day is anchored to the real present.

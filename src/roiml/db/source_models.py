@@ -59,7 +59,11 @@ class User(TenantMixin, Base):
     email_opt_in: Mapped[bool] = mapped_column(Boolean, nullable=False)
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False)
 
-    __table_args__ = (Index("ix_users_tenant_market", "tenant_id", "market_id"),)
+    __table_args__ = (
+        Index("ix_users_tenant_market", "tenant_id", "market_id"),
+        # Agent-level features count an agent's clients when one user's vector is computed.
+        Index("ix_users_tenant_agent", "tenant_id", "agent_id"),
+    )
 
 
 class Property(TenantMixin, Base):
@@ -197,6 +201,7 @@ class Transaction(TenantMixin, Base):
 
     __table_args__ = (
         Index("ix_transactions_tenant_user_time", "tenant_id", "user_id", "closed_at"),
+        Index("ix_transactions_tenant_agent_time", "tenant_id", "agent_id", "closed_at"),
     )
 
 

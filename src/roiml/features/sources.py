@@ -114,7 +114,9 @@ def load_sources(
             where = (
                 f"tenant_id = :tenant AND user_id IN ({in_ids})" if few else "tenant_id = :tenant"
             )
-            users = _fetch(conn, "users", where, {"tenant": tenant_id, **(ids if few else {})})
+            users = _fetch(
+                conn, "users", where, {"tenant": tenant_id, **(ids if few else {})}, bulk=not few
+            )
             users = users.filter(pc.is_in(users["user_id"], value_set=pa.array(list(entity_ids))))
             owners = sorted({a for a in users["agent_id"].to_pylist() if a is not None})
             agents = {f"a{i}": v for i, v in enumerate(owners)}
@@ -137,7 +139,7 @@ def load_sources(
                     condition += f" OR agent_id IN ({', '.join(f':{a}' for a in agents)})"
                     params.update(agents)
                 clauses.append(f"({condition})")
-            rows = _fetch(conn, table, " AND ".join(clauses), params)
+            rows = _fetch(conn, table, " AND ".join(clauses), params, bulk=not few)
             if entity_ids is not None and key and not few:
                 keep = pc.is_in(rows[key], value_set=pa.array(list(entity_ids)))
                 if agent_wide:
@@ -150,13 +152,18 @@ def load_sources(
     return SourceTables(tables=loaded)
 
 
-def _fetch(conn: Any, table: str, where: str, params: dict[str, Any]) -> pa.Table:
+def _fetch(
+    conn: Any, table: str, where: str, params: dict[str, Any], bulk: bool = True
+) -> pa.Table:
     schema = table_contract(table).arrow_schema()
     schema = pa.schema([f for f in schema if f.name != "tenant_id"])
     columns = ", ".join(schema.names)
     statement = f"SELECT {columns} FROM {table} WHERE {where}"
-    if conn.dialect.name == "postgresql":
+    postgres = conn.dialect.name == "postgresql"
+    if postgres and bulk:
         return _fetch_postgres(conn, statement, params, schema)
+    # A few rows: a plain query beats COPY's set-up; PostgreSQL hands back typed values,
+    # SQLite ISO text for times and 0/1 for booleans.
     result = conn.execute(text(statement), params)
     rows = result.fetchall()
     if not rows:
@@ -164,7 +171,9 @@ def _fetch(conn: Any, table: str, where: str, params: dict[str, Any]) -> pa.Tabl
     arrays = []
     for values, field_ in zip(zip(*rows, strict=True), schema, strict=True):
         kind = field_.type
-        if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+        if postgres:
+            arrays.append(pa.array(values, type=kind))
+        elif pa.types.is_timestamp(kind) or pa.types.is_date(kind):
             # SQLite hands back ISO text; Arrow parses it in C++.
             arrays.append(pc.cast(pa.array(values, pa.string()), kind))
         elif pa.types.is_boolean(kind):

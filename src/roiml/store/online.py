@@ -1,7 +1,7 @@
 """Hot tier: the latest feature vector per (tenant, entity type, feature set, entity id).
 
-Two backends share one interface, :class:`OnlineStore`: :class:`RedisOnlineStore`, and an
-embedded SQLite file (:mod:`roiml.store.online_sqlite`) used when no Redis is configured.
+Two backends share one interface, :class:`OnlineStore`: Redis (:mod:`roiml.store.online_redis`)
+and an embedded SQLite file (:mod:`roiml.store.online_sqlite`) used when no Redis is configured.
 
 A vector is one compact binary record: a 16-byte little-endian header (as_of in microseconds
 since the epoch, then a hash of the feature set's declared feature order) followed by the
@@ -23,7 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple, Protocol, cast
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -32,7 +32,7 @@ import redis
 
 from roiml.db.enums import EntityType
 from roiml.settings import Settings
-from roiml.store.cold import FeatureDay, check_day, check_entity_type, check_name
+from roiml.store.cold import FeatureDay, check_entity_type, check_name
 
 __all__ = [
     "DEFAULT_TTL",
@@ -44,7 +44,6 @@ __all__ = [
     "OnlineMatrix",
     "OnlineStore",
     "RecordStore",
-    "RedisOnlineStore",
     "VectorRows",
     "decode_records",
     "encode_day",
@@ -180,9 +179,11 @@ class OnlineStore(Protocol):
 
 def open_online_store(settings: Settings) -> OnlineStore:
     """Redis when ``settings.redis_url`` is set, else the embedded SQLite store."""
+    # Imported here: both backends build on this module.
     if settings.redis_url:
+        from roiml.store.online_redis import RedisOnlineStore
+
         return RedisOnlineStore(redis.Redis.from_url(settings.redis_url))
-    # Imported here: online_sqlite builds on this module.
     from roiml.store.online_sqlite import SqliteOnlineStore
 
     return SqliteOnlineStore(settings.online_store_path)
@@ -332,114 +333,3 @@ class RecordStore(ABC):
 
 def _encoded(entity_ids: Sequence[str]) -> list[bytes]:
     return [entity_id.encode() for entity_id in entity_ids]
-
-
-# --------------------------------------------------------------------------- Redis
-
-# KEYS: vector keys. ARGV: as_of µs, expiry (unix ms), then one record per key.
-# Atomic per call, so a concurrent or replayed older day can never overwrite a newer vector.
-_WRITE_IF_NOT_OLDER = """
-local as_of = tonumber(ARGV[1])
-local written = 0
-for i, key in ipairs(KEYS) do
-    local stored = redis.call('GETRANGE', key, 0, 7)
-    if #stored < 8 or struct.unpack('<i8', stored) <= as_of then
-        redis.call('SET', key, ARGV[i + 2], 'PXAT', ARGV[2])
-        written = written + 1
-    end
-end
-return written
-"""
-
-
-class RedisOnlineStore(RecordStore):
-    """The online store on Redis: one key per vector, expiring ``ttl`` after its as_of."""
-
-    def __init__(
-        self,
-        client: redis.Redis,
-        *,
-        namespace: str = "roiml",
-        write_chunk: int = 2000,
-        chunks_per_round_trip: int = 8,
-    ) -> None:
-        """Use ``client``; its responses must be bytes (``decode_responses=False``)."""
-        super().__init__(namespace)
-        self._client = client
-        self._write_chunk = write_chunk
-        self._chunks_per_round_trip = chunks_per_round_trip
-        self._write_script = client.register_script(_WRITE_IF_NOT_OLDER)
-
-    def write_day(
-        self,
-        frame: pa.Table,
-        tenant: str,
-        entity_type: EntityType | str,
-        feature_set: OnlineFeatureSet,
-        *,
-        now: datetime | None = None,
-    ) -> int:
-        """See :meth:`OnlineStore.write_day`."""
-        day = check_day(frame, tenant, feature_set.name, feature_set.feature_names)
-        prefix = key_prefix(self._namespace, tenant, entity_type, feature_set.name)
-        expires_us = day.as_of_us + feature_set.ttl_us
-        if expires_us <= to_epoch_us(now):
-            return 0
-        keys = [prefix + entity_id for entity_id in day.frame.column("entity_id").to_pylist()]
-        records = encode_day(day, feature_set)
-        written = 0
-        pipe = self._client.pipeline(transaction=False)
-        queued = 0
-        for start in range(0, len(keys), self._write_chunk):
-            stop = start + self._write_chunk
-            args: list[bytes | int] = [day.as_of_us, expires_us // 1000, *records[start:stop]]
-            self._write_script(keys=keys[start:stop], args=args, client=pipe)
-            queued += 1
-            if queued == self._chunks_per_round_trip:
-                written += sum(pipe.execute())
-                queued = 0
-        if queued:
-            written += sum(pipe.execute())
-        return written
-
-    def _fetch(self, keys: list[bytes]) -> Sequence[bytes | None]:
-        # One MGET, packed here: redis-py's generic packing costs ~1 µs per argument, half the
-        # time of a 500-key read. Sending and parsing stay with redis-py's connection.
-        parts = [b"*%d\r\n$4\r\nMGET\r\n" % (len(keys) + 1)]
-        parts.extend([b"$%d\r\n%s\r\n" % (len(key), key) for key in keys])
-        command = b"".join(parts)
-        try:
-            return self._send(command)
-        except (redis.ConnectionError, redis.TimeoutError):
-            # A pooled connection the server dropped: one retry on a fresh one, as redis-py does.
-            return self._send(command)
-
-    def _send(self, command: bytes) -> list[bytes | None]:
-        pool = self._client.connection_pool
-        connection: Any = pool.get_connection()
-        try:
-            connection.send_packed_command([command])
-            return cast(list[bytes | None], connection.read_response())
-        except (redis.ConnectionError, redis.TimeoutError):
-            connection.disconnect()
-            raise
-        finally:
-            pool.release(connection)
-
-    def delete_tenant(self, tenant: str) -> int:
-        """See :meth:`OnlineStore.delete_tenant` (SCAN + UNLINK, never KEYS)."""
-        pattern = self._tenant_prefix(tenant) + "*"
-        deleted = 0
-        batch: list[bytes] = []
-        for key in self._client.scan_iter(match=pattern, count=5000):
-            batch.append(key)
-            if len(batch) == 5000:
-                deleted += cast(int, self._client.unlink(*batch))
-                batch = []
-        if batch:
-            deleted += cast(int, self._client.unlink(*batch))
-        return deleted
-
-    def close(self) -> None:
-        """See :meth:`OnlineStore.close`."""
-        self._client.close()

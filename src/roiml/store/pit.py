@@ -15,39 +15,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
-from typing import TypeAlias
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
-from sqlalchemy import Engine, MetaData, Table, select
-from sqlalchemy import types as sqltypes
-from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
 
 from roiml.errors import FeatureError
+from roiml.store.pit_sources import Opened, Source, SqlTable, open_source
 
 __all__ = ["Source", "SqlTable", "point_in_time_join"]
-
-
-@dataclass(frozen=True)
-class SqlTable:
-    """A table of a SQL database (the warm tier, or any table), read through SQLAlchemy."""
-
-    engine: Engine
-    name: str
-    schema: str | None = None
-
-
-Source: TypeAlias = "pa.Table | str | os.PathLike[str] | duckdb.DuckDBPyRelation | SqlTable"
-"""What both sides of the join accept: an Arrow table, a Parquet path or glob, a DuckDB relation,
-a table name of the ``connection`` passed to :func:`point_in_time_join`, or a :class:`SqlTable`."""
 
 
 def point_in_time_join(
@@ -108,8 +88,8 @@ def point_in_time_join(
         raise FeatureError(f"the feature table's key columns must be distinct, got {key_columns}")
 
     with _session() as private:
-        entities = _open(entity_frame, "entity frame", private, connection)
-        stored = _open(feature_table, "feature table", private, connection)
+        entities = open_source(entity_frame, "entity frame", private, connection)
+        stored = open_source(feature_table, "feature table", private, connection)
         _require_columns(entities, [entity_column, event_timestamp_column])
         _require_columns(stored, key_columns)
         feature_names = _feature_names(features, stored, key_columns, entities.columns)
@@ -294,128 +274,6 @@ def _check_unambiguous(
 # --- inputs ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Opened:
-    """A source whose column names are known; ``read`` materialises some of its columns."""
-
-    role: str
-    columns: list[str]
-    read: Callable[[Sequence[str]], pa.Table]
-
-
-def _open(
-    source: object,
-    role: str,
-    private: duckdb.DuckDBPyConnection,
-    connection: duckdb.DuckDBPyConnection | None,
-) -> _Opened:
-    if isinstance(source, pa.Table):
-        columns = list(source.column_names)
-        return _Opened(
-            role, columns, lambda names: source if names == columns else source.select(list(names))
-        )
-    if isinstance(source, SqlTable):
-        return _open_sql(source, role)
-    if isinstance(source, duckdb.DuckDBPyRelation):
-        return _open_relation(source, role)
-    if isinstance(source, str) and connection is not None:
-        try:
-            relation = connection.table(source)
-        except duckdb.Error as exc:
-            raise FeatureError(
-                f"{role}: the DuckDB connection has no table or view {source!r} ({exc}); "
-                "to read a Parquet file while passing a connection, give a pathlib.Path"
-            ) from exc
-        return _open_relation(relation, role)
-    if isinstance(source, str | os.PathLike):
-        path = str(os.fspath(source))
-        if Path(path).is_file():
-            return _open_parquet_file(path, role)
-        try:  # a glob, a folder or a URL: DuckDB expands them, in file-name order
-            relation = private.read_parquet(path)
-        except duckdb.Error as exc:
-            raise FeatureError(f"{role}: cannot read Parquet {path!r}: {exc}") from exc
-        return _open_relation(relation, role)
-    raise FeatureError(
-        f"{role} must be an Arrow table, a Parquet path, a DuckDB relation or table name, "
-        f"or a SqlTable, not {type(source).__name__}"
-    )
-
-
-def _open_parquet_file(path: str, role: str) -> _Opened:
-    # One file is read by Arrow itself: multi-threaded, no conversion, about 3x faster than
-    # DuckDB's scan-and-export for a 1M-row, 23-column file.
-    try:
-        columns = list(pq.read_schema(path).names)
-    except (OSError, pa.ArrowException) as exc:
-        raise FeatureError(f"{role}: cannot read Parquet {path!r}: {exc}") from exc
-
-    def read(names: Sequence[str]) -> pa.Table:
-        try:
-            return pq.read_table(path, columns=list(names))
-        except (OSError, pa.ArrowException) as exc:
-            raise FeatureError(f"{role}: cannot read Parquet {path!r}: {exc}") from exc
-
-    return _Opened(role, columns, read)
-
-
-def _open_relation(relation: duckdb.DuckDBPyRelation, role: str) -> _Opened:
-    def read(names: Sequence[str]) -> pa.Table:
-        projection = ", ".join('"' + name.replace('"', '""') + '"' for name in names)
-        try:
-            return relation.project(projection).to_arrow_table()
-        except duckdb.Error as exc:
-            raise FeatureError(f"{role}: cannot read columns {list(names)}: {exc}") from exc
-
-    return _Opened(role, list(relation.columns), read)
-
-
-def _open_sql(source: SqlTable, role: str) -> _Opened:
-    try:
-        table = Table(source.name, MetaData(), schema=source.schema, autoload_with=source.engine)
-    except NoSuchTableError as exc:
-        raise FeatureError(f"{role}: the database has no table {source.name!r}") from exc
-    except SQLAlchemyError as exc:
-        raise FeatureError(f"{role}: cannot inspect table {source.name!r}: {exc}") from exc
-
-    def read(names: Sequence[str]) -> pa.Table:
-        try:
-            with source.engine.connect() as conn:
-                rows = conn.execute(select(*(table.c[name] for name in names))).all()
-        except SQLAlchemyError as exc:
-            raise FeatureError(f"{role}: cannot read table {source.name!r}: {exc}") from exc
-        values = list(zip(*rows, strict=True)) if rows else [() for _ in names]
-        arrays = [
-            _sql_array(column, table.c[name].type, name, role)
-            for name, column in zip(names, values, strict=True)
-        ]
-        return pa.table(arrays, names=list(names))
-
-    return _Opened(role, [column.name for column in table.columns], read)
-
-
-def _sql_array(values: Sequence[object], kind: object, name: str, role: str) -> pa.Array:
-    # Declared types fix the Arrow type so an empty or all-null column keeps it; others infer.
-    arrow_type = None
-    if isinstance(kind, sqltypes.DateTime):
-        arrow_type = pa.timestamp("us", tz="UTC" if kind.timezone else None)
-    elif isinstance(kind, sqltypes.Float):
-        arrow_type = pa.float64()
-    elif isinstance(kind, sqltypes.Integer):
-        arrow_type = pa.int64()
-    elif isinstance(kind, sqltypes.Boolean):
-        arrow_type = pa.bool_()
-    elif isinstance(kind, sqltypes.String):
-        arrow_type = pa.string()
-    try:
-        return pa.array(values, type=arrow_type)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise FeatureError(f"{role} column {name!r} holds values of mixed types: {exc}") from exc
-
-
-# --- checks and normalisation ----------------------------------------------------------------
-
-
 def _ttl_microseconds(ttl: object) -> int | None:
     if ttl is None:
         return None
@@ -426,7 +284,7 @@ def _ttl_microseconds(ttl: object) -> int | None:
     return ttl // timedelta(microseconds=1)
 
 
-def _require_columns(source: _Opened, names: Sequence[str]) -> None:
+def _require_columns(source: Opened, names: Sequence[str]) -> None:
     missing = [name for name in names if name not in source.columns]
     if missing:
         raise FeatureError(
@@ -440,7 +298,7 @@ def _require_columns(source: _Opened, names: Sequence[str]) -> None:
 
 def _feature_names(
     requested: Sequence[str] | None,
-    stored: _Opened,
+    stored: Opened,
     key_columns: Sequence[str],
     entity_columns: Sequence[str],
 ) -> list[str]:
