@@ -29,6 +29,7 @@ PUBLIC = {
         "DatabaseUnavailableError",
         "FeatureError",
         "ImportValidationError",
+        "PipelineError",
         "RoimlError",
         "WorldError",
     },

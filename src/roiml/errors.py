@@ -10,6 +10,7 @@ __all__ = [
     "DatabaseUnavailableError",
     "FeatureError",
     "ImportValidationError",
+    "PipelineError",
     "RoimlError",
     "WorldError",
 ]
@@ -37,6 +38,12 @@ class FeatureError(RoimlError):
     """A feature request is malformed: unknown feature or entity type, bad dates or frames."""
 
     exit_code = 2
+
+
+class PipelineError(RoimlError):
+    """A pipeline step cannot run: bad date or shard, missing input, failed gate."""
+
+    exit_code = 6
 
 
 class WorldError(RoimlError):

@@ -8,6 +8,7 @@ from roiml.db.ml_models import (
     MLModel,
     MLMonitoring,
     MLPrediction,
+    PipelineRun,
 )
 from roiml.db.source_models import (
     Agent,
@@ -37,6 +38,7 @@ __all__ = [
     "MLMonitoring",
     "MLPrediction",
     "MarketStatistic",
+    "PipelineRun",
     "PlatformSession",
     "Property",
     "Search",
@@ -57,6 +59,7 @@ SOURCE_TABLES: tuple[str, ...] = (
     "market_statistics",
     "economic_indicators",
 )
+PIPELINE_TABLES: tuple[str, ...] = ("pipeline_runs",)
 ML_TABLES: tuple[str, ...] = (
     "ml_features",
     "ml_feature_values",

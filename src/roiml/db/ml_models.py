@@ -36,6 +36,7 @@ __all__ = [
     "MLModel",
     "MLMonitoring",
     "MLPrediction",
+    "PipelineRun",
 ]
 
 
@@ -204,3 +205,21 @@ class MLMonitoring(TenantMixin, CreatedAtMixin, Base):
     alerts: Mapped[list[Any]] = mapped_column(JSONType, nullable=False, default=list)
 
     __table_args__ = (UniqueConstraint("tenant_id", "model_name", "model_version", "period_start"),)
+
+
+class PipelineRun(TenantMixin, Base):
+    """One step of one daily pipeline run (or the whole run, ``step = 'run'``)."""
+
+    __tablename__ = "pipeline_runs"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    run_date: Mapped[datetime] = mapped_column(DateTime(), nullable=False)
+    step: Mapped[str] = mapped_column(String(64), nullable=False)
+    shard: Mapped[str | None] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(DateTime(), nullable=False, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime())
+    rows: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False, default="RUNNING")
+    message: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_pipeline_runs_tenant_date", "tenant_id", "run_date", "started_at"),)

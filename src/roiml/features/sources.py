@@ -71,8 +71,10 @@ class SourceTables:
             con.register(name, table)
         for name, path in self.parquet.items():
             escaped = path.replace("'", "''")
+            # The folders above may look like hive partitions (tenant=, date=); they are not data.
             con.execute(
-                f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM read_parquet('{escaped}')"
+                f"CREATE OR REPLACE TEMP VIEW {name} AS "
+                f"SELECT * FROM read_parquet('{escaped}', hive_partitioning = false)"
             )
 
 

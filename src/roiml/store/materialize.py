@@ -18,7 +18,13 @@ from roiml.store import cold
 from roiml.store.retrieval import FeatureStore
 from roiml.store.tiers import store_day
 
-__all__ = ["FeatureValidationError", "MaterializedDay", "materialize_day"]
+__all__ = [
+    "FeatureValidationError",
+    "MaterializedDay",
+    "materialize_day",
+    "previous_day",
+    "store_all_sets",
+]
 
 
 class FeatureValidationError(FeatureError):
@@ -41,7 +47,36 @@ class MaterializedDay:
     stored: dict[str, int] = field(default_factory=dict)
 
 
-def _previous_day(store: FeatureStore, day: date) -> pa.Table | None:
+def store_all_sets(
+    store: FeatureStore, frame: pa.Table, *, now: datetime | None, created_at: datetime | None
+) -> dict[str, int]:
+    """Write each feature set's columns of ``frame`` (one as-of) to cold, warm and hot.
+
+    Each set's write is atomic per tier (a file rename, a transaction, a script); a run killed
+    half-way leaves whole sets stored or not, and rerunning the day completes it unchanged.
+    """
+    stored: dict[str, int] = {}
+    for set_name, set_names in store.catalog.feature_sets.items():
+        part = frame.select([ENTITY_ID, AS_OF, *set_names])
+        result = store_day(
+            part,
+            store.tenant_id,
+            EntityType.USER,
+            set_name,
+            set_names,
+            data_dir=store.data_dir,
+            database=store.engine,
+            online=store.online,
+            ttl=store.ttl,
+            now=now,
+            created_at=created_at,
+        )
+        stored[set_name] = result.rows
+    return stored
+
+
+def previous_day(store: FeatureStore, day: date) -> pa.Table | None:
+    """The stored frame of the day before ``day`` (all sets), for the day-over-day check."""
     before = day - timedelta(days=1)
     parts = [
         cold.read(store.tenant_id, name, before, before, data_dir=store.data_dir)
@@ -81,25 +116,10 @@ def materialize_day(
             f"{day} is in the future (now is {clock:%Y-%m-%d %H:%M}); nothing stored"
         )
     frame = store.engineer.compute_batch(names, entity_ids, as_of)
-    report = validate_frame(frame, _previous_day(store, day) if validate else None, store.catalog)
+    report = validate_frame(frame, previous_day(store, day) if validate else None, store.catalog)
     if validate and not report.passed:
         raise FeatureValidationError(report)
     result = MaterializedDay(day, frame.num_rows, report)
-    for set_name, set_names in store.catalog.feature_sets.items():
-        part = frame.select([ENTITY_ID, AS_OF, *set_names])
-        stored = store_day(
-            part,
-            store.tenant_id,
-            EntityType.USER,
-            set_name,
-            set_names,
-            data_dir=store.data_dir,
-            database=store.engine,
-            online=store.online,
-            ttl=store.ttl,
-            now=now,
-            created_at=as_of if on_time else now,
-        )
-        result.stored[set_name] = stored.rows
+    result.stored = store_all_sets(store, frame, now=now, created_at=as_of if on_time else now)
     sync_feature_definitions(store.engine, store.tenant_id, feature_statistics(frame))
     return result

@@ -1,0 +1,137 @@
+"""``roiml pipeline``: the daily feature pipeline, whole or one step at a time."""
+
+from __future__ import annotations
+
+import time
+from datetime import date, timedelta
+
+import typer
+from rich.table import Table
+from sqlalchemy import Engine
+
+from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
+from roiml.errors import PipelineError
+from roiml.pipeline.runs import list_runs
+from roiml.pipeline.shards import parse_shard
+from roiml.pipeline.steps import STEPS, PipelineContext, run_day, run_step
+from roiml.settings import Settings
+from roiml.store.online import open_online_store
+from roiml.store.retrieval import FeatureStore
+
+app = typer.Typer(help="The daily feature pipeline.", no_args_is_help=True)
+
+
+def _day(value: str, option: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise PipelineError(f"{option} {value!r} is not a date; use YYYY-MM-DD") from exc
+
+
+def _context(
+    settings: Settings, engine: Engine, tenant: str | None, day: date, on_time: bool
+) -> PipelineContext:
+    if not settings.data_dir.exists():
+        raise PipelineError(
+            f"data directory {settings.data_dir} does not exist; create it or set ROIML_DATA_DIR"
+        )
+    store = FeatureStore(
+        engine, tenant or settings.tenant_id, settings.data_dir, open_online_store(settings)
+    )
+    return PipelineContext(store=store, day=day, on_time=on_time)
+
+
+_ON_TIME = typer.Option(
+    False, "--on-time", help="Values count as created on their day (replaying a history)."
+)
+
+
+@app.command("step")
+@handle_errors
+def step_cmd(
+    name: str = typer.Argument(..., help=f"One of: {', '.join(STEPS)}."),
+    day: str = typer.Option(..., "--date", help="The day (as of its midnight), YYYY-MM-DD."),
+    shard: str | None = typer.Option(
+        None, "--shard", help="i/N: this worker's share (compute steps)."
+    ),
+    tenant: str | None = typer.Option(None, "--tenant"),
+    on_time: bool = _ON_TIME,
+) -> None:
+    """Run one step for one day; steps hand data over through files under the data directory."""
+    settings = settings_or_exit()
+    parsed_day, parsed_shard = _day(day, "--date"), parse_shard(shard)
+    if name not in STEPS:
+        raise PipelineError(f"unknown step {name!r}; the steps are: {', '.join(STEPS)}")
+    with open_engine(settings) as engine:
+        ctx = _context(settings, engine, tenant, parsed_day, on_time)
+        started = time.perf_counter()
+        rows = run_step(ctx, name, parsed_shard)
+    console.print(
+        f"{name} {parsed_day}{'' if shard is None else f' shard {shard}'}: {rows} rows "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
+
+
+@app.command("run")
+@handle_errors
+def run_cmd(
+    day: str = typer.Option(..., "--date", help="The day, YYYY-MM-DD."),
+    tenant: str | None = typer.Option(None, "--tenant"),
+    on_time: bool = _ON_TIME,
+) -> None:
+    """Every step for one day: extract, compute, validate, store, update statistics."""
+    settings = settings_or_exit()
+    with open_engine(settings) as engine:
+        ctx = _context(settings, engine, tenant, _day(day, "--date"), on_time)
+        started = time.perf_counter()
+        rows = run_day(ctx)
+    console.print(f"{day}: {rows} in {time.perf_counter() - started:.1f} s")
+
+
+@app.command("backfill")
+@handle_errors
+def backfill_cmd(
+    start: str = typer.Option(..., "--start", help="First day, YYYY-MM-DD."),
+    end: str = typer.Option(..., "--end", help="Last day, inclusive."),
+    tenant: str | None = typer.Option(None, "--tenant"),
+    on_time: bool = _ON_TIME,
+) -> None:
+    """Run the pipeline for every day from --start to --end, in order."""
+    settings = settings_or_exit()
+    first, last = _day(start, "--start"), _day(end, "--end")
+    if last < first:
+        raise PipelineError(f"--end {last} is before --start {first}")
+    with open_engine(settings) as engine:
+        for offset in range((last - first).days + 1):
+            day = first + timedelta(days=offset)
+            started = time.perf_counter()
+            run_day(_context(settings, engine, tenant, day, on_time))
+            console.print(f"{day}: done in {time.perf_counter() - started:.1f} s")
+
+
+@app.command("status")
+@handle_errors
+def status_cmd(
+    tenant: str | None = typer.Option(None, "--tenant"),
+    limit: int = typer.Option(30, "--limit", min=1),
+) -> None:
+    """The latest recorded steps: day, step, shard, start, end, rows, outcome."""
+    settings = settings_or_exit()
+    with open_engine(settings) as engine:
+        runs = list_runs(engine, tenant or settings.tenant_id, limit)
+    table = Table()
+    for column in ("day", "step", "shard", "started", "seconds", "rows", "outcome", "message"):
+        table.add_column(column)
+    for run in runs:
+        seconds = f"{(run.ended_at - run.started_at).total_seconds():.1f}" if run.ended_at else ""
+        table.add_row(
+            f"{run.run_date:%Y-%m-%d}",
+            run.step,
+            run.shard or "",
+            f"{run.started_at:%Y-%m-%d %H:%M:%S}",
+            seconds,
+            "" if run.rows is None else f"{run.rows:,}",
+            run.outcome,
+            (run.message or "")[:80],
+        )
+    console.print(table)
