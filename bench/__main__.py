@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from bench import feature_engine, online_read, pit_join, world_generate
+from bench import feature_engine, online_read, pipeline_daily, pit_join, world_generate
 
 BENCHMARKS = {
     "world": world_generate.main,
     "features": feature_engine.main,
     "online": online_read.main,
     "pit": pit_join.main,
+    "pipeline": pipeline_daily.main,
 }
 
 

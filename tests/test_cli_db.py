@@ -202,3 +202,16 @@ def test_help_works_for_every_verb(path: tuple[str, ...]) -> None:
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.stdout
     assert "Traceback" not in result.output
+
+
+def test_verbs_refuse_a_database_that_is_not_migrated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ROIML_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    monkeypatch.setenv("ROIML_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    result = CliRunner().invoke(app, ["pipeline", "status"])
+    get_settings.cache_clear()
+    assert result.exit_code == 2
+    assert "run `roiml db upgrade` first" in result.output
+    assert "Traceback" not in result.output

@@ -14,7 +14,8 @@ from rich.markup import escape
 from sqlalchemy import Engine
 
 from roiml.db.engine import check_connection, make_engine
-from roiml.errors import RoimlError
+from roiml.db.migrate import current_revision, head_revision
+from roiml.errors import ConfigurationError, RoimlError
 from roiml.settings import Settings, get_settings
 
 __all__ = ["console", "err_console", "handle_errors", "open_engine", "settings_or_exit"]
@@ -38,11 +39,23 @@ def settings_or_exit() -> Settings:
 
 
 @contextmanager
-def open_engine(settings: Settings, url: str | None = None) -> Iterator[Engine]:
-    """An engine on ``url`` (default: the settings' database), checked reachable, then disposed."""
+def open_engine(
+    settings: Settings, url: str | None = None, *, require_schema: bool = True
+) -> Iterator[Engine]:
+    """An engine on ``url`` (default: the settings' database), checked reachable and (unless
+    ``require_schema`` is off, as for ``roiml db``) migrated to the newest schema; disposed after.
+    """
     engine = make_engine(url or settings.resolved_database_url)
     try:
         check_connection(engine)
+        if require_schema:
+            revision = current_revision(engine)
+            if revision != head_revision():
+                shown = engine.url.render_as_string(hide_password=True)
+                raise ConfigurationError(
+                    f"the database at {shown} is at schema revision {revision or 'none'}, "
+                    f"not {head_revision()}; run `roiml db upgrade` first"
+                )
         yield engine
     finally:
         engine.dispose()

@@ -18,7 +18,7 @@ def upgrade_cmd(
 ) -> None:
     """Create or migrate the database to the newest schema; running it twice changes nothing."""
     settings = settings_or_exit()
-    with open_engine(settings, url) as engine:
+    with open_engine(settings, url, require_schema=False) as engine:
         before = current_revision(engine)
         after = upgrade(engine)
         shown = engine.url.render_as_string(hide_password=True)
@@ -33,7 +33,7 @@ def upgrade_cmd(
 def current_cmd(url: str | None = typer.Option(None, help="Database URL.")) -> None:
     """Print the schema revision of the database and the newest one shipped."""
     settings = settings_or_exit()
-    with open_engine(settings, url) as engine:
+    with open_engine(settings, url, require_schema=False) as engine:
         console.print(f"database: {current_revision(engine) or 'empty'}; head: {head_revision()}")
 
 
@@ -46,6 +46,6 @@ def grant_app_role_cmd(
 ) -> None:
     """PostgreSQL only: create the application role (no RLS bypass) and grant it DML."""
     settings = settings_or_exit()
-    with open_engine(settings, url) as engine:
+    with open_engine(settings, url, require_schema=False) as engine:
         grant_app_role(engine, role or settings.app_role, password)
     console.print(f"role {role or settings.app_role} can read and write, under row-level security")

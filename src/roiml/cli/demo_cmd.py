@@ -43,7 +43,7 @@ def demo(
         seed=seed,
         tenant_id=settings.tenant_id,
     )
-    with open_engine(settings) as engine:
+    with open_engine(settings, require_schema=False) as engine:
         shown = engine.url.render_as_string(hide_password=True)
         revision = upgrade(engine)
         console.print(f"[bold]1. database[/bold] {shown} at schema revision {revision}")

@@ -10,8 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
-from roiml.db.migrate import current_revision, head_revision
-from roiml.errors import ConfigurationError, WorldError
+from roiml.errors import WorldError
 from roiml.world.config import WorldConfig
 from roiml.world.generate import generate_world
 from roiml.world.stats import world_stats
@@ -49,27 +48,22 @@ def generate_cmd(
         tenant_id=tenant or settings.tenant_id,
         markets=markets,
     )
-    with open_engine(settings) as engine:
-        if current_revision(engine) != head_revision():
-            raise ConfigurationError(
-                "the database schema is not at the newest revision; run `roiml db upgrade` first"
-            )
-        with Progress(
-            TextColumn("[bold]world[/bold] {task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as progress:
-            task = progress.add_task(f"{config.users:,} users", total=config.blocks)
-            report = generate_world(
-                engine,
-                settings.data_dir,
-                config,
-                replace=replace,
-                on_block=lambda done, _total: progress.update(task, completed=done),
-            )
+    with open_engine(settings) as engine, Progress(
+        TextColumn("[bold]world[/bold] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(f"{config.users:,} users", total=config.blocks)
+        report = generate_world(
+            engine,
+            settings.data_dir,
+            config,
+            replace=replace,
+            on_block=lambda done, _total: progress.update(task, completed=done),
+        )
     table = Table(title=f"world of tenant {config.tenant_id!r}")
     table.add_column("table")
     table.add_column("rows", justify="right")
