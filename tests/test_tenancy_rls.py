@@ -328,9 +328,26 @@ def test_update_and_delete_of_other_tenant_touch_nothing(rls: RLSWorld, table: s
 
 
 @pytest.mark.postgres
-def test_app_role_cannot_touch_migration_bookkeeping(rls: RLSWorld) -> None:
-    with pytest.raises(DBAPIError, match="permission denied"), rls.app.connect() as conn:
-        conn.execute(text("SELECT * FROM alembic_version"))
+def test_app_role_reads_but_cannot_change_migration_bookkeeping(rls: RLSWorld) -> None:
+    with rls.app.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    with pytest.raises(DBAPIError, match="permission denied"), rls.app.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'x'"))
+
+
+@pytest.mark.postgres
+def test_cli_works_as_the_application_role(rls: RLSWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from roiml.cli.main import app
+    from roiml.settings import get_settings
+
+    monkeypatch.setenv("ROIML_DATABASE_URL", rls.app.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("ROIML_TENANT_ID", rls.a)
+    get_settings.cache_clear()
+    result = CliRunner().invoke(app, ["pipeline", "status"])
+    get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
 
 
 @pytest.mark.postgres

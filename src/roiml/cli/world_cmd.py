@@ -48,14 +48,17 @@ def generate_cmd(
         tenant_id=tenant or settings.tenant_id,
         markets=markets,
     )
-    with open_engine(settings) as engine, Progress(
-        TextColumn("[bold]world[/bold] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
+    with (
+        open_engine(settings) as engine,
+        Progress(
+            TextColumn("[bold]world[/bold] {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress,
+    ):
         task = progress.add_task(f"{config.users:,} users", total=config.blocks)
         report = generate_world(
             engine,

@@ -39,8 +39,10 @@ def grant_app_role(engine: Engine, role: str, password: str | None = None) -> No
             text(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{role}"')
         )
         conn.execute(text(f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{role}"'))
-        # The migration bookkeeping table is the owner's alone.
+        # The migration bookkeeping table is the owner's to change; the role may only read it,
+        # which every command does to refuse a database below the newest schema.
         conn.execute(text(f'REVOKE ALL ON alembic_version FROM "{role}"'))
+        conn.execute(text(f'GRANT SELECT ON alembic_version TO "{role}"'))
 
 
 def _quote_literal(value: str) -> str:
