@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck bench lock clean
+.PHONY: demo test check lint typecheck bench lock clean airflow
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,8 @@ check: $(STAMP) lint typecheck
 	$(BIN)/python -m pytest -q -m "not slow and not postgres and not redis"
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench dags
+	$(BIN)/ruff format --check src tests bench dags
 
 typecheck: $(STAMP)
 	$(BIN)/mypy src
@@ -38,5 +38,9 @@ bench: $(STAMP)
 lock: $(STAMP)
 	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
+# The Airflow 3 environment, kept apart from the project's (tests/test_airflow_dag.py builds it too).
+airflow: $(STAMP)
+	scripts/airflow_env.sh
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-airflow .airflow .pytest_cache .mypy_cache .ruff_cache
