@@ -42,13 +42,17 @@ __all__ = [
     "CREATED_AT",
     "PART_FILE",
     "FeatureDay",
+    "StagedDay",
     "add_missing_rows",
     "check_day",
     "check_entity_type",
     "check_name",
+    "discard",
     "list_dates",
     "partition_dir",
+    "publish",
     "read",
+    "stage_day",
     "tenant_dir",
     "write_day",
 ]
@@ -227,14 +231,60 @@ def write_day(
     nothing; changed values (a corrected backfill) get a new creation time, which is what keeps
     them out of training rows dated before the correction.
     """
+    staged = stage_day(
+        frame, tenant, feature_set, feature_names, data_dir=data_dir, created_at=created_at
+    )
+    return publish(staged)
+
+
+@dataclass(frozen=True)
+class StagedDay:
+    """A day written beside its final place, waiting for :func:`publish` (or :func:`discard`).
+
+    ``temporary`` is None when the stored file already holds these values: nothing to publish.
+    """
+
+    temporary: Path | None
+    target: Path
+
+
+def stage_day(
+    frame: pa.Table,
+    tenant: str,
+    feature_set: str,
+    feature_names: Sequence[str],
+    *,
+    data_dir: Path,
+    created_at: datetime | None = None,
+) -> StagedDay:
+    """Write one day to a hidden file next to its target; readers do not see it yet.
+
+    Lets a caller stage every feature set of a day, commit the warm tier, and only then make
+    the cold files visible, each by one rename.
+    """
     day = check_day(frame, tenant, feature_set, feature_names)
     folder = partition_dir(data_dir, tenant, feature_set, day.date)
     target = folder / PART_FILE
     if target.is_file() and pq.ParquetFile(target).read().equals(day.frame.combine_chunks()):
-        return target
+        return StagedDay(None, target)
     moment = created_at or datetime.now(UTC).replace(tzinfo=None)
     metadata = {CREATED_AT_KEY: moment.isoformat().encode()}
-    return _replace_file(folder, day.frame.replace_schema_metadata(metadata))
+    return StagedDay(_write_hidden(folder, day.frame.replace_schema_metadata(metadata)), target)
+
+
+def publish(staged: StagedDay) -> Path:
+    """Make a staged day visible: one atomic rename, then the folder entries made durable."""
+    if staged.temporary is not None:
+        staged.temporary.replace(staged.target)  # atomic on POSIX within one filesystem
+        _fsync_dir(staged.target.parent)
+        _fsync_dir(staged.target.parent.parent)
+    return staged.target
+
+
+def discard(staged: StagedDay) -> None:
+    """Drop a staged day that will not be published."""
+    if staged.temporary is not None:
+        staged.temporary.unlink(missing_ok=True)
 
 
 def add_missing_rows(
@@ -275,8 +325,11 @@ def _keys(table: pa.Table) -> tuple[list[str], list[int]]:
 
 
 def _replace_file(folder: Path, table: pa.Table) -> Path:
+    return publish(StagedDay(_write_hidden(folder, table), folder / PART_FILE))
+
+
+def _write_hidden(folder: Path, table: pa.Table) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / PART_FILE
     # Hidden and not *.parquet: globbing readers never pick up a half-written file.
     temporary = folder / f".{PART_FILE}.{uuid.uuid4().hex}.tmp"
     try:
@@ -284,15 +337,10 @@ def _replace_file(folder: Path, table: pa.Table) -> Path:
             pq.write_table(table.combine_chunks(), sink, compression="zstd")
             sink.flush()
             os.fsync(sink.fileno())
-        temporary.replace(target)  # os.replace: atomic on POSIX within one filesystem
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    # The rename is durable only once the directory entry is; a new date folder also needs
-    # its own entry in the parent.
-    _fsync_dir(folder)
-    _fsync_dir(folder.parent)
-    return target
+    return temporary
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -14,9 +14,10 @@ from roiml.features.api import as_of_midnight
 from roiml.features.frame import AS_OF, ENTITY_ID
 from roiml.features.statistics import feature_statistics, sync_feature_definitions
 from roiml.features.validation import ValidationReport, validate_frame
-from roiml.store import cold
+from roiml.store import cold, warm
+from roiml.store.cold import check_day
+from roiml.store.online import OnlineFeatureSet
 from roiml.store.retrieval import FeatureStore
-from roiml.store.tiers import store_day
 
 __all__ = [
     "FeatureValidationError",
@@ -50,29 +51,50 @@ class MaterializedDay:
 def store_all_sets(
     store: FeatureStore, frame: pa.Table, *, now: datetime | None, created_at: datetime | None
 ) -> dict[str, int]:
-    """Write each feature set's columns of ``frame`` (one as-of) to cold, warm and hot.
+    """Publish one day (one as-of) of every feature set in ``frame``: all or nothing.
 
-    Each set's write is atomic per tier (a file rename, a transaction, a script); a run killed
-    half-way leaves whole sets stored or not, and rerunning the day completes it unchanged.
+    Every set is checked and staged in cold first (hidden files); warm takes all sets in ONE
+    transaction; only after its commit do the cold files appear (one rename each) and the hot
+    vectors go online. A run killed before the commit leaves every tier as it was; killed after
+    it, the rerun finds warm unchanged and completes cold and hot.
     """
-    stored: dict[str, int] = {}
-    for set_name, set_names in store.catalog.feature_sets.items():
-        part = frame.select([ENTITY_ID, AS_OF, *set_names])
-        result = store_day(
-            part,
+    parts = {
+        name: check_day(frame.select([ENTITY_ID, AS_OF, *names]), store.tenant_id, name, names)
+        for name, names in store.catalog.feature_sets.items()
+    }
+    staged = {
+        name: cold.stage_day(
+            day.frame,
             store.tenant_id,
-            EntityType.USER,
-            set_name,
-            set_names,
+            name,
+            day.feature_names,
             data_dir=store.data_dir,
-            database=store.engine,
-            online=store.online,
-            ttl=store.ttl,
-            now=now,
             created_at=created_at,
         )
-        stored[set_name] = result.rows
-    return stored
+        for name, day in parts.items()
+    }
+    try:
+        with store.engine.begin() as conn:
+            for name, day in parts.items():
+                warm.write_day(
+                    conn,
+                    day.frame,
+                    store.tenant_id,
+                    EntityType.USER,
+                    name,
+                    day.feature_names,
+                    created_at=created_at,
+                )
+    except BaseException:
+        for pending in staged.values():
+            cold.discard(pending)
+        raise
+    for pending in staged.values():
+        cold.publish(pending)
+    for name, day in parts.items():
+        hot = OnlineFeatureSet(name, day.feature_names, store.ttl)
+        store.online.write_day(day.frame, store.tenant_id, EntityType.USER, hot, now=now)
+    return {name: day.frame.num_rows for name, day in parts.items()}
 
 
 def previous_day(store: FeatureStore, day: date) -> pa.Table | None:
