@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -105,13 +106,15 @@ def _compute(feature_set: str) -> Callable[[PipelineContext, Shard, StepRecord],
             raise PipelineError(f"no extract for {ctx.day}; run the extract step first")
         sources = parquet_sources(ctx.workspace.extract)
         users = str(ctx.workspace.extract / "users.parquet").replace("'", "''")
-        ids = [
-            row[0]
-            for row in duckdb.sql(
-                f"SELECT user_id FROM read_parquet('{users}') WHERE {shard.predicate('user_id')} "
-                "ORDER BY user_id"
-            ).fetchall()
-        ]
+        # A connection of its own: DuckDB's default connection is not safe across threads.
+        with duckdb.connect() as con:
+            ids = [
+                row[0]
+                for row in con.execute(
+                    f"SELECT user_id FROM read_parquet('{users}', hive_partitioning = false) "
+                    f"WHERE {shard.predicate('user_id')} ORDER BY user_id"
+                ).fetchall()
+            ]
         frame = FeatureEngine().compute(entity_frame(ids, ctx.as_of), [feature_set], sources)
         folder = ctx.workspace.computed(feature_set)
         for stale in folder.glob("shard-*.parquet"):
@@ -200,11 +203,17 @@ def run_step(ctx: PipelineContext, name: str, shard: Shard = ALL) -> int | None:
     return record.rows
 
 
-def run_day(ctx: PipelineContext) -> dict[str, int | None]:
-    """Every step in order for one day, as one recorded run."""
+def run_day(ctx: PipelineContext, workers: int = 2) -> dict[str, int | None]:
+    """Every step for one day, as one recorded run; the compute steps run ``workers`` at a
+    time (DuckDB releases the GIL, so threads do run side by side)."""
     rows: dict[str, int | None] = {}
     with record_step(ctx.engine, ctx.tenant_id, ctx.as_of, "run", None) as run:
-        for name in STEPS:
+        rows["extract"] = run_step(ctx, "extract")
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            futures = {name: pool.submit(run_step, ctx, name) for name in COMPUTE_STEPS}
+            for name, future in futures.items():
+                rows[name] = future.result()
+        for name in ("validate", "store", "update_statistics"):
             rows[name] = run_step(ctx, name)
         run.rows = rows.get("store")
     return rows
