@@ -135,7 +135,7 @@ def test_writing_a_day_twice_leaves_every_tier_as_after_one_write(
     assert all(vector is not None for vector in once["hot"])
 
 
-def test_a_crash_after_cold_is_completed_by_running_again(
+def test_a_failing_warm_write_leaves_every_tier_untouched_and_a_rerun_completes(
     stores: Tiers, tenant: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def crash(*args: object, **kwargs: object) -> int:
@@ -146,12 +146,14 @@ def test_a_crash_after_cold_is_completed_by_running_again(
         with pytest.raises(ConnectionError):
             store(stores, tenant)
     state = snapshot(stores, tenant)
-    assert cold.list_dates(tenant, "engagement", data_dir=stores.data_dir) == [AS_OF.date()]
+    # The staged cold file was discarded: no tier shows any part of the day.
+    assert cold.list_dates(tenant, "engagement", data_dir=stores.data_dir) == []
     assert state["warm"] == [] and set(state["hot"]) == {None}
+    assert not any(stores.data_dir.rglob("*.tmp"))
 
     store(stores, tenant)
     recovered = snapshot(stores, tenant)
-    assert recovered["cold"] == state["cold"]
+    assert cold.list_dates(tenant, "engagement", data_dir=stores.data_dir) == [AS_OF.date()]
     assert len(recovered["warm"]) == len(IDS)
     assert None not in recovered["hot"]
 

@@ -14,10 +14,9 @@ from roiml.features.api import as_of_midnight
 from roiml.features.frame import AS_OF, ENTITY_ID
 from roiml.features.statistics import feature_statistics, sync_feature_definitions
 from roiml.features.validation import ValidationReport, validate_frame
-from roiml.store import cold, warm
-from roiml.store.cold import check_day
-from roiml.store.online import OnlineFeatureSet
+from roiml.store import cold
 from roiml.store.retrieval import FeatureStore
+from roiml.store.tiers import store_sets
 
 __all__ = [
     "FeatureValidationError",
@@ -51,50 +50,24 @@ class MaterializedDay:
 def store_all_sets(
     store: FeatureStore, frame: pa.Table, *, now: datetime | None, created_at: datetime | None
 ) -> dict[str, int]:
-    """Publish one day (one as-of) of every feature set in ``frame``: all or nothing.
-
-    Every set is checked and staged in cold first (hidden files); warm takes all sets in ONE
-    transaction; only after its commit do the cold files appear (one rename each) and the hot
-    vectors go online. A run killed before the commit leaves every tier as it was; killed after
-    it, the rerun finds warm unchanged and completes cold and hot.
-    """
-    parts = {
-        name: check_day(frame.select([ENTITY_ID, AS_OF, *names]), store.tenant_id, name, names)
+    """Publish one day of every feature set in ``frame``, all or nothing (see
+    :func:`roiml.store.tiers.store_sets`); return the rows stored per set."""
+    days = {
+        name: (frame.select([ENTITY_ID, AS_OF, *names]), names)
         for name, names in store.catalog.feature_sets.items()
     }
-    staged = {
-        name: cold.stage_day(
-            day.frame,
-            store.tenant_id,
-            name,
-            day.feature_names,
-            data_dir=store.data_dir,
-            created_at=created_at,
-        )
-        for name, day in parts.items()
-    }
-    try:
-        with store.engine.begin() as conn:
-            for name, day in parts.items():
-                warm.write_day(
-                    conn,
-                    day.frame,
-                    store.tenant_id,
-                    EntityType.USER,
-                    name,
-                    day.feature_names,
-                    created_at=created_at,
-                )
-    except BaseException:
-        for pending in staged.values():
-            cold.discard(pending)
-        raise
-    for pending in staged.values():
-        cold.publish(pending)
-    for name, day in parts.items():
-        hot = OnlineFeatureSet(name, day.feature_names, store.ttl)
-        store.online.write_day(day.frame, store.tenant_id, EntityType.USER, hot, now=now)
-    return {name: day.frame.num_rows for name, day in parts.items()}
+    stored = store_sets(
+        days,
+        store.tenant_id,
+        EntityType.USER,
+        data_dir=store.data_dir,
+        database=store.engine,
+        online=store.online,
+        ttl=store.ttl,
+        now=now,
+        created_at=created_at,
+    )
+    return {name: day.rows for name, day in stored.items()}
 
 
 def previous_day(store: FeatureStore, day: date) -> pa.Table | None:

@@ -1,26 +1,27 @@
-"""Writing one computed day to all three tiers: cold, then warm, then hot.
+"""Writing one computed day to all three tiers, all or nothing.
 
-The order is the recovery story. Cold is the record, so it is written first; warm and hot are
-derived from the same frame. A crash after cold leaves the day on disk and the other tiers at
-the previous day, which still serve (hot never lets an older write replace a newer vector);
-running :func:`store_day` again completes it, because every tier's write is idempotent.
+Cold is staged first (hidden files), warm commits every set in one transaction, and only then
+are the cold files renamed into place and the hot vectors written. Until the commit no tier
+shows any of the day; after it, a crash is completed by running again, since every tier's
+write is idempotent (and hot never lets an older write replace a newer vector).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
+from sqlalchemy import Engine
 
 from roiml.db.enums import EntityType
 from roiml.store import cold, warm
 from roiml.store.cold import check_day, check_entity_type
 from roiml.store.online import DEFAULT_TTL, OnlineFeatureSet, OnlineStore
 
-__all__ = ["StoredDay", "store_day"]
+__all__ = ["StoredDay", "store_day", "store_sets"]
 
 
 @dataclass(frozen=True)
@@ -42,25 +43,71 @@ def store_day(
     feature_names: Sequence[str],
     *,
     data_dir: Path,
-    database: warm.Database,
+    database: Engine,
     online: OnlineStore,
     ttl: timedelta = DEFAULT_TTL,
     now: datetime | None = None,
     created_at: datetime | None = None,
 ) -> StoredDay:
-    """Write one day of ``feature_set`` to cold, warm and hot, in that order.
+    """Write one day of one feature set to every tier; see :func:`store_sets`."""
+    return store_sets(
+        {feature_set: (frame, feature_names)},
+        tenant,
+        entity_type,
+        data_dir=data_dir,
+        database=database,
+        online=online,
+        ttl=ttl,
+        now=now,
+        created_at=created_at,
+    )[feature_set]
 
-    The frame is validated before any tier is touched, so bad input writes nothing anywhere.
-    ``database`` is an engine or the caller's connection (see :func:`roiml.store.warm.write_day`);
-    ``ttl`` is how long hot vectors live after their as_of; ``now`` defaults to the current time.
-    ``created_at`` (default now) is when the values count as known, for point-in-time training.
+
+def store_sets(
+    days: Mapping[str, tuple[pa.Table, Sequence[str]]],
+    tenant: str,
+    entity_type: EntityType | str,
+    *,
+    data_dir: Path,
+    database: Engine,
+    online: OnlineStore,
+    ttl: timedelta = DEFAULT_TTL,
+    now: datetime | None = None,
+    created_at: datetime | None = None,
+) -> dict[str, StoredDay]:
+    """Publish one day (one as-of) of several feature sets to every tier, all or nothing.
+
+    ``days`` maps a feature set to its frame and declared feature order. Every frame is
+    validated and staged in cold (hidden files) first; warm takes every set in ONE transaction;
+    only after that commit do the cold files appear (one rename each) and the hot vectors go
+    online. Bad input or a failure before the commit leaves every tier as it was; a crash after
+    it is completed by running again (every tier's write is idempotent). ``created_at`` (default
+    now) is when the values count as known, for point-in-time training; ``now`` is the clock for
+    the hot tier's TTL.
     """
-    day = check_day(frame, tenant, feature_set, feature_names)
     kind = check_entity_type(entity_type)
-    cold_path = cold.write_day(
-        day.frame, tenant, feature_set, day.feature_names, data_dir=data_dir, created_at=created_at
-    )
-    warm_changed = warm.write_day(database, day.frame, tenant, kind, feature_set, day.feature_names)
-    hot_set = OnlineFeatureSet(feature_set, day.feature_names, ttl)
-    hot_written = online.write_day(day.frame, tenant, kind, hot_set, now=now)
-    return StoredDay(day.as_of, day.frame.num_rows, cold_path, warm_changed, hot_written)
+    parts = {name: check_day(frame, tenant, name, names) for name, (frame, names) in days.items()}
+    staged = {
+        name: cold.stage_day(
+            day.frame, tenant, name, day.feature_names, data_dir=data_dir, created_at=created_at
+        )
+        for name, day in parts.items()
+    }
+    changed: dict[str, int] = {}
+    try:
+        with database.begin() as conn:
+            for name, day in parts.items():
+                changed[name] = warm.write_day(
+                    conn, day.frame, tenant, kind, name, day.feature_names, created_at=created_at
+                )
+    except BaseException:
+        for pending in staged.values():
+            cold.discard(pending)
+        raise
+    stored: dict[str, StoredDay] = {}
+    for name, day in parts.items():
+        path = cold.publish(staged[name])
+        hot = OnlineFeatureSet(name, day.feature_names, ttl)
+        written = online.write_day(day.frame, tenant, kind, hot, now=now)
+        stored[name] = StoredDay(day.as_of, day.frame.num_rows, path, changed[name], written)
+    return stored
