@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -11,7 +11,15 @@ from sqlalchemy import Enum as SAEnum
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "BigIntPK", "JSONType", "TenantMixin", "enum_column", "utcnow"]
+__all__ = [
+    "Base",
+    "BigIntPK",
+    "JSONType",
+    "TenantMixin",
+    "as_naive_utc",
+    "enum_column",
+    "utcnow",
+]
 
 # Deterministic constraint names, so Alembic migrations read the same on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
@@ -30,9 +38,19 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 def utcnow() -> datetime:
     """Naive UTC now: every timestamp in the schema is naive UTC."""
-    from datetime import UTC
-
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def as_naive_utc(moment: datetime | None) -> datetime:
+    """``moment`` as naive UTC (an aware datetime is converted); None means now.
+
+    The schema's timestamps are naive UTC; an aware datetime would not compare with them.
+    """
+    if moment is None:
+        return utcnow()
+    if moment.tzinfo is not None:
+        return moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
 
 
 def enum_column(enum_cls: type[StrEnum], **kwargs: Any) -> Mapped[Any]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 import pyarrow as pa
 from sqlalchemy import Engine
 
+from roiml.db.base import utcnow
 from roiml.db.enums import EntityType
 from roiml.errors import FeatureError
 from roiml.features.engine import FeatureEngine, entity_frame
@@ -25,10 +26,6 @@ def as_of_midnight(day: date | datetime) -> datetime:
     if isinstance(day, datetime):
         day = day.date()
     return datetime.combine(day, time())
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class FeatureEngineer:
@@ -76,7 +73,7 @@ class FeatureEngineer:
     ) -> pa.Table:
         """Features of many entities (all the tenant's users when None) as of one instant."""
         self.features.catalog.check_entity_type(entity_type)
-        as_of = as_of_date or _now()
+        as_of = as_of_date or utcnow()
         plan = self.features.plan(feature_names)
         ids = self._entity_ids(entity_ids)
         sources = load_sources(self.engine, self.tenant_id, plan.lookback_days, as_of, as_of, ids)

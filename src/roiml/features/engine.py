@@ -14,6 +14,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from roiml.db.base import as_naive_utc
 from roiml.errors import FeatureError
 from roiml.features.catalog import CATALOG, Catalog
 from roiml.features.compiler import CompiledQuery, compile_features
@@ -29,20 +30,12 @@ def entity_frame(entity_ids: Sequence[str], as_of: datetime | Sequence[datetime]
     """An entity frame: every entity at one as-of, or pairwise with a sequence of as-ofs."""
     ids = pa.array(list(entity_ids), pa.string())
     if isinstance(as_of, datetime):
-        times = pa.array([_naive_utc(as_of)] * len(ids), pa.timestamp("us"))
+        times = pa.array([as_naive_utc(as_of)] * len(ids), pa.timestamp("us"))
     else:
-        times = pa.array([_naive_utc(t) for t in as_of], pa.timestamp("us"))
+        times = pa.array([as_naive_utc(t) for t in as_of], pa.timestamp("us"))
         if len(times) != len(ids):
             raise FeatureError(f"{len(ids)} entity ids but {len(times)} as-of timestamps")
     return pa.table({ENTITY_ID: ids, AS_OF: times})
-
-
-def _naive_utc(moment: datetime) -> datetime:
-    if moment.tzinfo is None:
-        return moment
-    from datetime import UTC
-
-    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def _check_frame(frame: pa.Table) -> pa.Table:

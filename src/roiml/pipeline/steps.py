@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import Engine, func, select
 
 from roiml.db import Base
+from roiml.db.base import utcnow
 from roiml.errors import PipelineError
 from roiml.features.api import as_of_midnight
 from roiml.features.engine import FeatureEngine, entity_frame
@@ -68,7 +69,7 @@ class PipelineContext:
 
     @property
     def clock(self) -> datetime:
-        return self.now or datetime.now(UTC).replace(tzinfo=None)
+        return self.now or utcnow()
 
 
 def _check_day(ctx: PipelineContext) -> None:

@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from roiml.db.base import utcnow
 from roiml.db.enums import EntityType
 from roiml.errors import FeatureError
 from roiml.features.frame import (
@@ -267,7 +268,7 @@ def stage_day(
     target = folder / PART_FILE
     if target.is_file() and pq.ParquetFile(target).read().equals(day.frame.combine_chunks()):
         return StagedDay(None, target)
-    moment = created_at or datetime.now(UTC).replace(tzinfo=None)
+    moment = created_at or utcnow()
     metadata = {CREATED_AT_KEY: moment.isoformat().encode()}
     return StagedDay(_write_hidden(folder, day.frame.replace_schema_metadata(metadata)), target)
 

@@ -4,10 +4,11 @@ three tiers. A day that fails validation is not stored anywhere; the report says
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import pyarrow as pa
 
+from roiml.db.base import utcnow
 from roiml.db.enums import EntityType
 from roiml.errors import FeatureError
 from roiml.features.api import as_of_midnight
@@ -105,7 +106,7 @@ def materialize_day(
     """
     names = list(store.catalog.features)
     as_of = as_of_midnight(day)
-    clock = now or datetime.now(UTC).replace(tzinfo=None)
+    clock = now or utcnow()
     if as_of > clock:
         raise FeatureError(
             f"{day} is in the future (now is {clock:%Y-%m-%d %H:%M}); nothing stored"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Engine, delete
 
+from roiml.db.base import utcnow
 from roiml.db.engine import tenant_session
 from roiml.db.enums import EntityType, ModelType
 from roiml.db.ml_models import MLFeatureValue
@@ -169,7 +170,7 @@ class FeatureStore:
             else model_type
         )
         sets = MODEL_FEATURE_SETS[kind]
-        moment = now or datetime.now(UTC).replace(tzinfo=None)
+        moment = now or utcnow()
         values: dict[str, float | None] = {}
         sources: dict[str, FeatureSource] = {}
         online_sets = [self.online_sets[s] for s in sets]
@@ -233,7 +234,7 @@ class FeatureStore:
             return entity_frame
         if not entity_ids:
             raise FeatureError("give entity_ids (with as_of_date) or an entity_frame")
-        moment = as_of_date or datetime.now(UTC).replace(tzinfo=None)
+        moment = as_of_date or utcnow()
         return pa.table(
             {
                 ENTITY_ID: pa.array(list(entity_ids), pa.string()),

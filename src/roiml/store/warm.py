@@ -17,7 +17,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from roiml.db.base import utcnow
+from roiml.db.base import as_naive_utc, utcnow
 from roiml.db.bulk import bulk_insert
 from roiml.db.enums import EntityType
 from roiml.db.ml_models import MLFeatureValue
@@ -183,7 +183,7 @@ def read_latest(
 ) -> dict[str, tuple[datetime, FeatureValues]]:
     """Per feature set, the latest ``(as_of, values)`` of ``entity_id`` with
     ``now - max_age <= as_of <= now``; sets with no such row are absent (expired = missing)."""
-    moment = _naive_utc(now)
+    moment = as_naive_utc(now)
     kind = check_entity_type(entity_type)
     query = (
         select(_TABLE.c.feature_set, _TABLE.c.as_of, _TABLE.c["values"])
@@ -237,15 +237,6 @@ def read_range(
             for offset in range(0, len(wanted), _IN_CHUNK):
                 rows.extend(conn.execute(by_ids, {"ids": wanted[offset : offset + _IN_CHUNK]}))
     return _frame(rows, feature_names).sort_by([(AS_OF, "ascending"), (ENTITY_ID, "ascending")])
-
-
-def _naive_utc(moment: datetime | None) -> datetime:
-    # The schema's timestamps are naive UTC; an aware datetime would not compare with them.
-    if moment is None:
-        return utcnow()
-    if moment.tzinfo is not None:
-        return moment.astimezone(UTC).replace(tzinfo=None)
-    return moment
 
 
 def _day_start(day: date) -> datetime:
@@ -306,7 +297,7 @@ def prune(
     """
     if keep_days < 0:
         raise FeatureError(f"keep_days must be >= 0, not {keep_days}")
-    cutoff = _naive_utc(now) - timedelta(days=keep_days)
+    cutoff = as_naive_utc(now) - timedelta(days=keep_days)
     groups = select(_TABLE.c.feature_set, _TABLE.c.entity_type, _TABLE.c.as_of).where(
         _TABLE.c.tenant_id == tenant, _TABLE.c.as_of < cutoff
     )
