@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+
+from bench._child import run_measured
 
 RESULTS = Path(__file__).with_name("results")
 
@@ -80,20 +80,10 @@ def _child(kind: str, url: str, tenant: str, as_of: str, days: int, limit: int |
 
 
 def _measure(args: list[str]) -> dict[str, object]:
-    child = subprocess.Popen(
-        [sys.executable, "-m", "bench.feature_engine", "--child", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    started = time.perf_counter()
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - started
-    stdout = child.stdout.read().decode() if child.stdout else ""
-    if status != 0:
-        raise RuntimeError(child.stderr.read().decode() if child.stderr else "child failed")
-    result: dict[str, object] = json.loads(stdout.strip().splitlines()[-1])
-    result["wall_seconds"] = round(wall, 2)
-    result["peak_rss_mib"] = round(usage.ru_maxrss / 1024)
+    measured = run_measured([sys.executable, "-m", "bench.feature_engine", "--child", *args])
+    result: dict[str, object] = json.loads(measured.stdout.strip().splitlines()[-1])
+    result["wall_seconds"] = measured.seconds
+    result["peak_rss_mib"] = measured.peak_rss_mib
     return result
 
 

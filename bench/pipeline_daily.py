@@ -13,33 +13,24 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from bench._child import run_measured
 from roiml.pipeline.steps import COMPUTE_STEPS, STEPS
 
 RESULTS = Path(__file__).with_name("results")
 
 
 def _step(env: dict[str, str], args: list[str]) -> dict[str, object]:
-    started = time.perf_counter()
-    child = subprocess.Popen(
-        [sys.executable, "-m", "roiml.cli.main", "pipeline", "step", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    measured = run_measured(
+        [sys.executable, "-m", "roiml.cli.main", "pipeline", "step", *args], env
     )
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - started
-    if status != 0:
-        raise RuntimeError(child.stderr.read().decode() if child.stderr else "step failed")
     return {
         "step": " ".join(args),
-        "seconds": round(seconds, 2),
-        "peak_rss_mib": round(usage.ru_maxrss / 1024),
+        "seconds": measured.seconds,
+        "peak_rss_mib": measured.peak_rss_mib,
     }
 
 

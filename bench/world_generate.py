@@ -14,12 +14,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 from sqlalchemy import text
 
+from bench._child import run_measured
 from roiml.db.engine import make_engine
 
 RESULTS = Path(__file__).with_name("results")
@@ -29,20 +29,11 @@ def _run(users: int, url: str, data_dir: Path, years: int) -> dict[str, object]:
     env = dict(os.environ, ROIML_DATABASE_URL=url, ROIML_DATA_DIR=str(data_dir))
     roiml = [sys.executable, "-m", "roiml.cli.main"]
     subprocess.run([*roiml, "db", "upgrade"], env=env, check=True, capture_output=True)
-    started = time.perf_counter()
     end = f"{2023 + years}-01-01"
-    child = subprocess.Popen(
-        [*roiml, "world", "generate", "--users", str(users), "--end", end, "--seed", "42"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    measured = run_measured(
+        [*roiml, "world", "generate", "--users", str(users), "--end", end, "--seed", "42"], env
     )
-    # wait4 gives this child's own peak RSS (RUSAGE_CHILDREN would keep the largest so far).
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - started
-    if status != 0:
-        raise RuntimeError(child.stderr.read().decode() if child.stderr else "generate failed")
-    peak_kib = usage.ru_maxrss
+    seconds = measured.seconds
     report = json.loads((data_dir / "world" / "demo" / "truth" / "world.json").read_text())
     rows = sum(report["rows"].values())
     return {
@@ -50,7 +41,7 @@ def _run(users: int, url: str, data_dir: Path, years: int) -> dict[str, object]:
         "seconds": round(seconds, 1),
         "rows": rows,
         "rows_per_second": round(rows / seconds),
-        "peak_rss_mib": round(peak_kib / 1024),
+        "peak_rss_mib": measured.peak_rss_mib,
         "steps": report["seconds"],
         "rows_per_table": report["rows"],
     }
