@@ -304,9 +304,9 @@ def add_missing_rows(
     if target.is_file():
         # Not pq.read_table: it would add the folder names as tenant/feature_set/date columns.
         stored = pq.ParquetFile(target).read()
-        present = {(e, a) for e, a in zip(*_keys(stored), strict=True)}
-        keep = [key not in present for key in zip(*_keys(rows), strict=True)]
-        rows = rows.filter(pa.array(keep, pa.bool_()))
+        # Rows whose (entity_id, as_of) the file lacks: an anti join, no per-row Python.
+        keys = [ENTITY_ID, AS_OF]
+        rows = rows.join(stored.select(keys), keys=keys, join_type="left anti")
         if rows.num_rows == 0:
             return 0
         # New features (a changed definition) become columns; old rows get null for them.
@@ -316,13 +316,6 @@ def add_missing_rows(
     _replace_file(folder, merged.sort_by([(ENTITY_ID, "ascending"), (AS_OF, "ascending")]))
     added: int = rows.num_rows
     return added
-
-
-def _keys(table: pa.Table) -> tuple[list[str], list[int]]:
-    return (
-        table.column(ENTITY_ID).to_pylist(),
-        table.column(AS_OF).cast(pa.int64()).to_pylist(),
-    )
 
 
 def _replace_file(folder: Path, table: pa.Table) -> Path:
