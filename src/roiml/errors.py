@@ -10,8 +10,11 @@ __all__ = [
     "DatabaseUnavailableError",
     "FeatureError",
     "ImportValidationError",
+    "ModelError",
     "PipelineError",
+    "RegistryError",
     "RoimlError",
+    "TrainingError",
     "WorldError",
 ]
 
@@ -50,6 +53,24 @@ class WorldError(RoimlError):
     """The simulated world was asked for something it cannot generate."""
 
     exit_code = 2
+
+
+class ModelError(RoimlError):
+    """A model cannot be used as asked: unknown name, or inputs that do not match its features."""
+
+    exit_code = 2
+
+
+class TrainingError(RoimlError):
+    """A model cannot be trained honestly from the data given (too few labels, bad split)."""
+
+    exit_code = 7
+
+
+class RegistryError(RoimlError):
+    """The model registry refused an operation (unknown version or stage); nothing changed."""
+
+    exit_code = 8
 
 
 class ImportValidationError(RoimlError):
