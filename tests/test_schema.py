@@ -10,7 +10,7 @@ from sqlalchemy import Engine, Enum, Index, Table, UniqueConstraint, inspect, te
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import conv
 
-from roiml.db import ML_TABLES, PIPELINE_TABLES, SOURCE_TABLES, Base
+from roiml.db import ML_TABLES, PIPELINE_TABLES, REGISTRY_TABLES, SOURCE_TABLES, Base
 from roiml.db.enums import (
     DataType,
     EntityType,
@@ -39,12 +39,14 @@ def test_the_six_ml_tables_and_eleven_source_tables_exist() -> None:
     assert len(SOURCE_TABLES) == 11
     assert len(set(ML_TABLES) | set(SOURCE_TABLES)) == 17
     assert all(name.startswith("ml_") for name in ML_TABLES)
-    assert set(TABLES) == set(ML_TABLES) | set(SOURCE_TABLES) | set(PIPELINE_TABLES)
+    every = set(ML_TABLES) | set(SOURCE_TABLES) | set(PIPELINE_TABLES) | set(REGISTRY_TABLES)
+    assert set(TABLES) == every
 
 
 def test_migrated_database_has_exactly_the_model_tables(sqlite_engine: Engine) -> None:
     names = set(inspect(sqlite_engine).get_table_names())
-    assert names == set(ML_TABLES) | set(SOURCE_TABLES) | set(PIPELINE_TABLES) | {"alembic_version"}
+    expected = set(ML_TABLES) | set(SOURCE_TABLES) | set(PIPELINE_TABLES) | set(REGISTRY_TABLES)
+    assert names == expected | {"alembic_version"}
 
 
 @pytest.mark.parametrize("name", sorted(TABLES))

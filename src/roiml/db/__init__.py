@@ -8,6 +8,7 @@ from roiml.db.ml_models import (
     MLModel,
     MLMonitoring,
     MLPrediction,
+    ModelAliasEvent,
     PipelineRun,
 )
 from roiml.db.source_models import (
@@ -38,6 +39,7 @@ __all__ = [
     "MLMonitoring",
     "MLPrediction",
     "MarketStatistic",
+    "ModelAliasEvent",
     "PipelineRun",
     "PlatformSession",
     "Property",
@@ -60,6 +62,7 @@ SOURCE_TABLES: tuple[str, ...] = (
     "economic_indicators",
 )
 PIPELINE_TABLES: tuple[str, ...] = ("pipeline_runs",)
+REGISTRY_TABLES: tuple[str, ...] = ("model_alias_events",)
 ML_TABLES: tuple[str, ...] = (
     "ml_features",
     "ml_feature_values",

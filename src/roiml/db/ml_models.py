@@ -36,6 +36,7 @@ __all__ = [
     "MLModel",
     "MLMonitoring",
     "MLPrediction",
+    "ModelAliasEvent",
     "PipelineRun",
 ]
 
@@ -223,3 +224,33 @@ class PipelineRun(TenantMixin, Base):
     message: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_pipeline_runs_tenant_date", "tenant_id", "run_date", "started_at"),)
+
+
+class ModelAliasEvent(TenantMixin, Base):
+    """One move of a registry alias (``staging``, ``production``, ``archived``) of one model.
+
+    MLflow keeps only where an alias points now; this log answers which version held it at any
+    past moment. ``from_version`` is None when the alias was unset before, ``to_version`` None
+    when the move removed it.
+    """
+
+    __tablename__ = "model_alias_events"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    model_name: Mapped[str] = mapped_column(String(128), nullable=False)
+    alias: Mapped[str] = mapped_column(String(64), nullable=False)
+    from_version: Mapped[str | None] = mapped_column(String(32))
+    to_version: Mapped[str | None] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(128), nullable=False)
+    moved_at: Mapped[datetime] = mapped_column(DateTime(), nullable=False, default=utcnow)
+
+    __table_args__ = (
+        # version_at() reads the newest event at or before a moment for one model and alias.
+        Index(
+            "ix_model_alias_events_tenant_model_alias_time",
+            "tenant_id",
+            "model_name",
+            "alias",
+            "moved_at",
+        ),
+    )
