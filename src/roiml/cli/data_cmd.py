@@ -12,6 +12,12 @@ from roiml.db import SOURCE_TABLES
 from roiml.ingest import import_file
 from roiml.ingest.contract import table_contract
 from roiml.ingest.read import FileFormat
+from roiml.ingest.real_sales import (
+    MarketLevel,
+    RealSalesSource,
+    convert_real_sales,
+    default_input,
+)
 
 app = typer.Typer(help="Load CSV or Parquet into the source tables.", no_args_is_help=True)
 
@@ -40,3 +46,45 @@ def import_cmd(
         f"{table}: wrote {written:,} {rows} from {file.name} for tenant {tenant_id} "
         f"in {elapsed:.2f} s"
     )
+
+
+@app.command("real-sales")
+@handle_errors
+def real_sales_cmd(
+    source: RealSalesSource = typer.Option(
+        RealSalesSource.KC_HOUSE_SALES,
+        help="kc-house-sales (King County 2014-15, shipped with roiml) or seattle-sales "
+        "(Seattle 2010-16, fetch it first with scripts/fetch_real_sales.sh seattle).",
+    ),
+    output: Path = typer.Option(..., help="Directory to write users, properties, transactions."),
+    input_path: Path | None = typer.Option(
+        None,
+        "--input",
+        help="Source file (default: the shipped file, or <data_dir>/real_sales/ for seattle).",
+    ),
+    file_format: FileFormat = typer.Option(FileFormat.PARQUET, "--format", help="Output format."),
+    market: MarketLevel = typer.Option(
+        MarketLevel.LOCAL,
+        help="market_id: local = zip code or assessment area; region = one id for the set.",
+    ),
+    limit: int | None = typer.Option(None, min=1, help="Convert only the first N sales."),
+) -> None:
+    """Convert a real public house-sales data set into files for `roiml data import`."""
+    if input_path is None and source is RealSalesSource.SEATTLE_SALES:
+        input_path = default_input(source, settings_or_exit().data_dir)
+    started = time.perf_counter()
+    written = convert_real_sales(
+        source,
+        output,
+        path=input_path,
+        file_format=file_format,
+        market_level=market,
+        limit=limit,
+    )
+    elapsed = time.perf_counter() - started
+    console.print(f"{source}: wrote {len(written)} files to {output} in {elapsed:.2f} s")
+    console.print("import them in this order, into a tenant of their own:")
+    for table, path in written.items():
+        console.print(
+            f"  roiml data import {table} {path} --tenant TENANT", highlight=False, soft_wrap=True
+        )
