@@ -1,10 +1,12 @@
-"""BEHAVIORAL: how the homeowner engages - documents, emails, portal, alerts, searches (27)."""
+"""BEHAVIORAL: how the homeowner engages - documents, emails, portal, alerts, searches (27),
+and when (8, in :mod:`engagement_timing`)."""
 
 from __future__ import annotations
 
 from roiml.db.enums import DataType, FeatureCategory
 from roiml.features.definition import CONTEXT, FeatureDefinition
 from roiml.features.definitions._sql import days_since, in_window, ratio
+from roiml.features.definitions.engagement_timing import ENGAGEMENT_TIMING
 
 __all__ = ["BEHAVIORAL"]
 
@@ -218,4 +220,5 @@ BEHAVIORAL: tuple[FeatureDefinition, ...] = (
         max_null_rate=0.95,
         needs=("market",),
     ),
+    *ENGAGEMENT_TIMING,
 )

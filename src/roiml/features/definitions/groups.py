@@ -34,6 +34,16 @@ WINDOW_GROUPS: tuple[WindowGroup, ...] = (
         lookback_days=90,
     ),
     WindowGroup(
+        # The homeowner's own acts, stamped when they happened (an email counts when opened).
+        "engagement",
+        "SELECT user_id AS key, occurred_at AS ts FROM document_access_events "
+        "UNION ALL SELECT user_id, opened_at FROM email_events WHERE opened_at IS NOT NULL "
+        "UNION ALL SELECT user_id, started_at FROM platform_sessions "
+        "UNION ALL SELECT user_id, clicked_at FROM alerts WHERE clicked_at IS NOT NULL",
+        ("document_access_events", "email_events", "platform_sessions", "alerts"),
+        lookback_days=90,
+    ),
+    WindowGroup(
         "searches",
         "SELECT user_id AS key, searched_at AS ts, market_id, max_price, saved FROM searches",
         ("searches",),
