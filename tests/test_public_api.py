@@ -33,6 +33,19 @@ PUBLIC = {
         "RoimlError",
         "WorldError",
     },
+    "roiml.registry": {
+        "STAGE_ALIASES",
+        "AliasEvent",
+        "MetricComparison",
+        "ModelComparison",
+        "ModelRegistry",
+        "ModelVersionInfo",
+        "RegisteredModelSummary",
+        "RoimlPyfuncModel",
+        "Stage",
+        "lower_is_better",
+        "parse_stage",
+    },
 }
 
 
