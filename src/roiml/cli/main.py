@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from roiml.cli import data_cmd, db_cmd, demo_cmd, features_cmd, models_cmd, pipeline_cmd, world_cmd
+from roiml.cli import (
+    data_cmd,
+    db_cmd,
+    demo_cmd,
+    features_cmd,
+    models_cmd,
+    pipeline_cmd,
+    train_cmd,
+    world_cmd,
+)
 
 app = typer.Typer(
     name="roiml",
@@ -19,6 +28,7 @@ app.add_typer(data_cmd.app, name="data")
 app.add_typer(features_cmd.app, name="features")
 app.add_typer(pipeline_cmd.app, name="pipeline")
 app.add_typer(models_cmd.app, name="models")
+app.command("train")(train_cmd.train)
 app.command("demo")(demo_cmd.demo)
 
 

@@ -1,0 +1,42 @@
+"""One LightGBM fit with early stopping on the validation period, reproducible by seed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+
+__all__ = ["fit_booster", "sample_rows"]
+
+
+def fit_booster(
+    params: dict[str, Any],
+    feature_names: list[str],
+    train: tuple[np.ndarray, np.ndarray],
+    valid: tuple[np.ndarray, np.ndarray],
+    num_boost_round: int,
+    early_stopping_rounds: int,
+    weight: np.ndarray | None = None,
+) -> lgb.Booster:
+    """Train on ``train`` = (X, y), stop on ``valid``'s loss, and return the booster cut at its
+    best iteration (reloaded from text, so it is exactly what a saved model predicts)."""
+    train_set = lgb.Dataset(
+        train[0], train[1], weight=weight, feature_name=feature_names, free_raw_data=True
+    )
+    valid_set = lgb.Dataset(valid[0], valid[1], reference=train_set, feature_name=feature_names)
+    booster = lgb.train(
+        params,
+        train_set,
+        num_boost_round=num_boost_round,
+        valid_sets=[valid_set],
+        callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False)],
+    )
+    return lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+
+
+def sample_rows(count: int, limit: int, seed: int) -> np.ndarray:
+    """Indices of at most ``limit`` of ``count`` rows, the same ones for the same seed."""
+    if count <= limit:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(seed).choice(count, size=limit, replace=False))
