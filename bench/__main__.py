@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from bench import feature_engine, online_read, pipeline_daily, pit_join, world_generate
+from bench import (
+    feature_engine,
+    models_train,
+    online_read,
+    pipeline_daily,
+    pit_join,
+    world_generate,
+)
 
 BENCHMARKS = {
     "world": world_generate.main,
@@ -12,6 +19,7 @@ BENCHMARKS = {
     "online": online_read.main,
     "pit": pit_join.main,
     "pipeline": pipeline_daily.main,
+    "models": models_train.main,
 }
 
 
