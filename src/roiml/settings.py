@@ -62,6 +62,31 @@ class Settings(BaseSettings):
         default=5000, ge=100, le=200_000, description="Users generated per chunk (bounds memory)."
     )
 
+    # --- serving -------------------------------------------------------------------------------
+    api_host: str = Field(default="127.0.0.1", description="Address `roiml serve` listens on.")
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    api_workers: int = Field(default=1, ge=1, le=64, description="Server processes.")
+    model_poll_seconds: float = Field(
+        default=30.0, gt=0, description="How often the API checks the registry's aliases."
+    )
+    jwt_tenant_claim: str = Field(
+        default="tenant_id", description="Token claim naming the tenant of every read and write."
+    )
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=600)
+    rate_limit_per_minute: int = Field(
+        default=60_000, ge=1, description="Requests per minute per tenant and client."
+    )
+    rate_limit_burst: int = Field(
+        default=2_000, ge=1, description="Requests a client may send at once above the rate."
+    )
+    prediction_log_batch_size: int = Field(default=500, ge=1, le=100_000)
+    prediction_log_flush_seconds: float = Field(default=0.5, gt=0, le=60)
+    prediction_log_buffer_max_mb: int = Field(
+        default=512, ge=1, description="Disk kept for predictions while the database is away."
+    )
+
     @field_validator("tenant_id")
     @classmethod
     def _tenant_is_slug(cls, value: str) -> str:
@@ -98,6 +123,11 @@ class Settings(BaseSettings):
     def online_store_path(self) -> Path:
         """The embedded online store's SQLite file, used when ``redis_url`` is None."""
         return self.data_dir / "online.db"
+
+    @property
+    def prediction_buffer_dir(self) -> Path:
+        """Where predictions wait, on disk, while the database cannot take them."""
+        return self.data_dir / "prediction-buffer"
 
     @property
     def world_dir(self) -> Path:
