@@ -16,8 +16,10 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
+from model_world import World, build_world, train_all
 from roiml.db.engine import make_engine
 from roiml.db.migrate import upgrade
+from roiml.models.train import TrainingReport
 from roiml.settings import Settings
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -130,3 +132,15 @@ def redis_url() -> str:
 def tenant() -> str:
     """A tenant id unique to the test, so tests sharing a database never see each other."""
     return f"t_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def model_world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    """A 1,500-homeowner world with its training snapshots (shared by the session)."""
+    return build_world(tmp_path_factory.mktemp("model_world"))
+
+
+@pytest.fixture(scope="session")
+def trained_models(model_world: World) -> dict[str, TrainingReport]:
+    """The four models trained once on :func:`model_world`."""
+    return train_all(model_world)

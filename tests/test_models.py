@@ -4,8 +4,7 @@ small world, reproducibility, explanations that add up, and clear refusals."""
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -15,68 +14,20 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
+from model_world import TENANT, World
 from roiml.cli.main import app
 from roiml.db.engine import make_engine
 from roiml.db.enums import ModelType
-from roiml.db.migrate import upgrade
 from roiml.errors import ModelError, TrainingError
 from roiml.models import ModelArtifact, model_type_of
 from roiml.models.config import SplitConfig, load_config
-from roiml.models.dataset import Snapshots, load_snapshots, split_by_time
+from roiml.models.dataset import split_by_time
 from roiml.models.explain import contributions, top_features
 from roiml.models.labels import move_labels, next_transaction_labels
 from roiml.models.predict import predict
 from roiml.models.train import TrainingReport, train_models
-from roiml.settings import Settings
-from roiml.world import WorldConfig, generate_world
 
-TENANT = "m"
 T0 = datetime(2024, 1, 10)
-
-
-@dataclass
-class World:
-    settings: Settings
-    config_dir: Path
-    snapshots: Snapshots
-
-
-def _small_configs(target: Path) -> Path:
-    """The shipped configs with label minimums and boosting rounds sized for a tiny world."""
-    target.mkdir(parents=True, exist_ok=True)
-    for model in ModelType:
-        name = f"{model.value.lower()}_model"
-        config = load_config(name)
-        config.min_positive_labels = 3
-        config.num_boost_round = 40
-        config.early_stopping_rounds = 10
-        config.split = SplitConfig(test_days=60, valid_days=28)
-        config.max_train_rows = 20_000
-        config.events_per_snapshot = 1
-        # One thread: the suite shares two cores, and OpenMP threads spin when oversubscribed.
-        config.lightgbm["num_threads"] = 1
-        import yaml
-
-        (target / f"{name}.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
-    return target
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    root = tmp_path_factory.mktemp("models")
-    settings = Settings(_env_file=None, data_dir=root / "data", tenant_id=TENANT)
-    engine = make_engine(settings.resolved_database_url)
-    upgrade(engine)
-    generate_world(
-        engine,
-        settings.data_dir,
-        WorldConfig(
-            users=1500, start=date(2023, 1, 1), end=date(2024, 12, 1), seed=11, tenant_id=TENANT
-        ),
-    )
-    snapshots = load_snapshots(engine, TENANT, settings.data_dir / "training" / TENANT, 28)
-    engine.dispose()
-    return World(settings, _small_configs(root / "config"), snapshots)
 
 
 def _labels_con(transactions: list[tuple[str, str, datetime]]) -> duckdb.DuckDBPyConnection:
@@ -139,41 +90,28 @@ def test_time_split_purges_the_label_horizon_before_the_test_period() -> None:
         split_by_time(datetime(2023, 9, 1), start, 180, SplitConfig())
 
 
-def test_snapshots_are_features_as_of_each_grid_day(world: World) -> None:
-    grid = world.snapshots.grid
+def test_snapshots_are_features_as_of_each_grid_day(model_world: World) -> None:
+    grid = model_world.snapshots.grid
     assert all((b - a).days == 28 for a, b in itertools.pairwise(grid))
-    assert world.snapshots.features.num_rows > 1500 * (len(grid) - 2)
-    assert "engagement_top_hour_90d" in world.snapshots.features.column_names
+    assert model_world.snapshots.features.num_rows > 1500 * (len(grid) - 2)
+    assert "engagement_top_hour_90d" in model_world.snapshots.features.column_names
 
 
-@pytest.fixture(scope="module")
-def trained(world: World) -> dict[str, TrainingReport]:
-    engine = make_engine(world.settings.resolved_database_url)
-    reports = train_models(
-        world.settings,
-        engine,
-        TENANT,
-        list(ModelType),
-        config_dir=world.config_dir,
-        snapshots=world.snapshots,
-    )
-    engine.dispose()
-    return {r.model_name: r for r in reports}
-
-
-def test_all_four_models_train_and_beat_their_baselines(trained: dict[str, TrainingReport]) -> None:
-    move = trained["move_probability_model"].trained
+def test_all_four_models_train_and_beat_their_baselines(
+    trained_models: dict[str, TrainingReport],
+) -> None:
+    move = trained_models["move_probability_model"].trained
     assert move.metrics["roc_auc"] > 0.6
     assert 0 < move.metrics["oracle_auc_ratio"] <= 1.1
     assert move.metrics["brier"] < move.baselines["base_rate"]["brier"] * 1.05
-    kind = trained["transaction_type_model"].trained
+    kind = trained_models["transaction_type_model"].trained
     assert kind.metrics["macro_f1"] > kind.baselines["majority_class"]["macro_f1"]
-    timing = trained["contact_timing_model"].trained
+    timing = trained_models["contact_timing_model"].trained
     assert timing.metrics["hit_rate"] > timing.baselines["global_best_slot"]["hit_rate"]
-    value = trained["property_value_model"].trained
+    value = trained_models["property_value_model"].trained
     assert value.metrics["mape"] < 0.5
     assert 0.3 < value.metrics["interval_coverage"] <= 1.0
-    for report in trained.values():
+    for report in trained_models.values():
         loaded = ModelArtifact.load(report.artifact_dir)
         assert loaded.feature_names == report.trained.artifact.feature_names
         assert loaded.training_window["test_end"]
@@ -190,10 +128,10 @@ def test_all_four_models_train_and_beat_their_baselines(trained: dict[str, Train
     ],
 )
 def test_saved_model_predicts_and_explains_every_row(
-    trained: dict[str, TrainingReport], world: World, name: str
+    trained_models: dict[str, TrainingReport], model_world: World, name: str
 ) -> None:
-    artifact = ModelArtifact.load(trained[name].artifact_dir)
-    rows = world.snapshots.features.slice(0, 50)
+    artifact = ModelArtifact.load(trained_models[name].artifact_dir)
+    rows = model_world.snapshots.features.slice(0, 50)
     if "horizon_months" in artifact.feature_names:
         rows = rows.append_column("horizon_months", pa.array([6.0] * rows.num_rows))
     matrix = artifact.matrix(rows)
@@ -225,16 +163,16 @@ def test_saved_model_predicts_and_explains_every_row(
         )
 
 
-def test_same_seed_same_data_same_metrics(world: World) -> None:
-    engine = make_engine(world.settings.resolved_database_url)
+def test_same_seed_same_data_same_metrics(model_world: World) -> None:
+    engine = make_engine(model_world.settings.resolved_database_url)
     runs = [
         train_models(
-            world.settings,
+            model_world.settings,
             engine,
             TENANT,
             [ModelType.MOVE_PROBABILITY],
-            config_dir=world.config_dir,
-            snapshots=world.snapshots,
+            config_dir=model_world.config_dir,
+            snapshots=model_world.snapshots,
         )[0].trained.metrics
         for _ in range(2)
     ]
@@ -242,22 +180,22 @@ def test_same_seed_same_data_same_metrics(world: World) -> None:
     assert runs[0] == runs[1]
 
 
-def test_too_few_positive_labels_is_a_clear_error(world: World, tmp_path: Path) -> None:
+def test_too_few_positive_labels_is_a_clear_error(model_world: World, tmp_path: Path) -> None:
     strict = tmp_path / "strict"
     strict.mkdir()
-    text = (world.config_dir / "move_probability_model.yaml").read_text()
+    text = (model_world.config_dir / "move_probability_model.yaml").read_text()
     (strict / "move_probability_model.yaml").write_text(
         text.replace("min_positive_labels: 3", "min_positive_labels: 10000000")
     )
-    engine = make_engine(world.settings.resolved_database_url)
+    engine = make_engine(model_world.settings.resolved_database_url)
     with pytest.raises(TrainingError, match="positive labels"):
         train_models(
-            world.settings,
+            model_world.settings,
             engine,
             TENANT,
             [ModelType.MOVE_PROBABILITY],
             config_dir=strict,
-            snapshots=world.snapshots,
+            snapshots=model_world.snapshots,
         )
     engine.dispose()
 
@@ -326,9 +264,9 @@ def test_artifact_refuses_inputs_missing_its_features() -> None:
         artifact.matrix(pa.table({f"f{i}": [1.0] for i in range(4)}))
 
 
-def test_train_cli_trains_one_model_without_registering(world: World) -> None:
+def test_train_cli_trains_one_model_without_registering(model_world: World) -> None:
     env = {
-        "ROIML_DATA_DIR": str(world.settings.data_dir),
+        "ROIML_DATA_DIR": str(model_world.settings.data_dir),
         "ROIML_TENANT_ID": TENANT,
     }
     from roiml.settings import get_settings
@@ -344,7 +282,7 @@ def test_train_cli_trains_one_model_without_registering(world: World) -> None:
             "--every-days",
             "28",
             "--config-dir",
-            str(world.config_dir),
+            str(model_world.config_dir),
             "--json",
         ],
         env=env,

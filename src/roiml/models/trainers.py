@@ -213,7 +213,10 @@ def _oracle_auc(test_rows: pa.Table, truth_dir: Path | None) -> float | None:
     con.register("rows", test_rows.select([ENTITY_ID, AS_OF, "label"]))
     joined = con.execute(
         "SELECT r.label, t.p_move_180d FROM rows r JOIN truth t "
-        "ON CAST(t.user_id AS VARCHAR) = r.entity_id AND t.day = CAST(r.as_of AS DATE) "
+        "ON CAST(t.user_id AS VARCHAR) = r.entity_id "
+        # The oracle of day d knows day d's decisions and counts closings from day d + 1; a
+        # snapshot at midnight knows the day before it and counts closings from that midnight.
+        "AND t.day = CAST(r.as_of - INTERVAL 1 DAY AS DATE) "
         "WHERE t.p_move_180d IS NOT NULL"
     ).fetchnumpy()
     con.close()
