@@ -183,8 +183,14 @@ def mlflow_server(mlflow_server_launch: _Server) -> str:
 
 @pytest.fixture(scope="module", autouse=True)
 def _boot_mlflow_server_early(request: pytest.FixtureRequest) -> None:
-    # Only starts the process; a PostgreSQL skip here must not skip the SQLite tests.
-    if os.environ.get("ROIML_TEST_POSTGRES_URL"):
+    # Only starts the process, and only when server tests were selected; a PostgreSQL skip
+    # here must not skip the SQLite tests.
+    selected = any(
+        getattr(item, "callspec", None) is not None
+        and item.callspec.params.get("backend") == "server"
+        for item in request.session.items
+    )
+    if selected and os.environ.get("ROIML_TEST_POSTGRES_URL"):
         with contextlib.suppress(pytest.skip.Exception):
             request.getfixturevalue("mlflow_server_launch")
 
@@ -433,6 +439,10 @@ def test_production_move_archives_the_previous_version(registry: ModelRegistry) 
         ("archived", None, "1"),
     ]
     assert aliases(registry) == {"production": "2", "archived": "1"}
+    assert registry.current_version(NAME) == "2"
+    assert registry.current_version(NAME, "Archived") == "1"
+    assert registry.current_version(NAME, "staging") is None
+    assert registry.current_version("never_registered") is None
     assert statuses(registry) == {"1": ModelStatus.ARCHIVED, "2": ModelStatus.DEPLOYED}
     assert registry.load_model(NAME, "production").metrics == tiny_model(2).metrics
     assert registry.load_model(NAME, "Archived").metrics == tiny_model(1).metrics
@@ -615,6 +625,17 @@ def test_cli(backend: Backend, cli_env: str) -> None:
     assert runner.invoke(app, ["models", "history", NAME, "--at", "yesterday"]).exit_code == 8
     assert runner.invoke(app, ["models", "show", "missing_model"]).exit_code == 8
     assert state(registry) == before
+
+
+def test_an_unreachable_server_is_refused_at_once(
+    sqlite_engine: Engine, settings: Settings, tenant: str
+) -> None:
+    dead = f"http://user:secret@127.0.0.1:{_free_port()}"
+    offline = settings.model_copy(update={"mlflow_tracking_uri": dead})
+    started = time.monotonic()
+    with pytest.raises(RegistryError, match=r"cannot reach the MLflow server at http://127"):
+        ModelRegistry(offline, sqlite_engine, tenant).list_models()
+    assert time.monotonic() - started < 10
 
 
 # --------------------------------------------------------------------------- pure logic

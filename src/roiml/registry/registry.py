@@ -16,6 +16,8 @@ import json
 import math
 import re
 import tempfile
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -76,6 +78,7 @@ _KEY = re.compile(r"^[\w./ :-]{1,250}$")
 _MAX_PARAM_VALUE = 6000
 _MAX_RUN_TAG_VALUE = 8000
 _BATCH = 100
+_PROBE_SECONDS = 5
 _REMOTE_SCHEMES = frozenset({"http", "https", "databricks", "databricks-uc"})
 _NOT_FOUND = "RESOURCE_DOES_NOT_EXIST"
 _ALREADY_EXISTS = frozenset({"RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"})
@@ -163,6 +166,8 @@ class ModelRegistry:
                 # SQLite will not create the directory of its database file.
                 if uri.startswith("sqlite:///"):
                     Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+                if urlparse(uri).scheme in ("http", "https"):
+                    _check_server(uri)
             self._client = MlflowClient(
                 tracking_uri=self.tracking_uri, registry_uri=self.registry_uri
             )
@@ -256,11 +261,16 @@ class ModelRegistry:
                     tags=version_tags,
                     model_id=logged.model_id,
                 )
-        except Exception:
+        except Exception as exc:
             _quietly(lambda: client.set_terminated(run_id, "FAILED"))
-            raise
+            if isinstance(exc, RoimlError):
+                raise
+            # Saving the pyfunc model or uploading it can fail outside MLflow's own errors
+            # (disk full, a dropped connection); the user gets one line, not a traceback.
+            raise RegistryError(
+                f"registering {name} failed; run {run_id} is marked FAILED: {_one_line(exc)}"
+            ) from exc
 
-        finished = client.get_run(run_id).info
         info = ModelVersionInfo(
             name=name,
             version=_num(version),
@@ -282,8 +292,8 @@ class ModelRegistry:
                 model,
                 training_start,
                 training_end,
-                started_at=_from_millis(finished.start_time) or self._clock(),
-                ended_at=_from_millis(finished.end_time) or self._clock(),
+                started_at=_from_millis(run.info.start_time) or self._clock(),
+                ended_at=self._clock(),
             )
         except Exception as exc:
             # A version the tenant's database does not know would be invisible to serving;
@@ -498,7 +508,6 @@ class ModelRegistry:
         self,
         name: str,
         version: str | int = "latest",
-        *,
         expected_features: Sequence[str] | None = None,
     ) -> ModelArtifact:
         """Download and load version ``version`` (a number, ``latest``, or a stage / alias such
@@ -586,6 +595,17 @@ class ModelRegistry:
             self.client.delete_registered_model_alias(mlflow_name, alias)
         else:
             self.client.set_registered_model_alias(mlflow_name, alias, version)
+
+    def current_version(self, name: str, alias: str = _PRODUCTION) -> str | None:
+        """The version ``alias`` (a stage or alias name) points at now; None when the model or
+        the alias does not exist. One MLflow call: what serving asks before loading."""
+        try:
+            registered = self.client.get_registered_model(self.mlflow_name(name))
+        except MlflowException as exc:
+            if exc.error_code == _NOT_FOUND:
+                return None
+            raise RegistryError(f"reading model {name}: {_one_line(exc)}") from exc
+        return _aliases(registered).get(_alias_name(alias))
 
     def history(self, name: str, at: datetime | None = None) -> list[AliasEvent]:
         """Every alias move of ``name`` in order, up to and including ``at`` (default: all)."""
@@ -748,6 +768,25 @@ class ModelRegistry:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _check_server(uri: str) -> None:
+    """Refuse at once when nothing answers at ``uri``: MLflow's client retries a dead server
+    for minutes before it gives up."""
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=_PROBE_SECONDS):
+            pass
+    except urllib.error.HTTPError:
+        # Something answered (a proxy's 401, a prefix's 404): MLflow will say the rest.
+        return
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        parsed = urlparse(uri)
+        shown = parsed._replace(netloc=parsed.netloc.rpartition("@")[2]).geturl()
+        raise RegistryError(
+            f"cannot reach the MLflow server at {shown}: {reason}. Start it, or point "
+            "ROIML_MLFLOW_TRACKING_URI at a running server (unset: the embedded store)."
+        ) from exc
 
 
 def _check_name(name: str) -> None:
