@@ -496,6 +496,8 @@ def test_refusals_leave_the_registry_unchanged(
         registry.promote_model(NAME, 7, "Production")
     with pytest.raises(RegistryError, match=r"unknown stage 'Live'.*None, Staging"):
         registry.promote_model(NAME, 1, "Live")
+    with pytest.raises(RegistryError, match="longer than 128 characters"):
+        registry.promote_model(NAME, 1, "Staging", actor="x" * 200)
     with pytest.raises(RegistryError, match=rf"no model 'nope'.*registered models: {NAME}"):
         registry.load_model("nope")
     with pytest.raises(RegistryError, match=r"no version with alias 'production'.*versions: 1, 2"):

@@ -79,6 +79,7 @@ _MAX_PARAM_VALUE = 6000
 _MAX_RUN_TAG_VALUE = 8000
 _BATCH = 100
 _PROBE_SECONDS = 5
+_MAX_ACTOR = 128  # model_alias_events.actor
 _REMOTE_SCHEMES = frozenset({"http", "https", "databricks", "databricks-uc"})
 _NOT_FOUND = "RESOURCE_DOES_NOT_EXIST"
 _ALREADY_EXISTS = frozenset({"RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"})
@@ -550,6 +551,8 @@ class ModelRegistry:
         promotion (unknown version or stage) or a failure part-way changes nothing.
         """
         target_stage = parse_stage(stage)
+        if actor is not None and len(actor) > _MAX_ACTOR:
+            raise RegistryError(f"actor {actor[:20]!r}... is longer than {_MAX_ACTOR} characters")
         registered, model_version = self._resolve(name, version)
         number = _num(model_version)
         aliases = _aliases(registered)
