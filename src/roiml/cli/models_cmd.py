@@ -117,7 +117,7 @@ def show_cmd(
             version["version"],
             version["stage"],
             _show(version["status"]),
-            _show(version["created_at"]),
+            _minute(version["created_at"]),
             str(len(version["feature_names"])),
             escape(metrics) or "-",
         )
@@ -225,6 +225,11 @@ def compare_cmd(
             better,
         )
     console.print(table)
+
+
+def _minute(iso: str | None) -> str:
+    # Seconds and microseconds only widen the table.
+    return "-" if iso is None else iso[:16].replace("T", " ")
 
 
 def _number(value: float | None, *, signed: bool = False) -> str:
