@@ -1,0 +1,1 @@
+"""The prediction API: FastAPI app, routes, authentication and rate limiting."""
