@@ -10,6 +10,7 @@ from bench import (
     online_read,
     pipeline_daily,
     pit_join,
+    real_sales_value,
     world_generate,
 )
 
@@ -20,6 +21,7 @@ BENCHMARKS = {
     "pit": pit_join.main,
     "pipeline": pipeline_daily.main,
     "models": models_train.main,
+    "real-sales": real_sales_value.main,
 }
 
 

@@ -11,6 +11,7 @@ from roiml.cli import (
     features_cmd,
     models_cmd,
     pipeline_cmd,
+    serve_cmd,
     train_cmd,
     world_cmd,
 )
@@ -29,6 +30,7 @@ app.add_typer(features_cmd.app, name="features")
 app.add_typer(pipeline_cmd.app, name="pipeline")
 app.add_typer(models_cmd.app, name="models")
 app.command("train")(train_cmd.train)
+app.command("serve")(serve_cmd.serve)
 app.command("demo")(demo_cmd.demo)
 
 

@@ -1,0 +1,37 @@
+"""``roiml serve``: the prediction API on uvicorn."""
+
+from __future__ import annotations
+
+import typer
+
+from roiml.cli.common import console, handle_errors, settings_or_exit
+
+__all__ = ["serve"]
+
+
+@handle_errors
+def serve(
+    host: str | None = typer.Option(None, "--host", help="Default: ROIML_API_HOST (127.0.0.1)."),
+    port: int | None = typer.Option(None, "--port", help="Default: ROIML_API_PORT (8000)."),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, max=64, help="Server processes (default ROIML_API_WORKERS)."
+    ),
+) -> None:
+    """Serve the API (docs at /api/ml/docs) with the registry's production models.
+
+    Each worker binds its own SO_REUSEPORT socket and sets TCP_NODELAY on every connection
+    (see docs/API.md for why not `uvicorn --workers`).
+    """
+    settings = settings_or_exit()
+    from roiml.serving.security import check_startup
+    from roiml.serving.server import serve as run
+
+    check_startup(settings)
+    bind_host = host or settings.api_host
+    bind_port = port or settings.api_port
+    count = workers or settings.api_workers
+    console.print(
+        f"serving http://{bind_host}:{bind_port}/api/ml/docs with {count} worker(s); "
+        f"auth {'on' if settings.auth_enabled else 'off'}"
+    )
+    run(settings, bind_host, bind_port, count)

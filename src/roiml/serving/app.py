@@ -1,0 +1,401 @@
+"""The prediction API: FastAPI app factory, routes, error handling and start-up wiring.
+
+Routes live under ``/api/ml`` (the seed's base URL; OpenAPI docs at ``/api/ml/docs``) and are
+also answered at ``/v1/...``: a tiny ASGI shim rewrites the short form, so there is one route
+table and one schema.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import ORJSONResponse, Response
+from sqlalchemy import Engine, text
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from roiml.db.base import utcnow
+from roiml.db.engine import make_engine
+from roiml.db.enums import PredictionType
+from roiml.errors import RoimlError
+from roiml.models.artifact import ModelArtifact, model_type_of
+from roiml.serving.health import model_health, record_feedback
+from roiml.serving.metrics import CONTENT_TYPE_LATEST, ServingMetrics, render
+from roiml.serving.model_cache import ModelCache, ModelUnavailableError
+from roiml.serving.prediction_log import PredictionLog
+from roiml.serving.ratelimit import (
+    RateLimiter,
+    install_rate_limiter,
+    limited,
+    make_rate_limiter,
+)
+from roiml.serving.schemas import (
+    BatchItemError,
+    BatchRequest,
+    BatchResponse,
+    ErrorBody,
+    FeedbackRequest,
+    FeedbackResponse,
+    ModelHealth,
+    PredictionRequest,
+    PredictionResponse,
+    ServiceHealth,
+)
+from roiml.serving.security import Principal, check_startup, install_auth, require
+from roiml.serving.security import Scope as AuthScope
+from roiml.serving.service import ItemError, PredictionService, ServedPrediction
+from roiml.settings import Settings
+from roiml.store.online import OnlineStore, open_online_store
+
+__all__ = ["Components", "asgi", "create_app", "registry_components"]
+
+log = logging.getLogger(__name__)
+BASE = "/api/ml"
+_ROUTE_TYPES = {
+    "move-probability": PredictionType.MOVE_PROBABILITY,
+    "transaction-type": PredictionType.TRANSACTION_TYPE,
+    "contact-timing": PredictionType.CONTACT_TIMING,
+    "property-value": PredictionType.PROPERTY_VALUE,
+}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody} for status in (401, 403, 404, 413, 422, 429, 503)
+}
+
+
+@dataclass
+class Components:
+    """What the app runs on; tests build their own."""
+
+    settings: Settings
+    engine: Engine
+    online: OnlineStore
+    models: ModelCache
+    prediction_log: PredictionLog
+    rate_limiter: RateLimiter
+    metrics: ServingMetrics
+    multiprocess_dir: str | None = None
+    # The serving clock: features and as-of checks are "now" by it (tests replay a past day).
+    clock: Callable[[], datetime] = utcnow
+
+
+def registry_components(settings: Settings, multiprocess_dir: str | None = None) -> Components:
+    """The production wiring: registry-backed models, the settings' stores and log."""
+    check_startup(settings)
+    engine = make_engine(settings.resolved_database_url)
+    registries: dict[str, Any] = {}
+
+    def registry(tenant: str) -> Any:
+        if tenant not in registries:
+            from roiml.registry import ModelRegistry  # MLflow imports take seconds
+
+            registries[tenant] = ModelRegistry(settings, engine, tenant)
+        return registries[tenant]
+
+    def load(tenant: str, name: str) -> tuple[str, ModelArtifact]:
+        reg = registry(tenant)
+        version = probe(tenant, name)
+        if version is None:
+            raise ModelUnavailableError(
+                f"{name} has no production version for tenant {tenant!r}; train and promote one "
+                f"(roiml train, then roiml models promote {name} N production)"
+            )
+        return version, reg.load_model(name, version)
+
+    def probe(tenant: str, name: str) -> str | None:
+        version: str | None = registry(tenant).current_version(name, "production")
+        return version
+
+    return Components(
+        settings=settings,
+        engine=engine,
+        online=open_online_store(settings),
+        models=ModelCache(load, probe, settings.model_poll_seconds),
+        prediction_log=PredictionLog(settings, engine),
+        rate_limiter=make_rate_limiter(settings),
+        metrics=ServingMetrics(),
+        multiprocess_dir=multiprocess_dir,
+    )
+
+
+class _Edge:
+    """The outermost layer: serves ``/v1/...`` as ``/api/ml/v1/...`` (the seed names both) and
+    counts every request by route template and status. Pure ASGI: a ``BaseHTTPMiddleware``
+    would cost more than the prediction itself."""
+
+    def __init__(self, app: ASGIApp, metrics: ServingMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope = dict(scope)
+        if scope["path"].startswith("/v1/"):
+            scope["path"] = BASE + scope["path"]
+            scope["raw_path"] = scope["path"].encode()
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+
+
+def create_app(settings: Settings, components: Components | None = None) -> FastAPI:
+    """The API. ``components`` defaults to the registry-backed production wiring."""
+    parts = components or registry_components(settings)
+    service = PredictionService(
+        parts.engine, parts.online, parts.models, settings.data_dir, clock=parts.clock
+    )
+    metrics = parts.metrics
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        parts.models.start()
+        yield
+        parts.models.stop()
+        await parts.rate_limiter.aclose()
+        parts.prediction_log.close()
+        parts.online.close()
+        parts.engine.dispose()
+
+    app = FastAPI(
+        title="roiml prediction API",
+        version="1.0",
+        description="Move probability, transaction type, contact timing and property value, "
+        "each with exact TreeSHAP explanations.",
+        docs_url=f"{BASE}/docs",
+        redoc_url=None,
+        openapi_url=f"{BASE}/openapi.json",
+        default_response_class=ORJSONResponse,
+        lifespan=lifespan,
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+
+    install_auth(app, settings)
+    install_rate_limiter(app, parts.rate_limiter)
+    predictor = limited(AuthScope.PREDICT)
+    feedback_auth = limited(AuthScope.FEEDBACK)
+    read_auth = require(AuthScope.PREDICT)
+
+    def serve(
+        tenant: str, items: list[tuple[PredictionType, PredictionRequest]]
+    ) -> list[ServedPrediction | ItemError]:
+        started = time.perf_counter()
+        outcomes = service.predict(tenant, items)
+        served = [o for o in outcomes if isinstance(o, ServedPrediction)]
+        if served:
+            parts.prediction_log.submit([o.log_record for o in served])
+        seconds = time.perf_counter() - started
+        for (kind, _), outcome in zip(items, outcomes, strict=True):
+            name = kind.value.lower() + "_model"
+            if isinstance(outcome, ServedPrediction):
+                metrics.predictions.labels(name, outcome.response.predicted_class or "").inc()
+                metrics.feature_reads.labels(outcome.response.feature_source).inc()
+                metrics.prediction_latency.labels(name).observe(seconds)
+            else:
+                metrics.prediction_errors.labels(name, str(outcome.status_code)).inc()
+        return outcomes
+
+    def predict_route(kind: PredictionType) -> Callable[..., Awaitable[PredictionResponse]]:
+        async def route(
+            request: PredictionRequest, principal: Principal = Depends(predictor)
+        ) -> PredictionResponse:
+            needs_threads = request.as_of_date is not None
+            if needs_threads:
+                outcome = (await run_in_threadpool(serve, principal.tenant_id, [(kind, request)]))[
+                    0
+                ]
+            else:
+                outcome = serve(principal.tenant_id, [(kind, request)])[0]
+            if isinstance(outcome, ItemError):
+                raise HTTPException(outcome.status_code, outcome.detail)
+            return outcome.response
+
+        route.__doc__ = f"{kind.value.replace('_', ' ').title()}: an explained prediction."
+        return route
+
+    for path, kind in _ROUTE_TYPES.items():
+        app.post(
+            f"{BASE}/v1/predict/{path}",
+            response_model=PredictionResponse,
+            responses=_ERRORS,
+            name=f"predict_{kind.value.lower()}",
+            tags=["predictions"],
+        )(predict_route(kind))
+
+    @app.post(
+        f"{BASE}/v1/predict/batch",
+        response_model=BatchResponse,
+        responses=_ERRORS,
+        tags=["predictions"],
+    )
+    async def predict_batch(
+        batch: BatchRequest, principal: Principal = Depends(predictor)
+    ) -> BatchResponse:
+        """Up to 1000 requests of any models: one predict call per model, per-item errors."""
+        started = time.perf_counter()
+        items: list[tuple[PredictionType, PredictionRequest]] = [
+            (item.prediction_type, item) for item in batch.requests
+        ]
+        outcomes = await run_in_threadpool(serve, principal.tenant_id, items)
+        predictions, indexes, errors = [], [], []
+        for index, (item, outcome) in enumerate(zip(batch.requests, outcomes, strict=True)):
+            if isinstance(outcome, ServedPrediction):
+                predictions.append(outcome.response)
+                indexes.append(index)
+            else:
+                errors.append(
+                    BatchItemError(
+                        index=index,
+                        entity_id=item.entity_id,
+                        prediction_type=item.prediction_type,
+                        status_code=outcome.status_code,
+                        detail=outcome.detail,
+                    )
+                )
+        return BatchResponse(
+            predictions=predictions,
+            prediction_indexes=indexes,
+            errors=errors,
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+
+    @app.get(
+        f"{BASE}/v1/models/{{model_name}}/health",
+        response_model=ModelHealth,
+        responses=_ERRORS,
+        tags=["models"],
+    )
+    async def health_of_model(
+        model_name: str, principal: Principal = Depends(read_auth)
+    ) -> ModelHealth:
+        """The model's deployment, traffic, latency, errors and drift."""
+        try:
+            model_type = model_type_of(model_name)
+        except RoimlError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        return await run_in_threadpool(model_health, parts, principal.tenant_id, model_type)
+
+    @app.post(
+        f"{BASE}/v1/predictions/{{prediction_id}}/feedback",
+        response_model=FeedbackResponse,
+        responses=_ERRORS,
+        tags=["predictions"],
+    )
+    async def feedback(
+        prediction_id: str, body: FeedbackRequest, principal: Principal = Depends(feedback_auth)
+    ) -> FeedbackResponse:
+        """Record the real outcome of a prediction (for realised performance)."""
+        if body.actual_value is None and body.actual_class is None:
+            raise HTTPException(422, "give actual_value, actual_class or both")
+        return await run_in_threadpool(
+            record_feedback, parts, principal.tenant_id, prediction_id, body
+        )
+
+    @app.get("/health", response_model=ServiceHealth, responses={503: {"model": ServiceHealth}})
+    async def health() -> Response:
+        """Database, Redis, registry, prediction log and models: 200, or 503 naming what's down."""
+        report = await run_in_threadpool(_service_health, parts)
+        status = 200 if report.status == "ok" else 503
+        return ORJSONResponse(report.model_dump(mode="json"), status_code=status)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return Response(render(parts.multiprocess_dir), media_type=CONTENT_TYPE_LATEST)
+
+    _install_error_handlers(app)
+    app.state.metrics = metrics
+    return app
+
+
+def asgi(
+    settings: Settings,
+    components: Components | None = None,
+    *,
+    multiprocess_dir: str | None = None,
+) -> ASGIApp:
+    """The app as served: with the ``/v1`` short paths and request metrics."""
+    app = create_app(settings, components or registry_components(settings, multiprocess_dir))
+    return _Edge(app, app.state.metrics)
+
+
+def _service_health(parts: Components) -> ServiceHealth:
+    database = "ok"
+    try:
+        with parts.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        database = f"down: {type(exc).__name__}"
+    redis_state = "not configured"
+    if parts.settings.redis_url:
+        try:
+            import redis
+
+            redis.Redis.from_url(parts.settings.redis_url, socket_timeout=1).ping()
+            redis_state = "ok"
+        except Exception as exc:
+            redis_state = f"down: {type(exc).__name__}"
+    registry = "ok"
+    models = parts.models.status(parts.settings.tenant_id)
+    loaded = parts.models.loaded()
+    if not loaded:
+        registry = "no model loaded"
+    log_stats = parts.prediction_log.stats()
+    down = database != "ok" or redis_state.startswith("down") or not loaded
+    return ServiceHealth(
+        status="degraded" if down else "ok",
+        database=database,
+        redis=redis_state,
+        registry=registry,
+        prediction_log=dict(log_stats),
+        models=models,
+    )
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RoimlError)
+    async def roiml_error(_: Request, exc: RoimlError) -> ORJSONResponse:
+        status = 503 if isinstance(exc, ModelUnavailableError) else 422
+        return ORJSONResponse({"detail": str(exc)}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        return ORJSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> ORJSONResponse:
+        log.exception("unexpected error", exc_info=exc)
+        return ORJSONResponse(
+            {"detail": "internal error; it was logged, and the request can be retried"},
+            status_code=500,
+        )

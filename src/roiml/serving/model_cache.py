@@ -1,0 +1,154 @@
+"""The models the API serves: each tenant's production versions, reloaded when the alias moves.
+
+A request takes a reference to the loaded model once, so a reload swapping in a new version never
+disturbs a request in flight; the old version is dropped when the last request using it ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from roiml.db.base import utcnow
+from roiml.db.enums import ModelType
+from roiml.errors import ModelError, RoimlError
+from roiml.features.catalog import CATALOG
+from roiml.models.artifact import MODEL_NAMES, ModelArtifact
+from roiml.models.trainers import HORIZON_FEATURE
+
+__all__ = ["LoadedModel", "ModelCache", "ModelUnavailableError"]
+
+log = logging.getLogger(__name__)
+PRODUCTION = "production"
+
+
+class ModelUnavailableError(RoimlError):
+    """No production version of a model can be served for this tenant (HTTP 503)."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One served model version."""
+
+    artifact: ModelArtifact
+    version: str
+    loaded_at: datetime
+
+
+# (tenant, model name) -> (version string, artifact) or raises; the registry in production,
+# anything in tests.
+Loader = Callable[[str, str], tuple[str, ModelArtifact]]
+VersionProbe = Callable[[str, str], str | None]
+
+
+class ModelCache:
+    """Loads each (tenant, model) on first use and polls for alias moves in the background."""
+
+    def __init__(self, loader: Loader, probe: VersionProbe, poll_seconds: float) -> None:
+        self._loader = loader
+        self._probe = probe
+        self._poll_seconds = poll_seconds
+        self._models: dict[tuple[str, ModelType], LoadedModel] = {}
+        self._errors: dict[tuple[str, ModelType], str] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def get(self, tenant: str, model_type: ModelType) -> LoadedModel:
+        """The served version of ``model_type`` for ``tenant``, loading it the first time."""
+        key = (tenant, model_type)
+        loaded = self._models.get(key)
+        if loaded is not None:
+            return loaded
+        with self._lock:
+            loaded = self._models.get(key)
+            if loaded is None:
+                loaded = self._load(tenant, model_type)
+        return loaded
+
+    def status(self, tenant: str) -> dict[str, str]:
+        """Per model: ``v<N>`` when loaded, else why not (for the health route)."""
+        out = {}
+        for model_type, name in MODEL_NAMES.items():
+            loaded = self._models.get((tenant, model_type))
+            if loaded is not None:
+                out[name] = f"v{loaded.version}"
+            else:
+                out[name] = self._errors.get((tenant, model_type), "not loaded")
+        return out
+
+    def loaded(self) -> dict[tuple[str, ModelType], LoadedModel]:
+        """A snapshot of everything loaded."""
+        return dict(self._models)
+
+    def start(self) -> None:
+        """Start polling the registry for alias moves."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._poll, name="model-poll", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop polling."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def refresh(self) -> None:
+        """Check every loaded model's alias once and swap in any new version."""
+        for (tenant, model_type), current in list(self._models.items()):
+            name = MODEL_NAMES[model_type]
+            try:
+                version = self._probe(tenant, name)
+            except Exception as exc:  # the registry being away must not stop serving
+                log.warning("could not check %s/%s in the registry: %s", tenant, name, exc)
+                continue
+            if version is not None and version != current.version:
+                try:
+                    with self._lock:
+                        self._load(tenant, model_type)
+                    log.info("%s/%s: now serving version %s", tenant, name, version)
+                except RoimlError as exc:
+                    log.error(
+                        "%s/%s version %s not loaded, keeping %s: %s",
+                        tenant,
+                        name,
+                        version,
+                        current.version,
+                        exc,
+                    )
+
+    def _load(self, tenant: str, model_type: ModelType) -> LoadedModel:
+        key = (tenant, model_type)
+        name = MODEL_NAMES[model_type]
+        try:
+            version, artifact = self._loader(tenant, name)
+            _check_features(artifact)
+        except RoimlError as exc:
+            self._errors[key] = str(exc)
+            raise ModelUnavailableError(
+                f"{name} cannot be served for tenant {tenant!r}: {exc}"
+            ) from exc
+        loaded = LoadedModel(artifact, version, utcnow())
+        self._models[key] = loaded
+        self._errors.pop(key, None)
+        return loaded
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self._poll_seconds):
+            self.refresh()
+
+
+def _check_features(artifact: ModelArtifact) -> None:
+    """A model is served only if every input it needs is still produced by the catalog."""
+    unknown = [
+        n for n in artifact.feature_names if n not in CATALOG.features and n != HORIZON_FEATURE
+    ]
+    if unknown:
+        raise ModelError(
+            f"{artifact.name} needs features the catalog no longer produces: {unknown[:5]}; "
+            "retrain it on the current features"
+        )

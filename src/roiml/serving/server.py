@@ -1,0 +1,108 @@
+"""``roiml serve``: uvicorn, one process per worker, each with its own SO_REUSEPORT socket.
+
+Two choices here are measured, not folklore (bench/api_load.py):
+
+* ``uvicorn --workers N`` hands every worker one shared, pre-bound socket, and connections
+  accepted that way never get ``TCP_NODELAY``: each kept-alive response then waits on Nagle
+  and delayed ACKs, ~40 ms (uvicorn issue #3149). Here every worker binds its own
+  ``SO_REUSEPORT`` socket (the kernel spreads connections), and the HTTP protocol sets
+  ``TCP_NODELAY`` on every connection it is handed, whichever way it was accepted.
+* With several workers, Prometheus runs in multi-process mode over a shared directory, so
+  ``/metrics`` adds up every process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import tempfile
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from roiml.settings import Settings
+
+__all__ = ["NoDelayHttpToolsProtocol", "bind_reuseport", "serve"]
+
+
+class NoDelayHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with Nagle off on every connection."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().connection_made(transport)
+
+
+def bind_reuseport(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` that other processes may bind too."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _config(settings: Settings, metrics_dir: str | None = None) -> uvicorn.Config:
+    from roiml.serving.app import asgi
+
+    return uvicorn.Config(
+        asgi(settings, multiprocess_dir=metrics_dir),
+        http=NoDelayHttpToolsProtocol,
+        loop="uvloop",
+        lifespan="on",
+        access_log=False,
+        log_level=settings.log_level.lower(),
+        timeout_keep_alive=30,
+        backlog=2048,
+    )
+
+
+def _worker(host: str, port: int, metrics_dir: str) -> None:
+    # A spawned worker reads the same environment and .env as its parent did; settings are not
+    # pickled across, since secrets serialise masked.
+    from roiml.settings import get_settings
+
+    sock = bind_reuseport(host, port)
+    uvicorn.Server(_config(get_settings(), metrics_dir)).run(sockets=[sock])
+
+
+def serve(settings: Settings, host: str, port: int, workers: int) -> None:
+    """Serve the API until interrupted."""
+    if workers == 1:
+        sock = bind_reuseport(host, port)
+        uvicorn.Server(_config(settings)).run(sockets=[sock])
+        return
+    metrics_dir = tempfile.mkdtemp(prefix="roiml-metrics-")
+    # Read by prometheus_client when each worker imports it: set before they start.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    context = multiprocessing.get_context("spawn")
+    processes: list[Any] = [
+        context.Process(target=_worker, args=(host, port, metrics_dir), name=f"roiml-api-{i}")
+        for i in range(workers)
+    ]
+    for process in processes:
+        process.start()
+
+    def stop(*_: object) -> None:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        for process in processes:
+            process.join()
+    finally:
+        stop()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
