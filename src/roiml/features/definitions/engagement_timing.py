@@ -22,7 +22,7 @@ _DOW = "(isodow(e.ts) - 1)"
 
 
 def _top(part: str) -> str:
-    # histogram() gives {value: count}; the smallest (−count, value) pair is the most frequent
+    # histogram() gives {value: count}; the smallest (-count, value) pair is the most frequent
     # value with ties to the smaller one, encoded as one integer so list_min can pick it.
     return (
         f"list_min(list_transform(map_entries(histogram({part})), "
