@@ -31,6 +31,7 @@ PUBLIC = {
         "ImportValidationError",
         "ModelError",
         "PipelineError",
+        "PredictionLogFullError",
         "RegistryError",
         "RoimlError",
         "TrainingError",

@@ -12,6 +12,7 @@ __all__ = [
     "ImportValidationError",
     "ModelError",
     "PipelineError",
+    "PredictionLogFullError",
     "RegistryError",
     "RoimlError",
     "TrainingError",
@@ -82,3 +83,11 @@ class ImportValidationError(RoimlError):
         super().__init__(message)
         self.line = line
         self.column = column
+
+
+class PredictionLogFullError(RoimlError):
+    """The prediction log cannot take more predictions: the database is not accepting writes and
+    the on-disk buffer is at ``prediction_log_buffer_max_mb``. The API answers 503 rather than
+    serve a prediction it cannot record."""
+
+    exit_code = 3
