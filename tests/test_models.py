@@ -293,3 +293,32 @@ def test_train_cli_trains_one_model_without_registering(model_world: World) -> N
     bad = CliRunner().invoke(app, ["train", "--model", "churn"], env=env)
     get_settings.cache_clear()
     assert bad.exit_code == 2 and "unknown model" in bad.output
+
+
+def test_train_cli_registers_a_version_in_the_embedded_registry(model_world: World) -> None:
+    from roiml.settings import get_settings
+
+    env = {"ROIML_DATA_DIR": str(model_world.settings.data_dir), "ROIML_TENANT_ID": TENANT}
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(
+            app,
+            [
+                "train",
+                "--model",
+                "transaction_type_model",
+                "--every-days",
+                "28",
+                "--config-dir",
+                str(model_world.config_dir),
+                "--json",
+            ],
+            env=env,
+        )
+        assert result.exit_code == 0, result.output
+        assert '"version": "1"' in result.output
+        listed = CliRunner().invoke(app, ["models", "list"], env=env)
+        assert listed.exit_code == 0, listed.output
+        assert "transaction_type_model" in listed.output
+    finally:
+        get_settings.cache_clear()

@@ -473,12 +473,12 @@ def train_property_value(
     low = np.minimum(np.exp(boosters["low"].predict(matrix[test])), predicted)
     high = np.maximum(np.exp(boosters["high"].predict(matrix[test])), predicted)
     metrics = regression_metrics(actual, predicted, low, high)
-    estimate = matrix[test, names.index("estimated_value")]
-    known = ~np.isnan(estimate) & (estimate > 0)
     baselines = {
-        "estimated_value": regression_metrics(actual[known], estimate[known]),
-        "purchase_price": _purchase_baseline(actual, matrix[test], names),
+        name: _column_baseline(actual, matrix[test], names, name)
+        for name in ("estimated_value", "purchase_price")
+        if name in names
     }
+    baselines = {name: metrics for name, metrics in baselines.items() if metrics}
     window = {
         "train_start": str(sold[parts["train"]].min().astype("datetime64[D]")),
         "train_end": str(valid_start.date()),
@@ -505,12 +505,15 @@ def train_property_value(
     return TrainedModel(artifact, metrics, baselines, _row_counts(parts, len(train)))
 
 
-def _purchase_baseline(
-    actual: np.ndarray, matrix: np.ndarray, names: list[str]
+def _column_baseline(
+    actual: np.ndarray, matrix: np.ndarray, names: list[str], name: str
 ) -> dict[str, float]:
-    price = matrix[:, names.index("purchase_price")]
-    known = ~np.isnan(price) & (price > 0)
-    return regression_metrics(actual[known], price[known])
+    """An input used as the prediction itself (e.g. the market-scaled estimate), where known."""
+    values = matrix[:, names.index(name)]
+    known = ~np.isnan(values) & (values > 0)
+    if not known.any():
+        return {}
+    return regression_metrics(actual[known], values[known])
 
 
 # --- shared -----------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine, text
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -186,7 +186,6 @@ def create_app(settings: Settings, components: Components | None = None) -> Fast
         docs_url=f"{BASE}/docs",
         redoc_url=None,
         openapi_url=f"{BASE}/openapi.json",
-        default_response_class=ORJSONResponse,
         lifespan=lifespan,
     )
     if settings.cors_origins:
@@ -323,11 +322,13 @@ def create_app(settings: Settings, components: Components | None = None) -> Fast
         """Database, Redis, registry, prediction log and models: 200, or 503 naming what's down."""
         report = await run_in_threadpool(_service_health, parts)
         status = 200 if report.status == "ok" else 503
-        return ORJSONResponse(report.model_dump(mode="json"), status_code=status)
+        return JSONResponse(report.model_dump(mode="json"), status_code=status)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
-        return Response(render(parts.multiprocess_dir), media_type=CONTENT_TYPE_LATEST)
+        return Response(
+            render(parts.metrics, parts.multiprocess_dir), media_type=CONTENT_TYPE_LATEST
+        )
 
     _install_error_handlers(app)
     app.state.metrics = metrics
@@ -380,22 +381,22 @@ def _service_health(parts: Components) -> ServiceHealth:
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RoimlError)
-    async def roiml_error(_: Request, exc: RoimlError) -> ORJSONResponse:
+    async def roiml_error(_: Request, exc: RoimlError) -> JSONResponse:
         status = 503 if isinstance(exc, ModelUnavailableError) else 422
-        return ORJSONResponse({"detail": str(exc)}, status_code=status)
+        return JSONResponse({"detail": str(exc)}, status_code=status)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
             {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
             for e in exc.errors()
         ]
-        return ORJSONResponse({"detail": errors}, status_code=422)
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> ORJSONResponse:
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error", exc_info=exc)
-        return ORJSONResponse(
+        return JSONResponse(
             {"detail": "internal error; it was logged, and the request can be retried"},
             status_code=500,
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Histogram,
@@ -24,7 +25,8 @@ class ServingMetrics:
     """The API's counters and histograms."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        kwargs = {"registry": registry} if registry is not None else {}
+        self.registry = registry if registry is not None else REGISTRY
+        kwargs = {"registry": self.registry}
         self.requests = Counter(
             "roiml_http_requests_total",
             "HTTP requests by route, method and status code.",
@@ -65,10 +67,10 @@ class ServingMetrics:
         )
 
 
-def render(multiprocess_dir: str | None) -> bytes:
+def render(metrics: ServingMetrics, multiprocess_dir: str | None) -> bytes:
     """The exposition text: this process's registry, or every process's when multi-process."""
     if multiprocess_dir:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
-    return generate_latest()
+    return generate_latest(metrics.registry)
