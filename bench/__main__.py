@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from bench import (
+    api_load,
     feature_engine,
     models_train,
     online_read,
@@ -22,6 +23,7 @@ BENCHMARKS = {
     "pipeline": pipeline_daily.main,
     "models": models_train.main,
     "real-sales": real_sales_value.main,
+    "api": api_load.main,
 }
 
 

@@ -1,0 +1,253 @@
+"""The API under load, beside ``mlflow models serve`` of the same model, with ``wrk``.
+
+    python -m bench api --data-dir DIR [--workers 2] [--duration 10]
+
+``DIR`` must hold a demo run (``ROIML_DATA_DIR=DIR roiml demo --no-serve``): a world up to today,
+fresh online features and the four models in production. The bench starts ``roiml serve`` on a
+free 127.0.0.1 port and drives it with ``wrk`` (Debian's package) over many distinct homeowners:
+
+* one request at a time (``-c1``): p50 / p99 latency of a single explained prediction;
+* 16 connections: requests per second and p99;
+* a batch of 1000 mixed requests: median of 10.
+
+Then it serves the registry's production move model with ``mlflow models serve`` (no
+explanations, no feature read) and drives it the same way, and prints both with their ratios.
+Peak memory per API worker is read from ``/proc/<pid>/status`` (VmHWM). Results go to
+``bench/results/api.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+RESULTS = Path(__file__).with_name("results")
+
+_LUA = """
+local ids = {}
+for i = 1, %(users)d do ids[i] = "user_" .. i end
+local n = 0
+request = function()
+  n = n + 1
+  local body = %(body)s
+  return wrk.format("POST", "%(path)s", {["Content-Type"] = "application/json"}, body)
+end
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(url: str, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} did not come up in {seconds} s")
+
+
+def _wrk(url: str, script: str, connections: int, duration: int) -> dict[str, float]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write(script)
+    threads = min(2, connections)
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--latency",
+            "-s",
+            handle.name,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    Path(handle.name).unlink()
+
+    def ms(label: str) -> float:
+        match = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", out)
+        if not match:
+            return float("nan")
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "p50_ms": ms("50"),
+        "p99_ms": ms("99"),
+        "requests_per_s": float(rate.group(1)) if rate else float("nan"),
+        "non_2xx": float(errors.group(1)) if errors else 0.0,
+    }
+
+
+def _peak_rss_mib(parent: int) -> list[float]:
+    children = subprocess.run(
+        ["pgrep", "-P", str(parent)], capture_output=True, text=True
+    ).stdout.split()
+    out = []
+    for pid in [str(parent), *children]:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        match = re.search(r"VmHWM:\s+(\d+) kB", status)
+        if match:
+            out.append(round(int(match.group(1)) / 1024, 1))
+    return out
+
+
+def _load(base: str, path: str, body: str, users: int, duration: int) -> dict[str, object]:
+    script = _LUA % {"users": users, "body": body, "path": path}
+    return {
+        "single_c1": _wrk(base, script, 1, duration),
+        "c16": _wrk(base, script, 16, duration),
+    }
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench api")
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--tenant", default="demo")
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--duration", type=int, default=10)
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+    env = dict(os.environ, ROIML_DATA_DIR=args.data_dir, ROIML_TENANT_ID=args.tenant)
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "roiml.cli.main",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(args.workers),
+        ],
+        env=env,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    results: dict[str, object] = {"workers": args.workers}
+    try:
+        _wait(f"{base}/health")
+        move = "'{\"entity_id\": \"' .. ids[(n %% #ids) + 1] .. '\"}'"
+        results["roiml"] = _load(
+            base, "/v1/predict/move-probability", move, args.users, args.duration
+        )
+        kinds = ["MOVE_PROBABILITY", "TRANSACTION_TYPE", "CONTACT_TIMING", "PROPERTY_VALUE"]
+        batch = {
+            "requests": [
+                {"entity_id": f"user_{1 + i % args.users}", "prediction_type": kinds[i % 4]}
+                for i in range(1000)
+            ]
+        }
+        times = []
+        with httpx.Client(base_url=base, timeout=60) as client:
+            for _ in range(10):
+                started = time.perf_counter()
+                response = client.post("/v1/predict/batch", json=batch)
+                times.append((time.perf_counter() - started) * 1000)
+                response.raise_for_status()
+        results["roiml_batch_1000_ms"] = statistics.median(times)
+        results["roiml_peak_rss_mib_per_process"] = _peak_rss_mib(server.pid)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    results.update(_mlflow(args, env))
+    roiml, mlflow = results.get("roiml"), results.get("mlflow")
+    if isinstance(roiml, dict) and isinstance(mlflow, dict):
+        results["ratio_rps_c16_roiml_over_mlflow"] = (
+            roiml["c16"]["requests_per_s"] / mlflow["c16"]["requests_per_s"]
+        )
+        results["ratio_p50_c1_roiml_over_mlflow"] = (
+            roiml["single_c1"]["p50_ms"] / mlflow["single_c1"]["p50_ms"]
+        )
+    print(json.dumps(results, indent=2))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "api.json").write_text(json.dumps(results, indent=2))
+
+
+def _mlflow(args: argparse.Namespace, env: dict[str, str]) -> dict[str, object]:
+    """``mlflow models serve`` of the production move model, same load, no explanations."""
+    from roiml.models.artifact import ModelArtifact
+
+    data = Path(args.data_dir)
+    artifacts = sorted((data / "models" / args.tenant / "move_probability_model").glob("*"))
+    if not artifacts:
+        return {"mlflow": "no trained move model under the data dir"}
+    names = ModelArtifact.load(artifacts[-1]).feature_names
+    row = json.dumps({"dataframe_split": {"columns": names, "data": [[0.0] * len(names)]}})
+    port = _free_port()
+    uri = f"models:/{args.tenant}.move_probability_model@production"
+    mlflow_env = dict(
+        env,
+        MLFLOW_TRACKING_URI=f"sqlite:///{(data / 'mlflow.db').resolve()}",
+        MLFLOW_DISABLE_TELEMETRY="true",
+    )
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            uri,
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env=mlflow_env,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait(f"{base}/health", 180)
+        body = "'" + row.replace("'", "\\'") + "'"
+        load = _load(base, "/invocations", body, args.users, args.duration)
+        batch = json.dumps(
+            {"dataframe_split": {"columns": names, "data": [[0.0] * len(names)] * 1000}}
+        )
+        times = []
+        with httpx.Client(base_url=base, timeout=60) as client:
+            for _ in range(10):
+                started = time.perf_counter()
+                client.post(
+                    "/invocations", content=batch, headers={"Content-Type": "application/json"}
+                ).raise_for_status()
+                times.append((time.perf_counter() - started) * 1000)
+        return {"mlflow": load, "mlflow_batch_1000_ms": statistics.median(times)}
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
