@@ -59,6 +59,7 @@ def test_catalog_has_the_seed_categories() -> None:
         ("BEHAVIORAL", "platform_engagement"): 6,
         ("BEHAVIORAL", "alert_interaction"): 4,
         ("BEHAVIORAL", "search_browse"): 4,
+        ("BEHAVIORAL", "engagement_timing"): 8,
         ("PROPERTY", "characteristics"): 8,
         ("PROPERTY", "financial"): 7,
         ("PROPERTY", "market_context"): 5,
