@@ -2,8 +2,9 @@
 
 All eight aggregate the ``engagement`` window group: every timestamped act of the homeowner's own
 (a document view, an email open, a portal session, an alert click) in the 90 days before as-of.
-The "top" hour and weekday break ties towards the smaller value, so a value never depends on
-the order DuckDB happens to meet the rows in.
+The "top" hour and weekday break ties towards the smaller value, and the circular means are
+rounded to 12 decimals, so a value never depends on the order DuckDB's threads add rows in
+(a rerun of a day must store the same bits).
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ ENGAGEMENT_TIMING: tuple[FeatureDefinition, ...] = (
         "engagement_hour_sin_90d",
         "Mean sine of the engagement time of day (a 24-hour circle), last 90 days.",
         _FLOAT,
-        f"avg(sin(2 * pi() * {_HOUR} / 24))",
+        f"round(avg(sin(2 * pi() * {_HOUR} / 24)), 12)",
         -1,
         1,
     ),
@@ -120,7 +121,7 @@ ENGAGEMENT_TIMING: tuple[FeatureDefinition, ...] = (
         "Mean cosine of the engagement time of day (a 24-hour circle), last 90 days; with the "
         "sine, its direction is the habitual hour and its length how habitual.",
         _FLOAT,
-        f"avg(cos(2 * pi() * {_HOUR} / 24))",
+        f"round(avg(cos(2 * pi() * {_HOUR} / 24)), 12)",
         -1,
         1,
     ),
@@ -128,7 +129,7 @@ ENGAGEMENT_TIMING: tuple[FeatureDefinition, ...] = (
         "engagement_weekend_share_90d",
         "Share of the last 90 days' engagements on Saturday or Sunday.",
         _FLOAT,
-        f"avg(CAST({_DOW} >= 5 AS DOUBLE))",
+        f"count(*) FILTER (WHERE {_DOW} >= 5) / CAST(count(*) AS DOUBLE)",
         0,
         1,
     ),
