@@ -28,6 +28,7 @@ from roiml.db.engine import make_engine
 from roiml.db.enums import PredictionType
 from roiml.errors import RoimlError
 from roiml.models.artifact import ModelArtifact, model_type_of
+from roiml.monitoring.dashboard import dashboard_router
 from roiml.serving.health import model_health, record_feedback
 from roiml.serving.metrics import CONTENT_TYPE_LATEST, ServingMetrics, render
 from roiml.serving.model_cache import ModelCache, ModelUnavailableError
@@ -330,6 +331,7 @@ def create_app(settings: Settings, components: Components | None = None) -> Fast
             render(parts.metrics, parts.multiprocess_dir), media_type=CONTENT_TYPE_LATEST
         )
 
+    app.include_router(dashboard_router(parts.engine, parts.clock))
     _install_error_handlers(app)
     app.state.metrics = metrics
     return app

@@ -1,0 +1,1 @@
+"""Monitoring: drift, realised performance, alerts and the dashboard over ``ml_monitoring``."""

@@ -1,0 +1,175 @@
+"""Tolerant readers of the JSON columns of ``ml_monitoring``: ``feature_drift`` and
+``performance_metrics``.
+
+The monitoring job owns those shapes and they may grow; the dashboard reads what it knows and
+skips what it does not, so a new key, a missing one or a malformed entry never breaks the page.
+Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from roiml.monitoring.dashboard.schemas import DriftFeature, PerformanceMetric
+
+__all__ = ["LOWER_IS_BETTER", "drift_entry", "drift_features", "performance_metrics"]
+
+# Error metrics: a realised value above the registered one is the bad direction.
+LOWER_IS_BETTER = frozenset(
+    {"mae", "mape", "mse", "rmse", "rmsle", "log_loss", "logloss", "brier", "brier_score"}
+)
+_REALISED_KEYS = ("realised", "realized", "value", "current", "actual")
+_REGISTERED_KEYS = ("registered", "reference", "baseline", "training", "at_registration")
+_ESTIMATED_KEYS = ("estimated", "cbpe", "estimate")
+_STATISTIC_KEYS = ("statistic", "value")
+# Methods whose statistic is a p-value (drifted when it is *below* the threshold).
+_P_VALUE_METHODS = frozenset({"ks", "chi2", "chi_square"})
+# Bookkeeping numbers the job may keep beside the metrics; not metrics to chart.
+_NOT_METRICS = frozenset(
+    {"count", "labelled", "labeled", "label_coverage", "support", "n", "threshold", "decayed"}
+)
+# Metric order on the page: the first-class metrics first, the rest alphabetically.
+_METRIC_ORDER = ("auc", "roc_auc", "macro_f1", "f1", "accuracy", "precision", "recall")
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _first_number(entry: Mapping[str, Any], keys: tuple[str, ...]) -> float | None:
+    for key in keys:
+        number = _number(entry.get(key))
+        if number is not None:
+            return number
+    return None
+
+
+def _bookkeeping(key: str) -> bool:
+    lowered = key.lower()
+    return lowered in _NOT_METRICS or lowered.startswith("n_") or lowered.endswith("_count")
+
+
+def _drift_score(
+    entry: Mapping[str, Any], statistic: float | None, threshold: float | None, method: str | None
+) -> float | None:
+    score = _number(entry.get("score"))
+    if score is not None or statistic is None or not threshold:
+        return score
+    if method in _P_VALUE_METHODS:
+        # The statistic is a p-value: smaller is more drifted, so the ratio is inverted.
+        return min(threshold / max(statistic, 1e-300), 1e6)
+    return statistic / threshold
+
+
+def drift_entry(name: str, entry: Any) -> DriftFeature:
+    """One ``feature_drift`` value (or the ``prediction_score`` entry) as a row.
+
+    The job's own ``score`` (statistic over threshold, inverted for p-value methods) is used
+    when present, else computed the same way; an entry that is a bare number is the statistic.
+    """
+    if not isinstance(entry, Mapping):
+        statistic = _number(entry)
+        return DriftFeature(feature=name, statistic=statistic)
+    statistic = _first_number(entry, _STATISTIC_KEYS)
+    threshold = _number(entry.get("threshold"))
+    method = str(entry["method"]) if entry.get("method") is not None else None
+    score = _drift_score(entry, statistic, threshold, method)
+    verdict = entry.get("drifted", entry.get("drift_detected"))
+    drifted = verdict if isinstance(verdict, bool) else (score is not None and score > 1.0)
+    status = entry.get("status")
+    return DriftFeature(
+        feature=name,
+        method=method,
+        statistic=statistic,
+        threshold=threshold,
+        score=score,
+        drifted=drifted,
+        status=str(status) if status is not None else None,
+    )
+
+
+def drift_features(feature_drift: Any) -> list[DriftFeature]:
+    """``{feature: {method, statistic, threshold, drifted, score, ...}}`` as rows, most drifted
+    first: drifted features, then by score (the method-free ``statistic / threshold``), then by
+    name. An entry the job could not score (``{"status": "NO_REFERENCE"}``) is kept, unscored,
+    at the end, so a feature that was not judged is visible rather than silently missing.
+    """
+    if not isinstance(feature_drift, Mapping):
+        return []
+    rows = [drift_entry(str(name), entry) for name, entry in feature_drift.items()]
+    rows.sort(
+        key=lambda row: (not row.drifted, row.score is None, -(row.score or 0.0), row.feature)
+    )
+    return rows
+
+
+def performance_metrics(
+    performance: Any, registered_fallback: Mapping[str, Any] | None = None
+) -> list[PerformanceMetric]:
+    """Realised, registered and estimated values per metric, in a stable, readable order.
+
+    Reads the documented ``{"realised": {metric: x}, "registered": {...}, "estimated": {...}}``
+    (docs/MONITORING.md), and, from older or hand-written rows, ``{metric: {"realised": x,
+    "registered": y}}`` (either spelling, a few synonyms) or ``{metric: x}`` (realised only).
+    A registered value missing from the row is taken from ``registered_fallback`` (the
+    ``ml_models.metrics`` of the version) under the same metric name. Metrics with no number
+    at all are dropped.
+    """
+    if not isinstance(performance, Mapping):
+        performance = {}
+    by_metric: dict[str, dict[str, float | None]] = {}
+
+    def put(metric: str, kind: str, value: Any) -> None:
+        number = _number(value)
+        if number is not None:
+            by_metric.setdefault(metric, {})[kind] = number
+
+    kinds = (
+        ("realised", _REALISED_KEYS),
+        ("registered", _REGISTERED_KEYS),
+        ("estimated", _ESTIMATED_KEYS),
+    )
+    transposed = {
+        kind: entry
+        for kind, keys in kinds
+        for key, entry in performance.items()
+        if key in keys and isinstance(entry, Mapping)
+    }
+    if transposed:
+        # The documented shape: one mapping per kind; every other key is bookkeeping.
+        for kind, entry in transposed.items():
+            for metric, value in entry.items():
+                put(str(metric), kind, value)
+    else:
+        for key, entry in performance.items():
+            if _bookkeeping(str(key)):
+                continue
+            if isinstance(entry, Mapping):
+                for kind, keys in kinds:
+                    put(str(key), kind, _first_number(entry, keys))
+            else:
+                put(str(key), "realised", entry)
+    if registered_fallback:
+        for metric, values in by_metric.items():
+            if "registered" not in values:
+                put(metric, "registered", registered_fallback.get(metric))
+
+    def order(metric: str) -> tuple[int, str]:
+        rank = _METRIC_ORDER.index(metric) if metric in _METRIC_ORDER else len(_METRIC_ORDER)
+        return rank, metric
+
+    return [
+        PerformanceMetric(
+            metric=metric,
+            realised=values.get("realised"),
+            registered=values.get("registered"),
+            estimated=values.get("estimated"),
+            lower_is_better=metric.lower() in LOWER_IS_BETTER,
+        )
+        for metric, values in sorted(by_metric.items(), key=lambda item: order(item[0]))
+    ]

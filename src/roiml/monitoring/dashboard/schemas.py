@@ -1,0 +1,165 @@
+"""What the dashboard shows, as typed values: the JSON endpoint's schema and the page's input.
+
+Every figure here is already aggregated (per day and model, per model and class, per feature):
+the page and the JSON carry tens to hundreds of numbers, never the prediction log itself.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from pydantic import BaseModel, Field
+
+__all__ = [
+    "ClassCount",
+    "DailyTraffic",
+    "DashboardData",
+    "DriftFeature",
+    "FeatureNullRate",
+    "FeatureSetFreshness",
+    "ModelDrift",
+    "ModelPerformance",
+    "PerformanceMetric",
+    "PipelineDay",
+    "PipelineStep",
+]
+
+
+class DailyTraffic(BaseModel):
+    """Predictions served by one model on one day (UTC)."""
+
+    day: date
+    model_name: str
+    predictions: int
+    mean_latency_ms: float | None = None
+    max_latency_ms: float | None = None
+
+
+class ClassCount(BaseModel):
+    """How often one model predicted one class in the period."""
+
+    model_name: str
+    predicted_class: str
+    count: int
+
+
+class DriftFeature(BaseModel):
+    """One feature's drift in a model's latest monitoring period.
+
+    ``score`` is ``statistic / threshold``: methods differ in scale (PSI 0.2, KS 0.1, …), the
+    ratio puts them on one axis where 1 is the alert line.
+    """
+
+    feature: str
+    method: str | None = None
+    statistic: float | None = None
+    threshold: float | None = None
+    score: float | None = None
+    drifted: bool = False
+    status: str | None = None
+
+
+class ModelDrift(BaseModel):
+    """A model's latest ``ml_monitoring`` row, its features most drifted first."""
+
+    model_name: str
+    model_version: str
+    period_start: datetime
+    period_end: datetime
+    status: str
+    prediction_count: int
+    error_rate: float | None = None
+    p95_latency_ms: float | None = None
+    drift_detected: bool
+    prediction_drift: float | None = None
+    prediction_score: DriftFeature | None = Field(
+        None, description="Drift of the model's own score (performance_metrics.prediction_score)."
+    )
+    alert_count: int = 0
+    alerts: list[str] = Field(default_factory=list, description="The row's alert messages.")
+    feature_count: int = 0
+    drifted_count: int = 0
+    features: list[DriftFeature] = Field(default_factory=list)
+
+
+class PerformanceMetric(BaseModel):
+    """One metric of one model: realised from feedback, at registration, and estimated."""
+
+    metric: str
+    realised: float | None = None
+    registered: float | None = None
+    estimated: float | None = None
+    lower_is_better: bool = False
+
+
+class ModelPerformance(BaseModel):
+    """Realised against registered performance of a model in its latest monitoring period."""
+
+    model_name: str
+    model_version: str
+    period_start: datetime
+    period_end: datetime
+    labelled: int | None = None
+    label_coverage: float | None = None
+    decayed: bool | None = None
+    notes: list[str] = Field(default_factory=list)
+    metrics: list[PerformanceMetric] = Field(default_factory=list)
+
+
+class FeatureNullRate(BaseModel):
+    """A feature's null rate in its latest statistics, beside the rate its definition allows."""
+
+    feature: str
+    feature_set: str
+    null_rate: float
+    max_null_rate: float | None = None
+    last_updated: datetime | None = None
+
+
+class FeatureSetFreshness(BaseModel):
+    """When a feature set's statistics were last refreshed by the pipeline."""
+
+    feature_set: str
+    features: int
+    last_updated: datetime | None = None
+    over_null_limit: int = 0
+
+
+class PipelineStep(BaseModel):
+    """The pipeline's latest record of one step, and its latest success."""
+
+    step: str
+    last_outcome: str
+    last_started_at: datetime
+    last_success_run_date: datetime | None = None
+    last_success_ended_at: datetime | None = None
+    age_hours: float | None = Field(
+        None, description="Hours from the latest successful run's data day to now."
+    )
+    rows: int | None = None
+
+
+class PipelineDay(BaseModel):
+    """Whole-pipeline runs (``step = 'run'``) recorded for one data day, by outcome."""
+
+    day: date
+    outcome: str
+    runs: int
+
+
+class DashboardData(BaseModel):
+    """Everything the dashboard page draws, for one tenant and one window of days."""
+
+    tenant_id: str
+    days: int
+    since: datetime
+    until: datetime
+    generated_at: datetime
+    traffic: list[DailyTraffic] = Field(default_factory=list)
+    classes: list[ClassCount] = Field(default_factory=list)
+    drift: list[ModelDrift] = Field(default_factory=list)
+    performance: list[ModelPerformance] = Field(default_factory=list)
+    null_rates: list[FeatureNullRate] = Field(default_factory=list)
+    feature_sets: list[FeatureSetFreshness] = Field(default_factory=list)
+    pipeline_steps: list[PipelineStep] = Field(default_factory=list)
+    pipeline_days: list[PipelineDay] = Field(default_factory=list)

@@ -1,0 +1,525 @@
+"""Server-rendered SVG charts: lines over days, horizontal bars, 100 % stacks, dumbbells and a
+day strip. Pure functions from numbers to markup, no JavaScript and nothing fetched, so the page
+works offline and a browser test can read every mark from the DOM.
+
+Each chart is a ``<figure class="chart" data-chart=ID>`` holding a title, an HTML legend (it
+wraps; SVG text does not) and an ``<svg>`` whose marks carry ``data-*`` attributes with the
+numbers they draw and a ``<title>`` the browser shows on hover. With nothing to draw the figure
+holds an explicit empty state (``data-empty="true"``) instead of a blank frame.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from html import escape
+
+__all__ = [
+    "BAD",
+    "GOOD",
+    "MUTED",
+    "PALETTE",
+    "WARN",
+    "Bar",
+    "Comparison",
+    "Segment",
+    "Series",
+    "StackRow",
+    "bar_chart",
+    "day_strip",
+    "dumbbell_chart",
+    "fmt",
+    "line_chart",
+    "nice_ticks",
+    "stacked_chart",
+]
+
+# Okabe-Ito: distinguishable with the common colour-vision deficiencies, readable on white.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#7F6A3B", "#555555")
+GOOD = "#009E73"
+WARN = "#E69F00"
+BAD = "#D55E00"
+MUTED = "#9AA3AD"
+_GRID = "#E3E7EB"
+_AXIS = "#5B6570"
+_WIDTH = 640
+
+
+def fmt(value: float | None, unit: str = "") -> str:
+    """A number as people read it: thousands separated, three significant digits."""
+    if value is None or not math.isfinite(value):
+        return "\u2013"  # an en dash
+    magnitude = abs(value)
+    if magnitude >= 1000:
+        text = f"{value:,.0f}"
+    elif value == int(value):
+        text = f"{int(value)}"
+    elif magnitude >= 100:
+        text = f"{value:.0f}"
+    elif magnitude >= 10:
+        text = f"{value:.1f}"
+    else:
+        text = f"{value:.3g}"
+    return f"{text}{unit}"
+
+
+def nice_ticks(top: float, count: int = 5) -> list[float]:
+    """Round tick values from 0 to at least ``top`` (steps of 1, 2, 2.5 or 5 times 10^k)."""
+    if not math.isfinite(top) or top <= 0:
+        return [0.0, 1.0]
+    raw = top / count
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    steps = math.ceil(top / step - 1e-9)
+    return [round(i * step, 10) for i in range(steps + 1)]
+
+
+def _attrs(values: Mapping[str, object]) -> str:
+    return "".join(f' {name}="{escape(str(value))}"' for name, value in values.items())
+
+
+def _figure(chart_id: str, title: str, body: str, legend: str = "", note: str = "") -> str:
+    note_html = f'<p class="chart-note">{escape(note)}</p>' if note else ""
+    return (
+        f'<figure class="chart" data-chart="{escape(chart_id)}">'
+        f"<figcaption>{escape(title)}</figcaption>{note_html}{legend}{body}</figure>"
+    )
+
+
+def _svg(title: str, width: int, height: int, content: str) -> str:
+    return (
+        f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" '
+        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">'
+        f"<title>{escape(title)}</title>{content}</svg>"
+    )
+
+
+def _empty(chart_id: str, title: str, message: str, height: int = 160) -> str:
+    body = _svg(
+        title,
+        _WIDTH,
+        height,
+        f'<rect x="1" y="1" width="{_WIDTH - 2}" height="{height - 2}" rx="8" fill="#F7F9FA" '
+        f'stroke="{_GRID}" stroke-dasharray="6 4"/>'
+        f'<text class="empty-message" x="{_WIDTH / 2}" y="{height / 2 + 5}" '
+        f'text-anchor="middle" fill="{_AXIS}" font-size="15">{escape(message)}</text>',
+    )
+    return (
+        f'<figure class="chart" data-chart="{escape(chart_id)}" data-empty="true">'
+        f"<figcaption>{escape(title)}</figcaption>{body}</figure>"
+    )
+
+
+def _legend(items: Sequence[tuple[str, str]], shape: str = "swatch") -> str:
+    entries = "".join(
+        f'<li><span class="{shape}" style="background:{colour}"></span>{escape(label)}</li>'
+        for label, colour in items
+    )
+    return f'<ul class="legend">{entries}</ul>'
+
+
+def _day_label(day: date) -> str:
+    return f"{day:%b} {day.day}"
+
+
+# --- lines over days ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Series:
+    """One line: a value per day (None where there is nothing to plot)."""
+
+    name: str
+    values: Sequence[float | None]
+    colour: str
+
+
+def line_chart(
+    chart_id: str,
+    title: str,
+    days: Sequence[date],
+    series: Sequence[Series],
+    *,
+    y_label: str,
+    unit: str = "",
+    empty_message: str,
+    height: int = 260,
+) -> str:
+    """Lines over consecutive days, one per series, with a dot per plotted value."""
+    plotted = [s for s in series if any(v is not None for v in s.values)]
+    if not days or not plotted:
+        return _empty(chart_id, title, empty_message)
+    left, right, top, bottom = 62, 16, 14, 34
+    inner_w, inner_h = _WIDTH - left - right, height - top - bottom
+    highest = max(v for s in plotted for v in s.values if v is not None)
+    ticks = nice_ticks(highest if highest > 0 else 1.0)
+    y_top = ticks[-1]
+
+    def x_of(index: int) -> float:
+        if len(days) == 1:
+            return left + inner_w / 2
+        return left + inner_w * index / (len(days) - 1)
+
+    def y_of(value: float) -> float:
+        return top + inner_h * (1 - value / y_top)
+
+    parts = []
+    for tick in ticks:
+        y = y_of(tick)
+        parts.append(
+            f'<line x1="{left}" x2="{_WIDTH - right}" y1="{y:.1f}" y2="{y:.1f}" '
+            f'stroke="{_GRID}"/><text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end" '
+            f'class="tick">{escape(fmt(tick))}</text>'
+        )
+    label_every = max(1, math.ceil(len(days) / 8))
+    for index in range(0, len(days), label_every):
+        parts.append(
+            f'<text x="{x_of(index):.1f}" y="{height - 12}" text-anchor="middle" class="tick">'
+            f"{escape(_day_label(days[index]))}</text>"
+        )
+    parts.append(
+        f'<line x1="{left}" x2="{_WIDTH - right}" y1="{top + inner_h}" y2="{top + inner_h}" '
+        f'stroke="{_AXIS}"/><text transform="translate(14 {top + inner_h / 2}) rotate(-90)" '
+        f'text-anchor="middle" class="axis-label">{escape(y_label)}</text>'
+    )
+    for line in plotted:
+        path, dots, pen_down = [], [], False
+        for index, value in enumerate(line.values):
+            if value is None:
+                pen_down = False
+                continue
+            x, y = x_of(index), y_of(value)
+            path.append(f"{'L' if pen_down else 'M'}{x:.1f},{y:.1f}")
+            pen_down = True
+            tip = f"{line.name}, {days[index].isoformat()}: {fmt(value, unit)}"
+            dots.append(
+                f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="3.2" fill="{line.colour}" '
+                f'data-day="{days[index].isoformat()}" data-value="{value:g}">'
+                f"<title>{escape(tip)}</title></circle>"
+            )
+        total = sum(v for v in line.values if v is not None)
+        parts.append(
+            f'<g class="series"{_attrs({"data-series": line.name, "data-total": f"{total:g}"})}'
+            f' data-points="{len(dots)}"><path d="{" ".join(path)}" fill="none" '
+            f'stroke="{line.colour}" stroke-width="2.2" stroke-linejoin="round"/>'
+            f"{''.join(dots)}</g>"
+        )
+    legend = _legend([(s.name, s.colour) for s in plotted])
+    return _figure(chart_id, title, _svg(title, _WIDTH, height, "".join(parts)), legend)
+
+
+# --- horizontal bars ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One labelled bar; ``marker`` draws a per-row tick (e.g. the allowed null rate)."""
+
+    label: str
+    value: float
+    colour: str
+    text: str
+    tooltip: str
+    marker: float | None = None
+    data: Mapping[str, object] = field(default_factory=dict)
+
+
+def bar_chart(
+    chart_id: str,
+    title: str,
+    bars: Sequence[Bar],
+    *,
+    x_label: str,
+    empty_message: str,
+    reference: float | None = None,
+    reference_label: str = "",
+    legend: Sequence[tuple[str, str]] = (),
+    note: str = "",
+) -> str:
+    """Horizontal bars, one row each, optionally a vertical reference line across all rows."""
+    if not bars:
+        return _empty(chart_id, title, empty_message)
+    label_w, right, top, row_h, bottom = 200, 78, 22, 24, 36
+    inner_w = _WIDTH - label_w - right
+    height = top + row_h * len(bars) + bottom
+    highest = max(
+        [bar.value for bar in bars]
+        + [bar.marker for bar in bars if bar.marker is not None]
+        + ([reference] if reference is not None else [])
+    )
+    ticks = nice_ticks(highest if highest > 0 else 1.0, 4)
+    x_top = ticks[-1]
+
+    def x_of(value: float) -> float:
+        return label_w + inner_w * max(0.0, min(value, x_top)) / x_top
+
+    parts = []
+    axis_y = top + row_h * len(bars)
+    for tick in ticks:
+        x = x_of(tick)
+        parts.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top - 4}" y2="{axis_y}" stroke="{_GRID}"/>'
+            f'<text x="{x:.1f}" y="{axis_y + 16}" text-anchor="middle" class="tick">'
+            f"{escape(fmt(tick))}</text>"
+        )
+    parts.append(
+        f'<text x="{label_w + inner_w / 2}" y="{height - 4}" text-anchor="middle" '
+        f'class="axis-label">{escape(x_label)}</text>'
+    )
+    for index, bar in enumerate(bars):
+        y = top + row_h * index
+        label = bar.label if len(bar.label) <= 30 else bar.label[:29] + "…"
+        width = x_of(bar.value) - label_w
+        marker = ""
+        if bar.marker is not None:
+            mx = x_of(bar.marker)
+            marker = (
+                f'<line class="marker" x1="{mx:.1f}" x2="{mx:.1f}" y1="{y + 2}" '
+                f'y2="{y + row_h - 2}" stroke="#1F2933" stroke-width="2"/>'
+            )
+        parts.append(
+            f'<g class="bar"{_attrs({"data-label": bar.label, "data-value": f"{bar.value:g}"})}'
+            f"{_attrs({f'data-{k}': v for k, v in bar.data.items()})}>"
+            f"<title>{escape(bar.tooltip)}</title>"
+            f'<text x="{label_w - 8}" y="{y + row_h / 2 + 4}" text-anchor="end" '
+            f'class="row-label">{escape(label)}</text>'
+            f'<rect x="{label_w}" y="{y + 4}" width="{max(width, 1.5):.1f}" '
+            f'height="{row_h - 8}" rx="3" fill="{bar.colour}"/>{marker}'
+            f'<text x="{label_w + width + 6:.1f}" y="{y + row_h / 2 + 4}" class="value">'
+            f"{escape(bar.text)}</text></g>"
+        )
+    if reference is not None:
+        rx = x_of(reference)
+        parts.append(
+            f'<line class="reference" x1="{rx:.1f}" x2="{rx:.1f}" y1="{top - 6}" y2="{axis_y}" '
+            f'stroke="{BAD}" stroke-width="1.5" stroke-dasharray="5 3"/>'
+            f'<text x="{rx + 4:.1f}" y="{top - 8}" class="reference-label" fill="{BAD}">'
+            f"{escape(reference_label)}</text>"
+        )
+    body = _svg(title, _WIDTH, height, "".join(parts))
+    return _figure(chart_id, title, body, _legend(legend) if legend else "", note)
+
+
+# --- 100 % stacks -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One part of a stacked row."""
+
+    label: str
+    value: float
+    colour: str
+
+
+@dataclass(frozen=True)
+class StackRow:
+    """A row of segments shown as shares of their total."""
+
+    label: str
+    segments: Sequence[Segment]
+
+
+def stacked_chart(
+    chart_id: str,
+    title: str,
+    rows: Sequence[StackRow],
+    *,
+    empty_message: str,
+    legend: Sequence[tuple[str, str]] = (),
+) -> str:
+    """One 100 % bar per row; a segment wide enough is labelled with its name and share."""
+    rows = [row for row in rows if sum(s.value for s in row.segments) > 0]
+    if not rows:
+        return _empty(chart_id, title, empty_message)
+    label_w, right, top, row_h = 200, 78, 8, 38
+    inner_w = _WIDTH - label_w - right
+    height = top + row_h * len(rows) + 8
+    parts = []
+    for index, row in enumerate(rows):
+        y = top + row_h * index
+        total = sum(s.value for s in row.segments)
+        parts.append(
+            f'<g class="stack"{_attrs({"data-label": row.label, "data-total": f"{total:g}"})}>'
+            f'<text x="{label_w - 8}" y="{y + row_h / 2 + 4}" text-anchor="end" '
+            f'class="row-label">{escape(row.label)}</text>'
+        )
+        x = float(label_w)
+        for segment in row.segments:
+            width = inner_w * segment.value / total
+            share = segment.value / total
+            tip = f"{row.label}: {segment.label} {fmt(segment.value)} ({share:.1%})"
+            # The longest label that fits (about 7 px a character at this size), else none:
+            # the tooltip still names the segment.
+            fitting = [t for t in (f"{segment.label} {share:.0%}", f"{share:.0%}")
+                       if len(t) * 7 + 8 <= width]  # fmt: skip
+            text = ""
+            if fitting:
+                text = (
+                    f'<text x="{x + width / 2:.1f}" y="{y + row_h / 2 + 4}" text-anchor="middle" '
+                    f'class="segment-label">{escape(fitting[0])}</text>'
+                )
+            parts.append(
+                f'<g class="segment"{_attrs({"data-label": segment.label})}'
+                f' data-value="{segment.value:g}"><title>{escape(tip)}</title>'
+                f'<rect x="{x:.1f}" y="{y + 5}" width="{width:.1f}" height="{row_h - 10}" '
+                f'fill="{segment.colour}" stroke="#fff" stroke-width="1"/>{text}</g>'
+            )
+            x += width
+        parts.append(
+            f'<text x="{_WIDTH - right + 6}" y="{y + row_h / 2 + 4}" class="value">'
+            f"n = {escape(fmt(total))}</text></g>"
+        )
+    body = _svg(title, _WIDTH, height, "".join(parts))
+    return _figure(chart_id, title, body, _legend(legend) if legend else "")
+
+
+# --- realised against registered ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One metric: registered (hollow), realised (filled) and estimated (diamond)."""
+
+    label: str
+    realised: float | None
+    registered: float | None
+    estimated: float | None
+    lower_is_better: bool = False
+
+
+def dumbbell_chart(
+    chart_id: str, title: str, rows: Sequence[Comparison], *, empty_message: str, note: str = ""
+) -> str:
+    """A row per metric on a 0-1 axis (its own 0-max axis when a value exceeds 1); the realised
+    dot is green when it is no worse than at registration, vermillion when it is."""
+    rows = [r for r in rows if any(v is not None for v in (r.realised, r.registered, r.estimated))]
+    if not rows:
+        return _empty(chart_id, title, empty_message, height=120)
+    label_w, right, top, row_h = 110, 170, 26, 30
+    inner_w = _WIDTH - label_w - right
+    height = top + row_h * len(rows) + 10
+    parts = []
+    for tick in (0, 0.25, 0.5, 0.75, 1.0):
+        x = label_w + inner_w * tick
+        parts.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top - 6}" y2="{height - 8}" stroke="{_GRID}"/>'
+            f'<text x="{x:.1f}" y="{top - 10}" text-anchor="middle" class="tick">{tick:g}</text>'
+        )
+    for index, row in enumerate(rows):
+        y = top + row_h * index + row_h / 2
+        values = [v for v in (row.realised, row.registered, row.estimated) if v is not None]
+        scale = 1.0 if max(values) <= 1.0 else nice_ticks(max(values), 4)[-1]
+
+        def x_of(value: float, scale: float = scale) -> float:
+            return label_w + inner_w * max(0.0, min(value, scale)) / scale
+
+        worse = (
+            row.realised is not None
+            and row.registered is not None
+            and (
+                row.realised > row.registered
+                if row.lower_is_better
+                else row.realised < row.registered
+            )
+        )
+        colour = BAD if worse else GOOD
+        marks = [
+            f'<text x="{label_w - 8}" y="{y + 4}" text-anchor="end" class="row-label">'
+            f"{escape(row.label)}</text>",
+            f'<line x1="{label_w}" x2="{label_w + inner_w}" y1="{y}" y2="{y}" stroke="{_GRID}"/>',
+        ]
+        partner = row.realised if row.realised is not None else row.estimated
+        if partner is not None and row.registered is not None:
+            marks.append(
+                f'<line x1="{x_of(row.registered):.1f}" x2="{x_of(partner):.1f}" y1="{y}" '
+                f'y2="{y}" stroke="{colour if row.realised is not None else MUTED}" '
+                f'stroke-width="4" stroke-opacity="0.45"/>'
+            )
+        if row.registered is not None:
+            marks.append(
+                f'<circle class="registered" cx="{x_of(row.registered):.1f}" cy="{y}" r="6" '
+                f'fill="#fff" stroke="{_AXIS}" stroke-width="2"/>'
+            )
+        if row.estimated is not None:
+            ex = x_of(row.estimated)
+            marks.append(
+                f'<path class="estimated" d="M{ex:.1f},{y - 7} L{ex + 7:.1f},{y} '
+                f'L{ex:.1f},{y + 7} L{ex - 7:.1f},{y} Z" fill="none" stroke="{PALETTE[0]}" '
+                f'stroke-width="2"/>'
+            )
+        if row.realised is not None:
+            marks.append(
+                f'<circle class="realised" cx="{x_of(row.realised):.1f}" cy="{y}" r="6" '
+                f'fill="{colour}"/>'
+            )
+        summary = f"{fmt(row.realised)} vs {fmt(row.registered)}"
+        if row.realised is None and row.estimated is not None:
+            summary = f"est. {fmt(row.estimated)} vs {fmt(row.registered)}"
+        if scale != 1.0:
+            summary += f" (axis 0 to {fmt(scale)})"
+        tip = (
+            f"{row.label}: realised {fmt(row.realised)}, registered {fmt(row.registered)}, "
+            f"estimated {fmt(row.estimated)}"
+        )
+        data = {
+            "data-label": row.label,
+            "data-realised": "" if row.realised is None else f"{row.realised:g}",
+            "data-registered": "" if row.registered is None else f"{row.registered:g}",
+            "data-worse": str(worse).lower(),
+        }
+        parts.append(
+            f'<g class="metric"{_attrs(data)}><title>{escape(tip)}</title>{"".join(marks)}'
+            f'<text x="{label_w + inner_w + 12}" y="{y + 4}" class="value">'
+            f"{escape(summary)}</text></g>"
+        )
+    legend = (
+        '<ul class="legend"><li><span class="dot hollow"></span>registered</li>'
+        f'<li><span class="dot" style="background:{GOOD}"></span>realised</li>'
+        f'<li><span class="dot" style="background:{BAD}"></span>realised, worse</li>'
+        '<li><span class="diamond"></span>estimated (CBPE)</li></ul>'
+    )
+    return _figure(chart_id, title, _svg(title, _WIDTH, height, "".join(parts)), legend, note)
+
+
+# --- a strip of days ----------------------------------------------------------------------------
+
+
+def day_strip(
+    chart_id: str,
+    title: str,
+    days: Sequence[date],
+    cells: Mapping[date, tuple[str, str, str]],
+    *,
+    legend: Sequence[tuple[str, str]],
+    empty_message: str,
+) -> str:
+    """A square per day coloured by ``cells[day] = (colour, state, tooltip)``; days without a
+    cell are drawn hollow, so a missing run shows as a gap rather than vanishing."""
+    if not days or not cells:
+        return _empty(chart_id, title, empty_message, height=110)
+    left, right, top = 12, 12, 10
+    gap = 3.0
+    size = min(28.0, (_WIDTH - left - right) / len(days) - gap)
+    height = int(top + size + 34)
+    parts = []
+    for index, day in enumerate(days):
+        x = left + index * (size + gap)
+        colour, state, tip = cells.get(day, ("#fff", "none", f"{day.isoformat()}: no run"))
+        stroke = _GRID if day not in cells else colour
+        parts.append(
+            f'<rect class="day" x="{x:.1f}" y="{top}" width="{size:.1f}" height="{size:.1f}" '
+            f'rx="3" fill="{colour}" stroke="{stroke}" stroke-width="1.5" '
+            f'data-day="{day.isoformat()}" data-state="{escape(state)}">'
+            f"<title>{escape(tip)}</title></rect>"
+        )
+    for index in sorted({0, len(days) - 1}):
+        x = left + index * (size + gap) + size / 2
+        parts.append(
+            f'<text x="{x:.1f}" y="{top + size + 18}" text-anchor="middle" class="tick">'
+            f"{escape(_day_label(days[index]))}</text>"
+        )
+    body = _svg(title, _WIDTH, height, "".join(parts))
+    return _figure(chart_id, title, body, _legend(legend))

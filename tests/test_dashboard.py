@@ -1,0 +1,731 @@
+"""The monitoring dashboard: SQL aggregates over a seeded database, the JSON and the page, auth,
+empty states, and the page loaded in headless Chromium with every chart drawn from the data.
+
+The browser test drives Debian's ``chromium`` over the DevTools protocol (with ``websockets``,
+which uvicorn[standard] already brings): it reads each chart's marks and their rendered boxes
+from the live DOM and saves a full-page screenshot. Without chromium it skips locally and
+fails under ``CI=true``. ``UPDATE_DOCS_SCREENSHOT=1`` also copies the screenshot to
+docs/img/dashboard.png.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import numpy as np
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine, insert
+
+from roiml.db.engine import make_engine
+from roiml.db.enums import (
+    DataType,
+    EntityType,
+    FeatureCategory,
+    FeatureType,
+    ModelStatus,
+    ModelType,
+    PredictionType,
+)
+from roiml.db.migrate import upgrade
+from roiml.db.ml_models import MLFeature, MLModel, MLMonitoring, MLPrediction, PipelineRun
+from roiml.monitoring.dashboard.parse import drift_features, performance_metrics
+from roiml.serving.app import Components, asgi
+from roiml.serving.metrics import ServingMetrics
+from roiml.serving.model_cache import ModelCache, ModelUnavailableError
+from roiml.serving.prediction_log import PredictionLog
+from roiml.serving.ratelimit import MemoryRateLimiter
+from roiml.settings import Settings
+from roiml.store.online_sqlite import SqliteOnlineStore
+
+ROOT = Path(__file__).resolve().parents[1]
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+TENANT = "acme"
+OTHER_TENANT = "globex"
+NOW = datetime(2026, 11, 20, 15, 30)
+DAYS = 14
+SECRET = "dashboard-test-secret-" + "0123456789abcdef" * 3
+MODELS = {
+    "move_probability_model": (PredictionType.MOVE_PROBABILITY, ["LOW", "MEDIUM", "HIGH"]),
+    "transaction_type_model": (
+        PredictionType.TRANSACTION_TYPE,
+        ["SELL", "BUY", "REFINANCE", "INVESTMENT"],
+    ),
+    "contact_timing_model": (
+        PredictionType.CONTACT_TIMING,
+        [f"{d}_{h}" for d in ("TUE", "WED", "THU", "MON") for h in (9, 18)],
+    ),
+    "property_value_model": (PredictionType.PROPERTY_VALUE, []),
+}
+
+
+@dataclass
+class Seeded:
+    """The seeded database and the figures the dashboard must show for TENANT."""
+
+    settings: Settings
+    engine: Engine
+    counts: dict[str, dict[str, int]]  # model -> ISO day -> predictions
+    classes: dict[str, dict[str, int]]  # model -> class -> predictions
+    features: list[str]
+
+
+Counts = dict[str, dict[str, int]]
+
+
+def _predictions(rng: np.random.Generator) -> tuple[list[dict[str, Any]], Counts, Counts]:
+    rows: list[dict[str, Any]] = []
+    counts: dict[str, dict[str, int]] = {}
+    classes: dict[str, dict[str, int]] = {}
+    first_day = NOW.date() - timedelta(days=DAYS - 1)
+    for index, (model, (kind, labels)) in enumerate(MODELS.items()):
+        # Volume grows over the fortnight; the value model starts a week in.
+        base = rng.integers(8, 20, size=DAYS) + np.arange(DAYS) * (index + 1)
+        if model == "property_value_model":
+            base[:7] = 0
+        base[DAYS - 4] = 0 if model == "contact_timing_model" else base[DAYS - 4]
+        for offset, n in enumerate(base.tolist()):
+            day = first_day + timedelta(days=offset)
+            if n:
+                counts.setdefault(model, {})[day.isoformat()] = n
+            shares = np.linspace(3, 1, num=len(labels)) if labels else None
+            chosen = rng.choice(labels, size=n, p=shares / shares.sum()) if labels else [None] * n
+            for i, label in enumerate(chosen):
+                if label is not None:
+                    classes.setdefault(model, {}).setdefault(str(label), 0)
+                    classes[model][str(label)] += 1
+                rows.append(
+                    {
+                        "tenant_id": TENANT,
+                        "prediction_id": f"{model[:4]}-{offset}-{i}",
+                        "model_name": model,
+                        "model_version": "3",
+                        "prediction_type": kind,
+                        "entity_type": EntityType.USER,
+                        "entity_id": f"user_{i}",
+                        "features": {},
+                        "predicted_value": float(rng.random()),
+                        "predicted_class": None if label is None else str(label),
+                        "latency_ms": float(4 + index * 2 + rng.gamma(2.0, 1.5)),
+                        "predicted_at": datetime.combine(day, datetime.min.time())
+                        + timedelta(minutes=int(rng.integers(0, NOW.hour * 60))),
+                    }
+                )
+    return rows, counts, classes
+
+
+def _drift_entry(statistic: float, threshold: float, method: str = "wasserstein") -> dict[str, Any]:
+    return {
+        "kind": "numeric",
+        "method": method,
+        "statistic": statistic,
+        "threshold": threshold,
+        "drifted": statistic > threshold,
+        "score": statistic / threshold,
+        "psi": statistic * 1.4,
+        "n_reference": 20000,
+        "n_current": 800,
+    }
+
+
+FEATURES = [
+    "mortgage_rate_spread",
+    "email_open_rate_30d",
+    "days_since_last_login",
+    "document_views_90d",
+    "home_equity_ratio",
+    "years_owned",
+    "market_inventory_months",
+    "search_count_30d",
+    "alert_click_rate_90d",
+    "session_minutes_30d",
+    "listing_price_change_pct",
+    "refinance_rate_gap",
+]
+
+
+def _monitoring_row(values: dict[str, Any]) -> dict[str, Any]:
+    """Every column (a multi-row INSERT needs the same keys in each row), defaults filled in."""
+    defaults: dict[str, Any] = {
+        "status": "OK",
+        "prediction_count": 0,
+        "avg_latency_ms": None,
+        "p95_latency_ms": None,
+        "error_count": 0,
+        "error_rate": None,
+        "performance_metrics": {},
+        "feature_drift": {},
+        "prediction_drift": None,
+        "drift_detected": False,
+        "alert_triggered": False,
+        "alerts": [],
+    }
+    return defaults | values
+
+
+def _seed(engine: Engine) -> tuple[Counts, Counts]:
+    rng = np.random.default_rng(7)
+    rows, counts, classes = _predictions(rng)
+    # Another tenant's traffic: must never show on TENANT's dashboard.
+    foreign = [dict(row, tenant_id=OTHER_TENANT, prediction_id="x" + row["prediction_id"])
+               for row in rows[:500]]  # fmt: skip
+    period = datetime.combine(NOW.date() - timedelta(days=1), datetime.min.time())
+    statistics = [0.31, 0.22, 0.16, 0.09, 0.08, 0.07, 0.05, 0.04, 0.03, 0.02, 0.012, 0.01]
+    drift = {name: _drift_entry(s, 0.1) for name, s in zip(FEATURES, statistics, strict=True)}
+    drift["refinance_rate_gap"] = {"kind": "categorical", "method": "chi2", "statistic": 0.5,
+                                   "threshold": 0.01, "drifted": False, "score": 0.02}  # fmt: skip
+    monitoring = [
+        {
+            "tenant_id": TENANT,
+            "model_name": "move_probability_model",
+            "model_version": "3",
+            "period_start": period,
+            "period_end": period + timedelta(days=1),
+            "status": "DRIFT_DECAY",
+            "prediction_count": 120,
+            "avg_latency_ms": 6.1,
+            "p95_latency_ms": 11.0,
+            "error_count": 1,
+            "error_rate": 1 / 121,
+            "performance_metrics": {
+                "kind": "classifier",
+                "labelled": 64,
+                "label_coverage": 0.53,
+                "realised": {
+                    "auc": 0.69,
+                    "accuracy": 0.9,
+                    "precision": 0.41,
+                    "recall": 0.33,
+                    "f1": 0.37,
+                },
+                "estimated": {
+                    "auc": 0.74,
+                    "accuracy": 0.91,
+                    "precision": 0.44,
+                    "recall": 0.31,
+                    "f1": 0.36,
+                },
+                "registered": {
+                    "auc": 0.76,
+                    "accuracy": 0.89,
+                    "precision": 0.45,
+                    "recall": 0.35,
+                    "f1": 0.39,
+                },
+                "decay": {"auc": -0.07},
+                "decayed": True,
+                "prediction_score": _drift_entry(0.04, 0.1),
+                "notes": [],
+            },
+            "feature_drift": drift,
+            "prediction_drift": 0.04,
+            "drift_detected": True,
+            "alert_triggered": True,
+            "alerts": [
+                {
+                    "kind": "feature_drift",
+                    "subject": "mortgage_rate_spread",
+                    "message": "mortgage_rate_spread drifted (wasserstein 0.31 > 0.1)",
+                }
+            ],
+        },
+        # An older period: the dashboard shows each model's newest row only.
+        {
+            "tenant_id": TENANT,
+            "model_name": "move_probability_model",
+            "model_version": "3",
+            "period_start": period - timedelta(days=1),
+            "period_end": period,
+            "status": "OK",
+            "feature_drift": {"old_feature": _drift_entry(0.9, 0.1)},
+            "performance_metrics": {},
+        },
+        {
+            "tenant_id": TENANT,
+            "model_name": "property_value_model",
+            "model_version": "2",
+            "period_start": period,
+            "period_end": period + timedelta(days=1),
+            "status": "OK",
+            "prediction_count": 40,
+            "performance_metrics": {
+                "kind": "regressor",
+                "realised": {"mae": 41000.0, "mape": 0.12, "r2": 0.81},
+                "registered": {"mae": 38000.0, "mape": 0.11, "r2": 0.84},
+                "estimated": {},
+            },
+            "feature_drift": {
+                name: _drift_entry(0.02 + 0.005 * i, 0.1) for i, name in enumerate(FEATURES[4:9])
+            },
+            "drift_detected": False,
+        },
+        {
+            "tenant_id": TENANT,
+            "model_name": "transaction_type_model",
+            "model_version": "1",
+            "period_start": period,
+            "period_end": period + timedelta(days=1),
+            "status": "NO_REFERENCE",
+            "prediction_count": 30,
+            "performance_metrics": {
+                "kind": "classifier",
+                "realised": {},
+                "registered": {},
+                "notes": ["no feedback yet: realised metrics are null"],
+            },
+            "feature_drift": {},
+        },
+        {
+            "tenant_id": OTHER_TENANT,
+            "model_name": "move_probability_model",
+            "model_version": "9",
+            "period_start": period,
+            "period_end": period + timedelta(days=1),
+            "feature_drift": {"foreign_feature": _drift_entry(5.0, 0.1)},
+            "performance_metrics": {},
+        },
+    ]
+    null_rates = [0.0, 0.01, 0.02, 0.35, 0.05, 0.0, 0.12, 0.08, 0.5, 0.03, 0.0, 0.01]
+    features = [
+        {
+            "tenant_id": TENANT,
+            "name": name,
+            "description": name.replace("_", " "),
+            "category": FeatureCategory.BEHAVIORAL,
+            "feature_type": FeatureType.BATCH,
+            "data_type": DataType.FLOAT,
+            "entity_type": EntityType.USER,
+            "feature_set": "user_engagement" if index % 2 else "property_market",
+            "max_null_rate": 0.3,
+            "null_rate": rate,
+            "last_updated": NOW - timedelta(hours=14 + index),
+        }
+        for index, (name, rate) in enumerate(zip(FEATURES, null_rates, strict=True))
+    ]
+    runs = []
+    for offset in range(1, DAYS):
+        day = datetime.combine(NOW.date() - timedelta(days=offset), datetime.min.time())
+        outcome = "FAILED" if offset == 5 else "SUCCESS"
+        started = day + timedelta(days=1, hours=2)
+        for step in ("run", "extract", "compute_behavioral", "validate", "store"):
+            runs.append(
+                {
+                    "tenant_id": TENANT,
+                    "run_date": day,
+                    "step": step,
+                    "started_at": started,
+                    "ended_at": started + timedelta(minutes=20),
+                    "rows": 5000,
+                    "outcome": outcome,
+                }
+            )
+    model_rows = [
+        {
+            "tenant_id": TENANT,
+            "name": "move_probability_model",
+            "version": "3",
+            "model_type": ModelType.MOVE_PROBABILITY,
+            "status": ModelStatus.DEPLOYED,
+            "metrics": {"auc": 0.76},
+        }
+    ]
+    with engine.begin() as conn:
+        conn.execute(insert(MLPrediction), rows + foreign)
+        conn.execute(insert(MLMonitoring), [_monitoring_row(row) for row in monitoring])
+        conn.execute(insert(MLFeature), features)
+        conn.execute(insert(PipelineRun), runs)
+        conn.execute(insert(MLModel), model_rows)
+    return counts, classes
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
+    data_dir = tmp_path_factory.mktemp("dashboard") / "data"
+    settings = Settings(_env_file=None, data_dir=data_dir, tenant_id=TENANT)
+    engine = make_engine(settings.resolved_database_url)
+    upgrade(engine)
+    counts, classes = _seed(engine)
+    yield Seeded(settings, engine, counts, classes, FEATURES)
+    engine.dispose()
+
+
+def _components(settings: Settings) -> Components:
+    def unavailable(tenant: str, name: str) -> Any:
+        raise ModelUnavailableError(f"{name}: no model in the dashboard test")
+
+    engine = make_engine(settings.resolved_database_url)
+    return Components(
+        settings=settings,
+        engine=engine,
+        online=SqliteOnlineStore(settings.online_store_path),
+        models=ModelCache(unavailable, lambda tenant, name: None, poll_seconds=3600),
+        prediction_log=PredictionLog(settings, engine),
+        rate_limiter=MemoryRateLimiter(per_minute=60_000, burst=1_000),
+        metrics=ServingMetrics(CollectorRegistry()),
+        clock=lambda: NOW,
+    )
+
+
+@pytest.fixture(scope="module")
+def client(seeded: Seeded) -> Iterator[TestClient]:
+    with TestClient(asgi(seeded.settings, _components(seeded.settings))) as test_client:
+        yield test_client
+
+
+# --- the figures ------------------------------------------------------------------------------
+
+
+def test_data_counts_predictions_per_day_and_model(client: TestClient, seeded: Seeded) -> None:
+    response = client.get("/api/ml/dashboard/data", params={"days": DAYS})
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert data["tenant_id"] == TENANT and data["days"] == DAYS
+    got: dict[str, dict[str, int]] = {}
+    for point in data["traffic"]:
+        got.setdefault(point["model_name"], {})[point["day"]] = point["predictions"]
+        assert point["mean_latency_ms"] > 0
+    assert got == seeded.counts, "another tenant's predictions leaked in, or days were lost"
+    mix: dict[str, dict[str, int]] = {}
+    for row in data["classes"]:
+        mix.setdefault(row["model_name"], {})[row["predicted_class"]] = row["count"]
+    assert mix == seeded.classes
+    assert "property_value_model" not in mix, "a regressor has no classes"
+
+
+def test_the_window_cuts_older_days(client: TestClient, seeded: Seeded) -> None:
+    data = client.get("/api/ml/dashboard/data", params={"days": 3}).json()
+    days = {point["day"] for point in data["traffic"]}
+    expected = {(NOW.date() - timedelta(days=n)).isoformat() for n in range(3)}
+    assert days == expected & {d for c in seeded.counts.values() for d in c}
+    assert data["since"] == f"{NOW.date() - timedelta(days=2)}T00:00:00"
+
+
+def test_drift_is_the_latest_period_most_drifted_first(client: TestClient) -> None:
+    data = client.get("/api/ml/dashboard/data").json()
+    drift = {model["model_name"]: model for model in data["drift"]}
+    assert set(drift) == {
+        "move_probability_model",
+        "property_value_model",
+        "transaction_type_model",
+    }
+    move = drift["move_probability_model"]
+    names = [feature["feature"] for feature in move["features"]]
+    assert "old_feature" not in names and "foreign_feature" not in names
+    assert names[:3] == ["mortgage_rate_spread", "email_open_rate_30d", "days_since_last_login"]
+    assert move["drifted_count"] == 3 and move["feature_count"] == len(FEATURES)
+    scores = [feature["score"] for feature in move["features"]]
+    assert scores == sorted(scores, reverse=True)
+    assert move["prediction_score"]["method"] == "wasserstein"
+    assert move["alerts"] == ["mortgage_rate_spread drifted (wasserstein 0.31 > 0.1)"]
+    assert drift["transaction_type_model"]["features"] == []
+
+
+def test_performance_reads_realised_registered_and_estimated(client: TestClient) -> None:
+    data = client.get("/api/ml/dashboard/data").json()
+    performance = {model["model_name"]: model for model in data["performance"]}
+    move = performance["move_probability_model"]
+    assert move["labelled"] == 64 and move["decayed"] is True
+    assert move["metrics"][0] == {
+        "metric": "auc",
+        "realised": 0.69,
+        "registered": 0.76,
+        "estimated": 0.74,
+        "lower_is_better": False,
+    }
+    value = {m["metric"]: m for m in performance["property_value_model"]["metrics"]}
+    assert value["mae"]["lower_is_better"] and value["mae"]["realised"] == 41000.0
+    assert performance["transaction_type_model"]["metrics"] == []
+    assert performance["transaction_type_model"]["notes"] == [
+        "no feedback yet: realised metrics are null"
+    ]
+
+
+def test_features_and_pipeline_freshness(client: TestClient) -> None:
+    data = client.get("/api/ml/dashboard/data").json()
+    rates = [row["null_rate"] for row in data["null_rates"]]
+    assert rates == sorted(rates, reverse=True) and len(rates) == len(FEATURES)
+    sets = {row["feature_set"]: row for row in data["feature_sets"]}
+    assert sets["user_engagement"]["over_null_limit"] == 1  # 0.5 > 0.3 (odd index)
+    assert sets["property_market"]["over_null_limit"] == 1  # 0.35 > 0.3
+    steps = {row["step"]: row for row in data["pipeline_steps"]}
+    assert data["pipeline_steps"][0]["step"] == "run"
+    run = steps["run"]
+    assert run["last_outcome"] == "SUCCESS"
+    assert run["last_success_run_date"] == f"{NOW.date() - timedelta(days=1)}T00:00:00"
+    assert run["age_hours"] == pytest.approx(15.5)
+    outcomes = {(row["day"], row["outcome"]) for row in data["pipeline_days"]}
+    assert (str(NOW.date() - timedelta(days=5)), "FAILED") in outcomes
+
+
+def test_bad_days_are_refused(client: TestClient) -> None:
+    for days in (0, 367, "x"):
+        assert client.get("/api/ml/dashboard/data", params={"days": days}).status_code == 422
+
+
+def test_a_tenant_without_data_gets_empty_states(seeded: Seeded) -> None:
+    settings = seeded.settings.model_copy(update={"tenant_id": "newcomer"})
+    with TestClient(asgi(settings, _components(settings))) as fresh:
+        page = fresh.get("/api/ml/dashboard")
+    assert page.status_code == 200
+    html = page.text
+    assert html.count('data-empty="true"') == 8, "every chart shows its empty state"
+    assert "No predictions in this period" in html
+    assert "roiml monitor run" in html
+
+
+def test_auth_on_needs_an_admin_token_of_the_tenant(seeded: Seeded) -> None:
+    settings = Settings(
+        _env_file=None,
+        data_dir=seeded.settings.data_dir,
+        tenant_id=TENANT,
+        auth_enabled=True,
+        jwt_secret=SECRET,
+    )
+
+    def token(scope: str, tenant: str = TENANT) -> dict[str, str]:
+        claims = {"sub": "owner", "tenant_id": tenant, "scope": scope, "exp": int(time.time()) + 60}
+        return {"Authorization": f"Bearer {jwt.encode(claims, SECRET, algorithm='HS256')}"}
+
+    with TestClient(asgi(settings, _components(settings))) as secured:
+        assert secured.get("/api/ml/dashboard").status_code == 401
+        assert secured.get("/api/ml/dashboard", headers=token("predict")).status_code == 403
+        page = secured.get("/api/ml/dashboard", headers=token("admin"))
+        assert page.status_code == 200 and "mortgage_rate_spread" in page.text
+        foreign = secured.get("/api/ml/dashboard/data", headers=token("admin", OTHER_TENANT))
+        assert foreign.status_code == 200
+        drift = foreign.json()["drift"]
+        assert [f["feature"] for model in drift for f in model["features"]] == ["foreign_feature"]
+
+
+# --- tolerant parsing -----------------------------------------------------------------------------
+
+
+def test_parsers_skip_what_they_do_not_know() -> None:
+    rows = drift_features(
+        {
+            "a": {"statistic": 0.3, "threshold": 0.1},
+            "b": 0.05,
+            "c": {"status": "NO_REFERENCE"},
+            "d": {"method": "ks", "statistic": 1e-12, "threshold": 0.05, "drifted": True},
+            "e": "garbage",
+        }
+    )
+    assert [r.feature for r in rows] == ["d", "a", "b", "c", "e"]
+    assert rows[0].score == 1e6  # p-value methods invert the ratio, capped as the job does
+    assert drift_features(None) == [] and drift_features([1, 2]) == []
+    metrics = performance_metrics(
+        {"auc": {"realized": 0.7, "baseline": 0.8}, "mae": 3.0, "n_labelled": 50, "kind": "x"},
+        registered_fallback={"mae": 2.5},
+    )
+    assert [(m.metric, m.realised, m.registered) for m in metrics] == [
+        ("auc", 0.7, 0.8),
+        ("mae", 3.0, 2.5),
+    ]
+    assert performance_metrics("nonsense") == []
+
+
+# --- in a real browser ----------------------------------------------------------------------------
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    message = "chromium is not installed (apt-get install -y chromium)"
+    if IN_CI:
+        pytest.fail(f"CI=true and {message}", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def served(seeded: Seeded) -> Iterator[str]:
+    """The app under uvicorn on a free port of 127.0.0.1, in a thread; its base URL."""
+    app = asgi(seeded.settings, _components(seeded.settings))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+class DevTools:
+    """A minimal Chrome DevTools Protocol client over one page's websocket."""
+
+    def __init__(self, socket: Any) -> None:
+        self.socket = socket
+        self.next_id = 0
+
+    def call(self, method: str, timeout: float = 15, **params: Any) -> dict[str, Any]:
+        self.next_id += 1
+        self.socket.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        return self.wait(lambda m: m.get("id") == self.next_id, timeout).get("result", {})
+
+    def wait(self, match: Any, timeout: float = 15) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            message = json.loads(self.socket.recv(timeout=max(deadline - time.monotonic(), 0.01)))
+            if "error" in message and message.get("id") == self.next_id:
+                raise AssertionError(f"DevTools error: {message['error']}")
+            if match(message):
+                return dict(message)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[DevTools]:
+    """Headless chromium with remote debugging; a DevTools client on its first page."""
+    from websockets.sync.client import connect  # uvicorn[standard] brings websockets
+
+    executable = _chromium()
+    profile = tmp_path / "profile"
+    process = subprocess.Popen(
+        [
+            executable,
+            "--headless",
+            "--no-sandbox",  # tests may run as root, where the sandbox refuses to start
+            "--disable-gpu",
+            "--no-first-run",
+            "--hide-scrollbars",
+            "--remote-debugging-port=0",
+            f"--user-data-dir={profile}",
+            "--window-size=1440,1000",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        port_file = profile / "DevToolsActivePort"
+        deadline = time.monotonic() + 20
+        while not (port_file.exists() and port_file.read_text().strip()):
+            assert process.poll() is None, "chromium exited at start-up"
+            assert time.monotonic() < deadline, "chromium did not open its DevTools port"
+            time.sleep(0.05)
+        port = int(port_file.read_text().split()[0])
+        pages = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=5).json()
+        page = next(target for target in pages if target["type"] == "page")
+        with connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=10) as socket:
+            yield DevTools(socket)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+# What the page drew, read from the live DOM after layout: every chart with its marks, sizes and
+# the numbers the marks carry.
+_INSPECT = """
+JSON.stringify([...document.querySelectorAll('figure.chart')].map(figure => {
+  const svg = figure.querySelector('svg');
+  const box = svg ? svg.getBoundingClientRect() : {width: 0, height: 0};
+  const marks = sel => [...figure.querySelectorAll(sel)];
+  const sized = el => { const b = el.getBoundingClientRect(); return b.width > 0 && b.height > 0; };
+  return {
+    id: figure.dataset.chart,
+    empty: figure.dataset.empty === 'true',
+    width: box.width, height: box.height,
+    series: marks('g.series').map(g => ({name: g.dataset.series, total: +g.dataset.total,
+      points: g.querySelectorAll('circle.point').length,
+      drawn: [...g.querySelectorAll('circle.point')].filter(sized).length})),
+    bars: marks('g.bar').map(g => ({label: g.dataset.label, value: +g.dataset.value,
+      width: g.querySelector('rect').getBoundingClientRect().width})),
+    stacks: marks('g.stack').map(g => ({label: g.dataset.label, total: +g.dataset.total,
+      segments: g.querySelectorAll('g.segment').length})),
+    metrics: marks('g.metric').map(g => ({label: g.dataset.label, worse: g.dataset.worse,
+      dots: g.querySelectorAll('circle').length})),
+    days: marks('rect.day').map(r => r.dataset.state),
+  };
+}))
+"""
+
+
+def test_the_page_draws_every_chart_in_chromium(
+    served: str, browser: DevTools, seeded: Seeded, tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    browser.call("Page.enable")
+    browser.call("Page.navigate", url=f"{served}/api/ml/dashboard?days={DAYS}")
+    browser.wait(lambda m: m.get("method") == "Page.loadEventFired")
+    result = browser.call("Runtime.evaluate", expression=_INSPECT, returnByValue=True)
+    charts = {chart["id"]: chart for chart in json.loads(result["result"]["value"])}
+
+    for chart in charts.values():
+        assert chart["empty"] or (chart["width"] > 300 and chart["height"] > 60), chart["id"]
+    volume = charts["predictions-per-day"]
+    assert not volume["empty"]
+    assert {s["name"]: s["total"] for s in volume["series"]} == {
+        model: sum(days.values()) for model, days in seeded.counts.items()
+    }
+    for series in volume["series"]:
+        assert series["points"] == DAYS == series["drawn"], "a dot per day, zeros included"
+    latency = charts["latency-per-day"]
+    assert {s["name"]: s["points"] for s in latency["series"]} == {
+        model: len(days) for model, days in seeded.counts.items()
+    }, "a latency dot per day with predictions"
+    mix = {row["label"]: row for row in charts["class-mix"]["stacks"]}
+    assert {name: row["total"] for name, row in mix.items()} == {
+        model: sum(classes.values()) for model, classes in seeded.classes.items()
+    }
+    assert mix["contact_timing_model"]["segments"] == 6, "five classes and the rest"
+    drift = charts["drift-move_probability_model"]["bars"]
+    assert [bar["label"] for bar in drift[:3]] == seeded.features[:3]
+    assert all(bar["width"] > 0 for bar in drift)
+    assert drift[0]["width"] > drift[3]["width"] > drift[-1]["width"]
+    assert charts["drift-transaction_type_model"]["empty"], "no reference: an empty state"
+    metrics = {m["label"]: m for m in charts["performance-move_probability_model"]["metrics"]}
+    assert metrics["auc"] == {"label": "auc", "worse": "true", "dots": 2}
+    assert metrics["accuracy"]["worse"] == "false"
+    assert len(charts["null-rates"]["bars"]) == len(FEATURES)
+    assert charts["pipeline-freshness"]["bars"][0]["label"] == "run"
+    assert charts["pipeline-runs"]["days"].count("failed") == 1
+    assert charts["pipeline-runs"]["days"].count("success") == DAYS - 2
+
+    height = browser.call(
+        "Runtime.evaluate",
+        expression="document.documentElement.scrollHeight",
+        returnByValue=True,
+    )["result"]["value"]
+    browser.call(
+        "Emulation.setDeviceMetricsOverride",
+        width=1440,
+        height=int(height),
+        deviceScaleFactor=1,
+        mobile=False,
+    )
+    shot = browser.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+    png = base64.b64decode(shot["data"])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
+    screenshot = tmp_path / "dashboard.png"
+    screenshot.write_bytes(png)
+    if os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1":
+        target = ROOT / "docs" / "img" / "dashboard.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(screenshot, target)
+    assert time.monotonic() - started < 30
