@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from roiml.serving.metrics import ServingMetrics
 from roiml.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,11 +61,6 @@ ROIML_SERVICES = {"ml-api", "roiml-migrate", "airflow-worker"}
 DAG_VARIABLES = {"ROIML_ALERT_EMAIL", "ROIML_PIPELINE_SHARDS", "ROIML_CLI"}
 # Read by docker-compose itself, not by any service.
 COMPOSE_VARIABLES = {"COMPOSE_PROJECT_NAME"}
-METRICS = {
-    "roiml_http_requests_total",
-    "roiml_http_request_duration_seconds",
-    "roiml_predictions_total",
-}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET_KEY|TOKEN|REDISCLI_AUTH")
 PLACEHOLDER = "change-me"
 
@@ -670,19 +667,85 @@ def test_grafana_provisions_prometheus_and_the_dashboards(
     assert mounts[str(GRAFANA / "dashboards")] == provider["options"]["path"]
 
 
+def exported_series() -> dict[str, frozenset[str]]:
+    """Every series name the API exports, with its labels, from ServingMetrics itself: a
+    counter ``x`` as ``x_total``, a histogram as ``x_bucket`` (plus ``le``), ``x_sum``,
+    ``x_count``."""
+    metrics = ServingMetrics(CollectorRegistry())
+    series: dict[str, frozenset[str]] = {}
+    for metric in vars(metrics).values():
+        # prometheus_client keeps a metric's base name and label names in these attributes.
+        if isinstance(metric, Counter):
+            series[f"{metric._name}_total"] = frozenset(metric._labelnames)
+        elif isinstance(metric, Histogram):
+            labels = frozenset(metric._labelnames)
+            series[f"{metric._name}_bucket"] = labels | {"le"}
+            series[f"{metric._name}_sum"] = series[f"{metric._name}_count"] = labels
+    assert series, "ServingMetrics defines no metric"
+    return series
+
+
+_SCRAPE_LABELS = frozenset({"job", "instance"})  # added by Prometheus to every series
+_SELECTOR = re.compile(r"\b(roiml_[a-z0-9_]+)\s*\{([^}]*)\}")
+_MATCHER = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*(?:=~|!~|!=|=)")
+_BY = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
+
+
+def check_expression(expr: str, series: dict[str, frozenset[str]]) -> set[str]:
+    """Assert ``expr`` names only exported series and their labels; the series it names."""
+    names = set(re.findall(r"\broiml_[a-z0-9_]+\b", expr))
+    unknown = names - set(series)
+    assert not unknown, f"{expr}: no such series in serving/metrics.py: {sorted(unknown)}"
+    for name, body in _SELECTOR.findall(expr):
+        labels = set(_MATCHER.findall(body)) - _SCRAPE_LABELS
+        assert labels <= series[name], (
+            f"{expr}: {name} has no label {sorted(labels - series[name])}"
+        )
+    known = set().union(*(series[name] for name in names)) | _SCRAPE_LABELS
+    for group in _BY.findall(expr):
+        labels = {label.strip() for label in group.split(",") if label.strip()}
+        assert labels <= known, f"{expr}: grouped by unknown labels {sorted(labels - known)}"
+    return names
+
+
 def test_grafana_dashboards_read_the_api_metrics() -> None:
+    """Every query names series and labels the API exports, every legend a label the query
+    keeps, and every metric of serving/metrics.py is charted somewhere."""
     uid = _datasource()["uid"]
+    series = exported_series()
     dashboards = sorted((GRAFANA / "dashboards").glob("*.json"))
     assert dashboards, "no dashboard to provision"
     used: set[str] = set()
     for path in dashboards:
         dashboard = json.loads(path.read_text())
         assert dashboard["uid"] and dashboard["title"] and dashboard["panels"], path.name
+        variables = {v["name"]: v for v in dashboard.get("templating", {}).get("list", [])}
+        for variable in variables.values():
+            if variable["type"] == "query":
+                used |= check_expression(variable["definition"], series)
         for panel in dashboard["panels"]:
-            assert panel["datasource"]["uid"] == uid, f"{path.name}: {panel['title']}"
-            assert panel["targets"], f"{path.name}: {panel['title']} has no query"
+            if panel["type"] == "row":
+                continue
+            where = f"{path.name}: {panel['title']}"
+            assert panel["datasource"]["uid"] == uid, where
+            assert panel["targets"], f"{where} has no query"
+            assert panel.get("repeat") in (None, *variables), f"{where} repeats an unknown variable"
             for target in panel["targets"]:
-                used.update(re.findall(r"\broiml_[a-z_]+?(?=_bucket\b|\{|\[|\))", target["expr"]))
-    api = json.loads((GRAFANA / "dashboards" / "roiml-api.json").read_text())
-    assert "prediction-API issue" in api["description"]
-    assert used >= METRICS, f"metrics not charted: {sorted(METRICS - used)}"
+                assert target["datasource"]["uid"] == uid, where
+                used |= check_expression(target["expr"], series)
+                grouped = {g.strip() for by in _BY.findall(target["expr"]) for g in by.split(",")}
+                legend = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", target.get("legendFormat", "")))
+                assert legend <= grouped, f"{where}: legend {sorted(legend - grouped)} not kept"
+    families = {re.sub(r"_(total|bucket|sum|count)$", "", name) for name in series}
+    charted = {re.sub(r"_(total|bucket|sum|count)$", "", name) for name in used}
+    assert charted >= families, f"metrics not charted: {sorted(families - charted)}"
+
+
+def test_the_metric_check_catches_a_wrong_name() -> None:
+    series = exported_series()
+    with pytest.raises(AssertionError, match="no such series"):
+        check_expression("rate(roiml_http_request_duration_seconds_bucket[5m])", series)
+    with pytest.raises(AssertionError, match="no label"):
+        check_expression('rate(roiml_predictions_total{modle="x"}[5m])', series)
+    with pytest.raises(AssertionError, match="unknown labels"):
+        check_expression("sum by (route) (rate(roiml_predictions_total[5m]))", series)
