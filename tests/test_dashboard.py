@@ -45,6 +45,7 @@ from roiml.db.enums import (
 )
 from roiml.db.migrate import upgrade
 from roiml.db.ml_models import MLFeature, MLModel, MLMonitoring, MLPrediction, PipelineRun
+from roiml.monitoring.dashboard import load_dashboard
 from roiml.monitoring.dashboard.parse import drift_features, performance_metrics
 from roiml.serving.app import Components, asgi
 from roiml.serving.metrics import ServingMetrics
@@ -511,6 +512,32 @@ def test_auth_on_needs_an_admin_token_of_the_tenant(seeded: Seeded) -> None:
         assert foreign.status_code == 200
         drift = foreign.json()["drift"]
         assert [f["feature"] for model in drift for f in model["features"]] == ["foreign_feature"]
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 6)
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_rounded(item) for item in value]
+    return value
+
+
+@pytest.mark.postgres
+def test_postgres_gives_the_same_figures(seeded: Seeded, postgres_empty_url: str) -> None:
+    """The same seed on PostgreSQL: date(), MAX(CASE ...) and the JSON columns come back as
+    other types there; the dashboard's figures must not change."""
+    engine = make_engine(postgres_empty_url)
+    try:
+        upgrade(engine)
+        _seed(engine)
+        on_postgres = load_dashboard(engine, TENANT, NOW, DAYS).model_dump()
+    finally:
+        engine.dispose()
+    on_sqlite = load_dashboard(seeded.engine, TENANT, NOW, DAYS).model_dump()
+    assert on_postgres["traffic"] and on_postgres["pipeline_steps"]
+    assert _rounded(on_postgres) == _rounded(on_sqlite)
 
 
 # --- tolerant parsing -----------------------------------------------------------------------------

@@ -330,46 +330,61 @@ def stacked_chart(
     empty_message: str,
     legend: Sequence[tuple[str, str]] = (),
 ) -> str:
-    """One 100 % bar per row; a segment wide enough is labelled with its name and share."""
+    """One 100 % bar per row; a segment wide enough is labelled with its name and share, and a
+    key under the bar names the segments too narrow to carry their own label."""
     rows = [row for row in rows if sum(s.value for s in row.segments) > 0]
     if not rows:
         return _empty(chart_id, title, empty_message)
-    label_w, right, top, row_h = 200, 78, 8, 38
+    label_w, right, top, bar_h, key_h = 200, 78, 8, 28, 18
     inner_w = _WIDTH - label_w - right
-    height = top + row_h * len(rows) + 8
+    row_h = bar_h + key_h + 8
+    height = top + row_h * len(rows)
     parts = []
     for index, row in enumerate(rows):
         y = top + row_h * index
         total = sum(s.value for s in row.segments)
         parts.append(
             f'<g class="stack"{_attrs({"data-label": row.label, "data-total": f"{total:g}"})}>'
-            f'<text x="{label_w - 8}" y="{y + row_h / 2 + 4}" text-anchor="end" '
+            f'<text x="{label_w - 8}" y="{y + bar_h / 2 + 4}" text-anchor="end" '
             f'class="row-label">{escape(row.label)}</text>'
         )
         x = float(label_w)
+        unnamed: list[tuple[Segment, str]] = []
         for segment in row.segments:
             width = inner_w * segment.value / total
             share = segment.value / total
             tip = f"{row.label}: {segment.label} {fmt(segment.value)} ({share:.1%})"
-            # The longest label that fits (about 7 px a character at this size), else none:
-            # the tooltip still names the segment.
-            fitting = [t for t in (f"{segment.label} {share:.0%}", f"{share:.0%}")
-                       if len(t) * 7 + 8 <= width]  # fmt: skip
+            # The longest label that fits (about 7 px a character at this size), else none.
+            named, bare = f"{segment.label} {share:.0%}", f"{share:.0%}"
+            fitting = next((t for t in (named, bare) if len(t) * 7 + 8 <= width), None)
+            if fitting != named:
+                # The bar already shows the share when the bare one fits.
+                unnamed.append((segment, "" if fitting else f" {share:.0%}"))
             text = ""
             if fitting:
                 text = (
-                    f'<text x="{x + width / 2:.1f}" y="{y + row_h / 2 + 4}" text-anchor="middle" '
-                    f'class="segment-label">{escape(fitting[0])}</text>'
+                    f'<text x="{x + width / 2:.1f}" y="{y + bar_h / 2 + 4}" text-anchor="middle" '
+                    f'class="segment-label">{escape(fitting)}</text>'
                 )
             parts.append(
                 f'<g class="segment"{_attrs({"data-label": segment.label})}'
                 f' data-value="{segment.value:g}"><title>{escape(tip)}</title>'
-                f'<rect x="{x:.1f}" y="{y + 5}" width="{width:.1f}" height="{row_h - 10}" '
+                f'<rect x="{x:.1f}" y="{y}" width="{width:.1f}" height="{bar_h}" '
                 f'fill="{segment.colour}" stroke="#fff" stroke-width="1"/>{text}</g>'
             )
             x += width
+        if unnamed:
+            key = "".join(
+                f'<tspan fill="{segment.colour}">\u25a0</tspan>'
+                f"<tspan> {escape(segment.label)}{share}   </tspan>"
+                for segment, share in unnamed
+            )
+            parts.append(
+                f'<text x="{label_w}" y="{y + bar_h + key_h - 3}" class="key" '
+                f'xml:space="preserve">{key}</text>'
+            )
         parts.append(
-            f'<text x="{_WIDTH - right + 6}" y="{y + row_h / 2 + 4}" class="value">'
+            f'<text x="{_WIDTH - right + 6}" y="{y + bar_h / 2 + 4}" class="value">'
             f"n = {escape(fmt(total))}</text></g>"
         )
     body = _svg(title, _WIDTH, height, "".join(parts))
