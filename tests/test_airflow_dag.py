@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 AIRFLOW_PYTHON = ROOT / ".venv-airflow" / "bin" / "python"
 ROIML_CLI = Path(sys.executable).with_name("roiml")
 DAG_ID = "feature_engineering_daily"
+MONITOR_DAG_ID = "model_monitoring_daily"
 RUN_DAY = "2024-12-30"
 SHARDS = 2
 TENANT = "airflow_dag_test"
@@ -194,7 +195,27 @@ def dag_facts(airflow_env: dict[str, str], tmp_path_factory: pytest.TempPathFact
 
 def test_dag_folder_imports_without_errors(dag_facts: Any) -> None:
     assert dag_facts["import_errors"] == {}
-    assert dag_facts["dag_ids"] == [DAG_ID]
+    assert dag_facts["dag_ids"] == sorted([DAG_ID, MONITOR_DAG_ID])
+
+
+@pytest.fixture(scope="module")
+def monitor_facts(airflow_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Any:
+    script = INSPECT_DAG.format(dags=ROOT / "dags", dag_id=MONITOR_DAG_ID, marker=MARKER)
+    return _airflow_python(script, airflow_env, tmp_path_factory.mktemp("inspect-monitor"))
+
+
+def test_monitoring_dag_runs_roiml_monitor_daily_for_yesterday(monitor_facts: Any) -> None:
+    assert monitor_facts["import_errors"] == {}
+    assert monitor_facts["schedule"] == "0 4 * * *"
+    assert monitor_facts["timezone"] == "UTC"
+    assert monitor_facts["catchup"] is False
+    task = monitor_facts["tasks"]["monitor_models"]
+    assert set(monitor_facts["tasks"]) == {"monitor_models"}
+    assert task["retries"] == 3
+    assert task["failure_notifiers"] == ["SmtpNotifier"]
+    command = task["bash_command"]
+    assert shlex.split(command)[1:4] == ["monitor", "run", "--period"]
+    assert "--period {{ macros.ds_add(ds, -1) }}" in command
 
 
 def test_airflow_env_does_not_hold_the_project(dag_facts: Any) -> None:

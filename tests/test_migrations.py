@@ -13,11 +13,24 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, Enum, inspect, text
 
-from roiml.db import ML_TABLES, PIPELINE_TABLES, REGISTRY_TABLES, SOURCE_TABLES, Base
+from roiml.db import (
+    ML_TABLES,
+    MONITORING_TABLES,
+    PIPELINE_TABLES,
+    REGISTRY_TABLES,
+    SOURCE_TABLES,
+    Base,
+)
 from roiml.db.engine import make_engine
 from roiml.db.migrate import alembic_config, current_revision, head_revision, upgrade
 
-ALL_TABLES = set(ML_TABLES) | set(SOURCE_TABLES) | set(PIPELINE_TABLES) | set(REGISTRY_TABLES)
+ALL_TABLES = (
+    set(ML_TABLES)
+    | set(SOURCE_TABLES)
+    | set(PIPELINE_TABLES)
+    | set(REGISTRY_TABLES)
+    | set(MONITORING_TABLES)
+)
 
 
 def schema_snapshot(engine: Engine) -> dict[str, Any]:
@@ -119,7 +132,7 @@ def fresh_postgres(postgres_empty_url: str) -> Iterator[Engine]:
 
 
 def test_head_is_the_newest_revision() -> None:
-    assert head_revision() == "0005"
+    assert head_revision() == "0006"
 
 
 @pytest.mark.parametrize(
@@ -227,5 +240,5 @@ def test_postgres_step_by_step_upgrade(fresh_postgres: Engine) -> None:
     assert not any(enabled for _n, enabled, _f in schema_snapshot(fresh_postgres)["__rls__"])
     assert upgrade(fresh_postgres, "0002") == "0002"
     assert upgrade(fresh_postgres, "0004") == "0004"
-    assert upgrade(fresh_postgres) == "0005"
-    assert upgrade(fresh_postgres) == "0005"
+    assert upgrade(fresh_postgres) == "0006"
+    assert upgrade(fresh_postgres) == "0006"

@@ -10,7 +10,14 @@ from sqlalchemy import Engine, Enum, Index, Table, UniqueConstraint, inspect, te
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import conv
 
-from roiml.db import ML_TABLES, PIPELINE_TABLES, REGISTRY_TABLES, SOURCE_TABLES, Base
+from roiml.db import (
+    ML_TABLES,
+    MONITORING_TABLES,
+    PIPELINE_TABLES,
+    REGISTRY_TABLES,
+    SOURCE_TABLES,
+    Base,
+)
 from roiml.db.enums import (
     DataType,
     EntityType,
@@ -40,12 +47,14 @@ def test_the_six_ml_tables_and_eleven_source_tables_exist() -> None:
     assert len(set(ML_TABLES) | set(SOURCE_TABLES)) == 17
     assert all(name.startswith("ml_") for name in ML_TABLES)
     every = set(ML_TABLES) | set(SOURCE_TABLES) | set(PIPELINE_TABLES) | set(REGISTRY_TABLES)
+    every |= set(MONITORING_TABLES)
     assert set(TABLES) == every
 
 
 def test_migrated_database_has_exactly_the_model_tables(sqlite_engine: Engine) -> None:
     names = set(inspect(sqlite_engine).get_table_names())
     expected = set(ML_TABLES) | set(SOURCE_TABLES) | set(PIPELINE_TABLES) | set(REGISTRY_TABLES)
+    expected |= set(MONITORING_TABLES)
     assert names == expected | {"alembic_version"}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -86,6 +87,51 @@ class Settings(BaseSettings):
     prediction_log_buffer_max_mb: int = Field(
         default=512, ge=1, description="Disk kept for predictions while the database is away."
     )
+
+    # --- monitoring (docs/MONITORING.md: methods, defaults and why) ----------------------------
+    monitoring_numeric_method: Literal["auto", "wasserstein", "psi", "ks"] = Field(
+        default="auto",
+        description="Drift test of numeric features; auto: KS on small samples, else Wasserstein.",
+    )
+    monitoring_categorical_method: Literal["auto", "psi", "chi2"] = Field(
+        default="auto",
+        description="Drift test of categorical features; auto: chi2 small, else PSI.",
+    )
+    monitoring_wasserstein_threshold: float = Field(
+        default=0.1, gt=0, description="Drift when W1 / reference std exceeds it (Evidently's)."
+    )
+    monitoring_psi_threshold: float = Field(default=0.2, gt=0, description="Drift when PSI > it.")
+    monitoring_ks_pvalue: float = Field(default=0.05, gt=0, lt=1, description="Drift when p < it.")
+    monitoring_chi2_pvalue: float = Field(default=0.05, gt=0, lt=1)
+    monitoring_bonferroni: bool = Field(
+        default=True, description="Divide p-value thresholds by the number of features tested."
+    )
+    monitoring_psi_bins: int = Field(default=10, ge=2, le=100)
+    monitoring_small_sample_rows: int = Field(
+        default=1000, ge=0, description="auto uses KS / chi2 while a side has at most this many."
+    )
+    monitoring_categorical_max_levels: int = Field(
+        default=2, ge=0, description="A feature with at most this many values is categorical."
+    )
+    monitoring_drift_rules: dict[str, str] = Field(
+        default_factory=dict,
+        description='Per-feature method[:threshold], a JSON object: {"mortgage_rate": "psi:0.25"}.',
+    )
+    monitoring_decay_tolerance: float = Field(
+        default=0.1, gt=0, lt=1, description="Decay when a metric is this much (relative) worse."
+    )
+    monitoring_min_labels: int = Field(
+        default=30, ge=1, description="Labelled predictions needed before realised metrics count."
+    )
+    monitoring_threads: int = Field(default=2, ge=1, le=64, description="Threads of drift maths.")
+    monitoring_webhook_url: str | None = Field(
+        default=None, description="Alerts are POSTed here as JSON; unset: database and log only."
+    )
+    monitoring_webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    monitoring_webhook_retries: int = Field(
+        default=3, ge=0, le=10, description="Retries after a failed POST, with doubling backoff."
+    )
+    monitoring_webhook_backoff_seconds: float = Field(default=0.5, ge=0, le=30)
 
     @field_validator("tenant_id")
     @classmethod

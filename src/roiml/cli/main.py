@@ -10,6 +10,7 @@ from roiml.cli import (
     demo_cmd,
     features_cmd,
     models_cmd,
+    monitor_cmd,
     pipeline_cmd,
     serve_cmd,
     train_cmd,
@@ -29,6 +30,7 @@ app.add_typer(data_cmd.app, name="data")
 app.add_typer(features_cmd.app, name="features")
 app.add_typer(pipeline_cmd.app, name="pipeline")
 app.add_typer(models_cmd.app, name="models")
+app.add_typer(monitor_cmd.app, name="monitor")
 app.command("train")(train_cmd.train)
 app.command("serve")(serve_cmd.serve)
 app.command("demo")(demo_cmd.demo)

@@ -37,8 +37,23 @@ def generate_cmd(
     ),
     markets: int = typer.Option(12, "--markets", help="Number of housing markets."),
     replace: bool = typer.Option(False, "--replace", help="Replace the tenant's existing world."),
+    shift_from: str | None = typer.Option(
+        None, "--shift-from", help="Inject a shift from this day on (YYYY-MM-DD), see below."
+    ),
+    rate_shock: float = typer.Option(
+        0.0, "--rate-shock", help="With --shift-from: mortgage rates jump by this many points."
+    ),
+    email_open_shift: float = typer.Option(
+        0.0,
+        "--email-open-shift",
+        help="With --shift-from: change of the log-odds of opening an email (-1: fewer opens).",
+    ),
 ) -> None:
-    """Fill the source tables with a simulated world; keep its ground truth apart (Parquet)."""
+    """Fill the source tables with a simulated world; keep its ground truth apart (Parquet).
+
+    --shift-from with --rate-shock and/or --email-open-shift injects a drift scenario (a rate
+    shock, a change in email habits) that `roiml monitor run` should flag.
+    """
     settings = settings_or_exit()
     config = WorldConfig(
         users=users,
@@ -47,6 +62,9 @@ def generate_cmd(
         seed=seed,
         tenant_id=tenant or settings.tenant_id,
         markets=markets,
+        shift_from=_parse_date(shift_from, "--shift-from") if shift_from else None,
+        rate_shock=rate_shock,
+        email_open_shift=email_open_shift,
     )
     with (
         open_engine(settings) as engine,

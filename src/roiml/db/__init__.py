@@ -9,6 +9,7 @@ from roiml.db.ml_models import (
     MLMonitoring,
     MLPrediction,
     ModelAliasEvent,
+    MonitoringAlert,
     PipelineRun,
 )
 from roiml.db.source_models import (
@@ -40,6 +41,7 @@ __all__ = [
     "MLPrediction",
     "MarketStatistic",
     "ModelAliasEvent",
+    "MonitoringAlert",
     "PipelineRun",
     "PlatformSession",
     "Property",
@@ -63,6 +65,7 @@ SOURCE_TABLES: tuple[str, ...] = (
 )
 PIPELINE_TABLES: tuple[str, ...] = ("pipeline_runs",)
 REGISTRY_TABLES: tuple[str, ...] = ("model_alias_events",)
+MONITORING_TABLES: tuple[str, ...] = ("monitoring_alerts",)
 ML_TABLES: tuple[str, ...] = (
     "ml_features",
     "ml_feature_values",

@@ -37,6 +37,7 @@ __all__ = [
     "MLMonitoring",
     "MLPrediction",
     "ModelAliasEvent",
+    "MonitoringAlert",
     "PipelineRun",
 ]
 
@@ -253,4 +254,43 @@ class ModelAliasEvent(TenantMixin, Base):
             "alias",
             "moved_at",
         ),
+    )
+
+
+class MonitoringAlert(TenantMixin, Base):
+    """One alert raised by ``roiml monitor run``: what crossed which threshold, and its delivery.
+
+    One row per model version, period, kind and subject: a rerun of the period updates the row
+    (and does not post the webhook again once it was delivered).
+    """
+
+    __tablename__ = "monitoring_alerts"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    model_name: Mapped[str] = mapped_column(String(128), nullable=False)
+    model_version: Mapped[str] = mapped_column(String(32), nullable=False)
+    period_start: Mapped[datetime] = mapped_column(DateTime(), nullable=False)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    subject: Mapped[str] = mapped_column(String(128), nullable=False)
+    value: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    message: Mapped[str] = mapped_column(Text, nullable=False)
+    delivery: Mapped[str] = mapped_column(String(32), nullable=False, default="PENDING")
+    delivery_detail: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    raised_at: Mapped[datetime] = mapped_column(DateTime(), nullable=False, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime())
+
+    __table_args__ = (
+        # Named explicitly: the conventional name is longer than PostgreSQL's 63 characters.
+        UniqueConstraint(
+            "tenant_id",
+            "model_name",
+            "model_version",
+            "period_start",
+            "kind",
+            "subject",
+            name="uq_monitoring_alerts_key",
+        ),
+        Index("ix_monitoring_alerts_tenant_time", "tenant_id", "raised_at"),
     )

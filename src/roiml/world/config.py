@@ -24,6 +24,12 @@ class WorldConfig:
     seed: int = 42
     tenant_id: str = "demo"
     markets: int = 12
+    # A shift injected from ``shift_from`` on (to test drift monitoring): mortgage rates jump by
+    # ``rate_shock`` percentage points, and the log-odds of opening an email change by
+    # ``email_open_shift``. Zero shifts leave the world bit-for-bit as without them.
+    shift_from: date | None = None
+    rate_shock: float = 0.0
+    email_open_shift: float = 0.0
 
     def __post_init__(self) -> None:
         if self.users < 1:
@@ -40,11 +46,27 @@ class WorldConfig:
             raise WorldError("markets must be between 1 and 500")
         if self.seed < 0:
             raise WorldError("--seed must be a non-negative integer")
+        shifted = self.rate_shock != 0.0 or self.email_open_shift != 0.0
+        if shifted and self.shift_from is None:
+            raise WorldError("--rate-shock and --email-open-shift need --shift-from (a date)")
+        if self.shift_from is not None and not self.start <= self.shift_from < self.end:
+            raise WorldError(
+                f"--shift-from {self.shift_from} must fall in the world, {self.start} to {self.end}"
+            )
+        if not -5.0 <= self.rate_shock <= 10.0:
+            raise WorldError("--rate-shock must be between -5 and 10 percentage points")
+        if not -6.0 <= self.email_open_shift <= 6.0:
+            raise WorldError("--email-open-shift must be between -6 and 6 (log-odds)")
 
     @property
     def days(self) -> int:
         """Number of simulated days, ``start`` inclusive, ``end`` exclusive."""
         return (self.end - self.start).days
+
+    @property
+    def shift_day(self) -> int | None:
+        """Offset of ``shift_from`` from ``start`` (None without a shift)."""
+        return None if self.shift_from is None else (self.shift_from - self.start).days
 
     @property
     def blocks(self) -> int:

@@ -129,8 +129,13 @@ def simulate_engagement(
     start: date,
     days: int,
     rng: np.random.Generator,
+    open_shift: tuple[int, float] | None = None,
 ) -> Engagement:
-    """All engagement events of one block over the window."""
+    """All engagement events of one block over the window.
+
+    ``open_shift`` (day offset, log-odds) changes every user's chance of opening an email
+    from that day on: a change in email habits, injected to test drift monitoring.
+    """
     n = len(pop.market)
     move = _journey_intent(journeys, n, days, MOVE)
     refi = _journey_intent(journeys, n, days, REFINANCE)
@@ -321,6 +326,8 @@ def simulate_engagement(
         + np.where(etype == "HOME_VALUE", 0.3, 0.0)
         + np.where(etype == "ANNIVERSARY", 0.6, 0.0)
     )
+    if open_shift is not None:
+        logit = logit + np.where(day >= open_shift[0], open_shift[1], 0.0)
     opened = (rng.random(m) < _sigmoid(logit)) & pop.active[users]
     open_seconds = seconds + _delay_to_habit(pop, users, seconds, rng)
     clicked = opened & (

@@ -88,6 +88,11 @@ def generate_world(
     reference_rng = np.random.default_rng(np.random.SeedSequence([config.seed, 2]))
     reference = build_population(0, REFERENCE_USERS, config.start, macro, reference_rng)
     calibration = calibrate_hazards(reference, macro, config.days, reference_rng)
+    open_shift = (
+        (config.shift_day, config.email_open_shift)
+        if config.shift_day is not None and config.email_open_shift
+        else None
+    )
     final_dir = truth_dir(data_dir, config.tenant_id)
     staging = final_dir.with_name(f"truth.staging-{time.time_ns()}")
     (staging / "move_daily").mkdir(parents=True)
@@ -116,7 +121,7 @@ def generate_world(
                 pop = build_population(first, size, config.start, macro, rng)
                 journeys = simulate_journeys(pop, macro, config.days, rng, calibration)
                 engagement = simulate_engagement(
-                    pop, journeys, macro, config.start, config.days, rng
+                    pop, journeys, macro, config.start, config.days, rng, open_shift
                 )
                 block_tables = assemble_block(
                     pop, journeys, engagement, macro, config.start, config.days, rng

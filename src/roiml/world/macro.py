@@ -72,6 +72,10 @@ def build_macro(config: WorldConfig, rng: np.random.Generator) -> Macro:
     start_offset = (config.start - origin).days
     weeks = total_days // 7 + 2
     rate_weekly = _weekly_rate(rng, weeks)
+    if config.shift_from is not None and config.rate_shock:
+        # The shock lands on the first weekly survey at or after shift_from and stays.
+        first_week = -(-(config.shift_from - origin).days // 7)
+        rate_weekly[first_week:] = np.clip(rate_weekly[first_week:] + config.rate_shock, 0.5, 20)
     days = np.arange(total_days)
     rate_daily = rate_weekly[days // 7]
 

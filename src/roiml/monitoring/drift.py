@@ -1,0 +1,265 @@
+"""Which drift test judges which feature, and the verdicts: the policy over the statistics.
+
+Every statistic is computed for every feature (see :mod:`roiml.monitoring.statistics`); the
+policy picks, per feature, the one that decides and its threshold. Defaults (see
+docs/MONITORING.md for why):
+
+* numeric, ``auto``: KS at p < 0.05 (Bonferroni-corrected over the features) while either side
+  has at most ``small_sample_rows`` values, else Wasserstein distance / reference std > 0.1.
+  Evidently switches on the reference size alone; a day of predictions is often the small side
+  here, and Wasserstein's noise floor at a few hundred rows (about 0.05-0.1) is near its
+  threshold, so the smaller side decides.
+* categorical (at most ``categorical_max_levels`` distinct reference values), ``auto``:
+  chi-square at p < 0.05 (corrected) for small samples, else PSI > 0.2.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from roiml.errors import ConfigurationError
+from roiml.monitoring.statistics import categorical_statistics, numeric_statistics
+from roiml.settings import Settings
+
+__all__ = ["DriftPolicy", "DriftRule", "FeatureDrift", "detect_drift"]
+
+Method = Literal["wasserstein", "psi", "ks", "chi2"]
+_NUMERIC: frozenset[str] = frozenset({"wasserstein", "psi", "ks"})
+_CATEGORICAL: frozenset[str] = frozenset({"psi", "chi2"})
+_PVALUE: frozenset[str] = frozenset({"ks", "chi2"})
+_SCORE_CAP = 1e6
+
+
+@dataclass(frozen=True)
+class DriftRule:
+    """A feature's own method and threshold (``None``: the policy's default for the method)."""
+
+    method: Method
+    threshold: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> DriftRule:
+        """``"psi"`` or ``"psi:0.25"`` (method, optional threshold)."""
+        method, _, threshold = text.strip().partition(":")
+        if method not in _NUMERIC | _CATEGORICAL:
+            raise ConfigurationError(
+                f"drift rule {text!r}: method must be one of wasserstein, psi, ks, chi2 "
+                "(optionally ':threshold', e.g. 'psi:0.25')"
+            )
+        try:
+            value = float(threshold) if threshold else None
+        except ValueError:
+            raise ConfigurationError(
+                f"drift rule {text!r}: threshold {threshold!r} is not a number"
+            ) from None
+        return cls(method, value)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class DriftPolicy:
+    """Methods and thresholds; :meth:`from_settings` reads them from the one settings object."""
+
+    numeric_method: Literal["auto", "wasserstein", "psi", "ks"] = "auto"
+    categorical_method: Literal["auto", "psi", "chi2"] = "auto"
+    wasserstein_threshold: float = 0.1
+    psi_threshold: float = 0.2
+    ks_pvalue: float = 0.05
+    chi2_pvalue: float = 0.05
+    psi_bins: int = 10
+    small_sample_rows: int = 1000
+    categorical_max_levels: int = 2
+    bonferroni: bool = True
+    rules: Mapping[str, DriftRule] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DriftPolicy:
+        """The policy the settings' ``monitoring_*`` fields describe."""
+        return cls(
+            numeric_method=settings.monitoring_numeric_method,
+            categorical_method=settings.monitoring_categorical_method,
+            wasserstein_threshold=settings.monitoring_wasserstein_threshold,
+            psi_threshold=settings.monitoring_psi_threshold,
+            ks_pvalue=settings.monitoring_ks_pvalue,
+            chi2_pvalue=settings.monitoring_chi2_pvalue,
+            psi_bins=settings.monitoring_psi_bins,
+            small_sample_rows=settings.monitoring_small_sample_rows,
+            categorical_max_levels=settings.monitoring_categorical_max_levels,
+            bonferroni=settings.monitoring_bonferroni,
+            rules={
+                name: DriftRule.parse(text)
+                for name, text in settings.monitoring_drift_rules.items()
+            },
+        )
+
+    def threshold(self, method: str) -> float:
+        """The default threshold of ``method``."""
+        return {
+            "wasserstein": self.wasserstein_threshold,
+            "psi": self.psi_threshold,
+            "ks": self.ks_pvalue,
+            "chi2": self.chi2_pvalue,
+        }[method]
+
+    def method_for(self, name: str, kind: str, smaller_side: int) -> tuple[str, float]:
+        """The deciding method and its (uncorrected) threshold for one feature."""
+        rule = self.rules.get(name)
+        allowed = _NUMERIC if kind == "numeric" else _CATEGORICAL
+        if rule is not None and rule.method in allowed:
+            return rule.method, rule.threshold if rule.threshold is not None else self.threshold(
+                rule.method
+            )
+        configured = self.numeric_method if kind == "numeric" else self.categorical_method
+        if configured == "auto":
+            small = smaller_side <= self.small_sample_rows
+            if kind == "numeric":
+                configured = "ks" if small else "wasserstein"
+            else:
+                configured = "chi2" if small else "psi"
+        return configured, self.threshold(configured)
+
+
+@dataclass
+class FeatureDrift:
+    """One feature's verdict and every statistic behind it (the ``feature_drift`` JSON entry)."""
+
+    kind: str
+    method: str
+    statistic: float | None
+    threshold: float
+    drifted: bool
+    score: float | None
+    psi: float | None
+    ks: float | None
+    ks_pvalue: float | None
+    wasserstein: float | None
+    chi2_pvalue: float | None
+    n_reference: int
+    n_current: int
+    null_rate_reference: float | None
+    null_rate_current: float | None
+    mean_reference: float | None
+    mean_current: float | None
+
+    def as_json(self) -> dict[str, Any]:
+        """The entry as stored in ``ml_monitoring.feature_drift`` (NaN becomes null)."""
+        return {key: _plain(value) for key, value in self.__dict__.items()}
+
+
+def detect_drift(
+    reference: np.ndarray,
+    current: np.ndarray,
+    names: Sequence[str],
+    policy: DriftPolicy | None = None,
+    threads: int = 1,
+) -> dict[str, FeatureDrift]:
+    """Drift of every column of ``current`` against ``reference`` (rows x ``names``; NaN = null).
+
+    All statistics come from one vectorised pass; the policy then decides per feature. A feature
+    with no values on one side is reported with null statistics and ``drifted`` False.
+    """
+    policy = policy or DriftPolicy()
+    reference = np.asarray(reference, dtype=np.float64).reshape(-1, len(names))
+    current = np.asarray(current, dtype=np.float64).reshape(-1, len(names))
+    numeric = numeric_statistics(reference, current, policy.psi_bins, threads)
+    kinds = _kinds(reference, names, policy)
+    categorical_index = [i for i, kind in enumerate(kinds) if kind == "categorical"]
+    categorical = categorical_statistics(
+        reference[:, categorical_index], current[:, categorical_index]
+    )
+    where = {column: i for i, column in enumerate(categorical_index)}
+    n_tests = len(names)
+    out: dict[str, FeatureDrift] = {}
+    for i, name in enumerate(names):
+        kind = kinds[i]
+        n_ref, n_cur = int(numeric.n_reference[i]), int(numeric.n_current[i])
+        method, threshold = policy.method_for(name, kind, min(n_ref, n_cur))
+        if method in _PVALUE and policy.bonferroni and n_tests > 1:
+            # Many features tested at once: without the correction 5 % of stable features
+            # would be flagged every day by chance.
+            threshold = threshold / n_tests
+        if kind == "categorical":
+            c = where[i]
+            values = {
+                "psi": float(categorical.psi[c]),
+                "chi2": float(categorical.chi2_pvalue[c]),
+                "ks": math.nan,
+                "ks_pvalue": math.nan,
+                "wasserstein": math.nan,
+            }
+        else:
+            values = {
+                "psi": float(numeric.psi[i]),
+                "ks": float(numeric.ks[i]),
+                "ks_pvalue": float(numeric.ks_pvalue[i]),
+                "wasserstein": float(numeric.wasserstein[i]),
+                "chi2": math.nan,
+            }
+        statistic = values["ks_pvalue"] if method == "ks" else values[method]
+        drifted, score = _verdict(method, statistic, threshold)
+        out[name] = FeatureDrift(
+            kind=kind,
+            method=method,
+            statistic=statistic,
+            threshold=threshold,
+            drifted=drifted,
+            score=score,
+            psi=values["psi"],
+            ks=values["ks"],
+            ks_pvalue=values["ks_pvalue"],
+            wasserstein=values["wasserstein"],
+            chi2_pvalue=values["chi2"],
+            n_reference=n_ref,
+            n_current=n_cur,
+            null_rate_reference=_share_null(n_ref, reference.shape[0]),
+            null_rate_current=_share_null(n_cur, current.shape[0]),
+            mean_reference=float(numeric.mean_reference[i]) if kind == "numeric" else math.nan,
+            mean_current=float(numeric.mean_current[i]) if kind == "numeric" else math.nan,
+        )
+    return out
+
+
+def _verdict(method: str, statistic: float, threshold: float) -> tuple[bool, float | None]:
+    if not math.isfinite(statistic):
+        return False, None
+    if method in _PVALUE:
+        score = min(threshold / max(statistic, 1e-300), _SCORE_CAP)
+        return statistic < threshold, score
+    return statistic > threshold, statistic / threshold if threshold > 0 else _SCORE_CAP
+
+
+def _kinds(reference: np.ndarray, names: Sequence[str], policy: DriftPolicy) -> list[str]:
+    """``categorical`` for a column with at most ``categorical_max_levels`` reference values."""
+    kinds = ["numeric"] * len(names)
+    if policy.categorical_max_levels <= 0 or reference.shape[0] == 0:
+        return kinds
+    # Cheap pre-filter: a column is a candidate only if it holds few values among its first
+    # rows; the exact count is then taken on the candidates alone.
+    head = reference[: 4 * policy.categorical_max_levels + 64]
+    for i in range(len(names)):
+        column = head[:, i]
+        if np.unique(column[np.isfinite(column)]).size > policy.categorical_max_levels:
+            continue
+        full = reference[:, i]
+        levels = np.unique(full[np.isfinite(full)]).size
+        if 0 < levels <= policy.categorical_max_levels:
+            kinds[i] = "categorical"
+    return kinds
+
+
+def _share_null(present: int, total: int) -> float | None:
+    return 1.0 - present / total if total else None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value

@@ -1,0 +1,61 @@
+"""One model version's predictions of one period, as arrays: what the monitoring maths reads."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+__all__ = ["PeriodPredictions"]
+
+
+@dataclass
+class PeriodPredictions:
+    """Columns of the ``ml_predictions`` rows of one model version and period (row-aligned)."""
+
+    entity_id: list[str]
+    at: np.ndarray  # datetime64[us]: as_of_date if given, else predicted_at
+    features: list[dict[str, Any]]
+    predicted_value: np.ndarray
+    predicted_class: list[str | None]
+    probabilities: list[dict[str, Any] | None]
+    confidence: np.ndarray
+    latency_ms: np.ndarray
+    actual_value: np.ndarray
+    actual_class: list[str | None]
+
+    @property
+    def count(self) -> int:
+        return len(self.entity_id)
+
+    def matrix(self, names: Sequence[str]) -> np.ndarray:
+        """The logged inputs as rows x ``names`` (a feature a row lacks is NaN).
+
+        Arrow converts the JSON dicts column by column in C, not row by row in Python.
+        """
+        if not self.features or not names:
+            return np.full((self.count, len(names)), np.nan)
+        table = pa.Table.from_pylist(self.features)
+        columns = []
+        for name in names:
+            if name in table.column_names:
+                columns.append(
+                    table[name].cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+                )
+            else:
+                columns.append(np.full(self.count, np.nan))
+        return np.column_stack(columns).astype(np.float64, copy=False)
+
+    def probability_matrix(self, classes: Sequence[str]) -> np.ndarray | None:
+        """Class probabilities as rows x ``classes``; None unless every row logged them."""
+        if not classes or any(p is None for p in self.probabilities):
+            return None
+        table = pa.Table.from_pylist([p or {} for p in self.probabilities])
+        if any(c not in table.column_names for c in classes):
+            return None
+        return np.column_stack(
+            [table[c].cast(pa.float64()).to_numpy(zero_copy_only=False) for c in classes]
+        )
