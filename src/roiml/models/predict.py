@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import lightgbm as lgb
 import numpy as np
 
 from roiml.db.enums import ModelType
 from roiml.models.artifact import ModelArtifact
-from roiml.models.explain import Contributions, contributions
+from roiml.models.explain import Contributions, contributions, explainer
 
-__all__ = ["Predictions", "predict"]
+__all__ = ["Predictions", "predict", "prepare"]
 
 _WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
 
@@ -42,9 +43,22 @@ def predict(artifact: ModelArtifact, matrix: np.ndarray, explain: bool = True) -
     return handler(artifact, np.ascontiguousarray(matrix, dtype=np.float64), explain)
 
 
+def prepare(artifact: ModelArtifact) -> None:
+    """Build the explanation tables of every booster that :func:`predict` explains, so that the
+    first request does not pay for them (the API calls this when it loads a model)."""
+    for name in _EXPLAINED[artifact.model_type]:
+        explainer(artifact.boosters[name])
+
+
+def _raw(booster: lgb.Booster, matrix: np.ndarray) -> np.ndarray:
+    # One thread: an OpenMP team costs more than it saves on the API's few rows, and on a busy
+    # machine its spinning threads made one row's predict take ~5 ms of CPU instead of ~0.1.
+    return np.asarray(booster.predict(matrix, num_threads=1))
+
+
 def _move(artifact: ModelArtifact, matrix: np.ndarray, explain: bool) -> Predictions:
     booster = artifact.boosters["main"]
-    probability = np.asarray(booster.predict(matrix))
+    probability = _raw(booster, matrix)
     cuts = artifact.extra["thresholds"]
     medium_or_low = np.where(probability >= cuts["MEDIUM"], "MEDIUM", "LOW")
     labels = np.where(probability >= cuts["HIGH"], "HIGH", medium_or_low)
@@ -61,7 +75,7 @@ def _move(artifact: ModelArtifact, matrix: np.ndarray, explain: bool) -> Predict
 
 def _transaction(artifact: ModelArtifact, matrix: np.ndarray, explain: bool) -> Predictions:
     booster = artifact.boosters["main"]
-    probabilities = np.asarray(booster.predict(matrix))
+    probabilities = _raw(booster, matrix)
     weights = np.asarray(artifact.extra.get("decision_weights", [1.0] * len(artifact.classes)))
     chosen = np.argmax(probabilities * weights, axis=1)
     picked = probabilities[np.arange(len(chosen)), chosen]
@@ -77,8 +91,8 @@ def _transaction(artifact: ModelArtifact, matrix: np.ndarray, explain: bool) -> 
 
 def _timing(artifact: ModelArtifact, matrix: np.ndarray, explain: bool) -> Predictions:
     day_model, hour_model = artifact.boosters["weekday"], artifact.boosters["hour"]
-    p_day = np.asarray(day_model.predict(matrix))
-    p_hour = np.asarray(hour_model.predict(matrix))
+    p_day = _raw(day_model, matrix)
+    p_hour = _raw(hour_model, matrix)
     day, hour = np.argmax(p_day, axis=1), np.argmax(p_hour, axis=1)
     rows = np.arange(len(day))
     # The chance that an engagement of the coming weeks lands in the recommended slot.
@@ -106,10 +120,10 @@ def _timing(artifact: ModelArtifact, matrix: np.ndarray, explain: bool) -> Predi
 
 def _value(artifact: ModelArtifact, matrix: np.ndarray, explain: bool) -> Predictions:
     main = artifact.boosters["main"]
-    log_value = np.asarray(main.predict(matrix))
+    log_value = _raw(main, matrix)
     value = np.exp(log_value)
-    low = np.minimum(np.exp(artifact.boosters["low"].predict(matrix)), value)
-    high = np.maximum(np.exp(artifact.boosters["high"].predict(matrix)), value)
+    low = np.minimum(np.exp(_raw(artifact.boosters["low"], matrix)), value)
+    high = np.maximum(np.exp(_raw(artifact.boosters["high"], matrix)), value)
     # Confidence: 1 minus the interval's half-width relative to the value (1 = a point).
     confidence = np.clip(1 - (high - low) / (2 * value), 0.0, 1.0)
     return Predictions(
@@ -126,4 +140,11 @@ _HANDLERS = {
     ModelType.TRANSACTION_TYPE: _transaction,
     ModelType.CONTACT_TIMING: _timing,
     ModelType.PROPERTY_VALUE: _value,
+}
+
+_EXPLAINED = {
+    ModelType.MOVE_PROBABILITY: ("main",),
+    ModelType.TRANSACTION_TYPE: ("main",),
+    ModelType.CONTACT_TIMING: ("weekday", "hour"),
+    ModelType.PROPERTY_VALUE: ("main",),
 }

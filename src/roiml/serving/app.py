@@ -169,11 +169,17 @@ def create_app(settings: Settings, components: Components | None = None) -> Fast
     )
     metrics = parts.metrics
 
+    # One client for every /health call: a new one per call paid a TCP connect each time.
+    health_redis = _redis_client(settings.redis_url)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(parts.models.preload, settings.tenant_id)
         parts.models.start()
         yield
         parts.models.stop()
+        if health_redis is not None:
+            health_redis.close()
         await parts.rate_limiter.aclose()
         parts.prediction_log.close()
         parts.online.close()
@@ -321,7 +327,7 @@ def create_app(settings: Settings, components: Components | None = None) -> Fast
     @app.get("/health", response_model=ServiceHealth, responses={503: {"model": ServiceHealth}})
     async def health() -> Response:
         """Database, Redis, registry, prediction log and models: 200, or 503 naming what's down."""
-        report = await run_in_threadpool(_service_health, parts)
+        report = await run_in_threadpool(_service_health, parts, health_redis)
         status = 200 if report.status == "ok" else 503
         return JSONResponse(report.model_dump(mode="json"), status_code=status)
 
@@ -348,7 +354,15 @@ def asgi(
     return _Edge(app, app.state.metrics)
 
 
-def _service_health(parts: Components) -> ServiceHealth:
+def _redis_client(url: str | None) -> Any:
+    if not url:
+        return None
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+
+
+def _service_health(parts: Components, redis_client: Any) -> ServiceHealth:
     database = "ok"
     try:
         with parts.engine.connect() as conn:
@@ -356,11 +370,9 @@ def _service_health(parts: Components) -> ServiceHealth:
     except Exception as exc:
         database = f"down: {type(exc).__name__}"
     redis_state = "not configured"
-    if parts.settings.redis_url:
+    if redis_client is not None:
         try:
-            import redis
-
-            redis.Redis.from_url(parts.settings.redis_url, socket_timeout=1).ping()
+            redis_client.ping()
             redis_state = "ok"
         except Exception as exc:
             redis_state = f"down: {type(exc).__name__}"

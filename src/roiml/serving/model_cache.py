@@ -17,6 +17,7 @@ from roiml.db.enums import ModelType
 from roiml.errors import ModelError, RoimlError
 from roiml.features.catalog import CATALOG
 from roiml.models.artifact import MODEL_NAMES, ModelArtifact
+from roiml.models.predict import prepare
 from roiml.models.trainers import HORIZON_FEATURE
 
 __all__ = ["LoadedModel", "ModelCache", "ModelUnavailableError"]
@@ -84,6 +85,16 @@ class ModelCache:
         """A snapshot of everything loaded."""
         return dict(self._models)
 
+    def preload(self, tenant: str) -> None:
+        """Load every model of ``tenant`` now (at start-up), so no request pays for a registry
+        read or for building explanation tables; a model that cannot load is logged and
+        answered 503 until its alias points at one that can."""
+        for model_type in MODEL_NAMES:
+            try:
+                self.get(tenant, model_type)
+            except RoimlError as exc:
+                log.warning("not serving %s for %s: %s", MODEL_NAMES[model_type], tenant, exc)
+
     def start(self) -> None:
         """Start polling the registry for alias moves."""
         if self._thread is None:
@@ -127,6 +138,8 @@ class ModelCache:
         try:
             version, artifact = self._loader(tenant, name)
             _check_features(artifact)
+            # Before the swap: requests keep the old version until the new one is ready.
+            prepare(artifact)
         except RoimlError as exc:
             self._errors[key] = str(exc)
             raise ModelUnavailableError(
