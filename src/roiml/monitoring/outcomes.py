@@ -75,7 +75,7 @@ def first_transactions(
              AND c.closed_at <= p.at + INTERVAL {int(horizon_days)} DAY
             GROUP BY p.i
             """
-        ).fetch_arrow_table()
+        ).to_arrow_table()
     finally:
         con.close()
     kinds = np.full(count, None, dtype=object)
