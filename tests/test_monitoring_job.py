@@ -25,7 +25,7 @@ from roiml.db.enums import ModelType
 from roiml.db.migrate import upgrade
 from roiml.db.ml_models import MLMonitoring, MonitoringAlert
 from roiml.models.artifact import ModelArtifact
-from roiml.monitoring.job import run_monitoring
+from roiml.monitoring.job import ModelPeriodResult, run_monitoring
 from roiml.serving.health import model_health
 from roiml.settings import Settings
 
