@@ -6,6 +6,7 @@ import argparse
 
 from bench import (
     api_load,
+    dashboard,
     feature_engine,
     models_train,
     online_read,
@@ -24,6 +25,7 @@ BENCHMARKS = {
     "models": models_train.main,
     "real-sales": real_sales_value.main,
     "api": api_load.main,
+    "dashboard": dashboard.main,
 }
 
 

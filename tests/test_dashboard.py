@@ -28,9 +28,17 @@ import httpx
 import jwt
 import numpy as np
 import pytest
+import schemathesis
 import uvicorn
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
 from prometheus_client import CollectorRegistry
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 from sqlalchemy import Engine, insert
 
 from roiml.db.engine import make_engine
@@ -414,7 +422,7 @@ def test_the_window_cuts_older_days(client: TestClient, seeded: Seeded) -> None:
     days = {point["day"] for point in data["traffic"]}
     expected = {(NOW.date() - timedelta(days=n)).isoformat() for n in range(3)}
     assert days == expected & {d for c in seeded.counts.values() for d in c}
-    assert data["since"] == f"{NOW.date() - timedelta(days=2)}T00:00:00"
+    assert data["since"] == f"{NOW.date() - timedelta(days=2)}T00:00:00+00:00"
 
 
 def test_drift_is_the_latest_period_most_drifted_first(client: TestClient) -> None:
@@ -468,7 +476,7 @@ def test_features_and_pipeline_freshness(client: TestClient) -> None:
     assert data["pipeline_steps"][0]["step"] == "run"
     run = steps["run"]
     assert run["last_outcome"] == "SUCCESS"
-    assert run["last_success_run_date"] == f"{NOW.date() - timedelta(days=1)}T00:00:00"
+    assert run["last_success_run_date"] == f"{NOW.date() - timedelta(days=1)}T00:00:00+00:00"
     assert run["age_hours"] == pytest.approx(15.5)
     outcomes = {(row["day"], row["outcome"]) for row in data["pipeline_days"]}
     assert (str(NOW.date() - timedelta(days=5)), "FAILED") in outcomes
@@ -538,6 +546,46 @@ def test_postgres_gives_the_same_figures(seeded: Seeded, postgres_empty_url: str
     on_sqlite = load_dashboard(seeded.engine, TENANT, NOW, DAYS).model_dump()
     assert on_postgres["traffic"] and on_postgres["pipeline_steps"]
     assert _rounded(on_postgres) == _rounded(on_sqlite)
+
+
+@pytest.fixture(scope="module")
+def dashboard_schema(seeded: Seeded) -> Iterator[schemathesis.BaseSchema]:
+    components = _components(seeded.settings)
+    app = asgi(seeded.settings, components)
+    yield schemathesis.openapi.from_asgi("/api/ml/openapi.json", app).include(
+        path_regex="^/api/ml/dashboard"
+    )
+    components.prediction_log.close()
+    components.engine.dispose()
+
+
+def test_the_dashboard_answers_as_documented(dashboard_schema: schemathesis.BaseSchema) -> None:
+    """Whatever ``days`` a client sends: no 5xx, and the documented status, type and body.
+
+    Driven through Hypothesis directly: schemathesis' pytest plugin (``from_fixture``) reads a
+    private pytest attribute this pytest no longer has."""
+    checks = [
+        not_a_server_error,
+        status_code_conformance,
+        content_type_conformance,
+        response_schema_conformance,
+    ]
+    operations = [result.ok() for result in dashboard_schema.get_all_operations()]
+    assert len(operations) == 2
+    for operation in operations:
+
+        @given(case=operation.as_strategy())
+        @settings(
+            max_examples=15,
+            deadline=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+        )
+        def check(case: schemathesis.Case) -> None:
+            case.call_and_validate(checks=checks)
+
+        check()
 
 
 # --- tolerant parsing -----------------------------------------------------------------------------
@@ -756,3 +804,16 @@ def test_the_page_draws_every_chart_in_chromium(
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(screenshot, target)
     assert time.monotonic() - started < 30
+
+
+def test_the_public_surface_is_pinned() -> None:
+    import roiml.monitoring.dashboard as dashboard
+
+    assert set(dashboard.__all__) == {
+        "DASHBOARD_PATH",
+        "DASHBOARD_SCOPE",
+        "DashboardData",
+        "dashboard_router",
+        "load_dashboard",
+        "render_page",
+    }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse
@@ -22,6 +22,7 @@ from roiml.monitoring.dashboard.queries import MAX_DAYS, load_dashboard
 from roiml.monitoring.dashboard.render import render_page
 from roiml.monitoring.dashboard.schemas import DashboardData
 from roiml.serving.ratelimit import limited
+from roiml.serving.schemas import ErrorBody
 from roiml.serving.security import Principal, Scope
 
 __all__ = ["DASHBOARD_PATH", "DASHBOARD_SCOPE", "dashboard_router"]
@@ -29,6 +30,9 @@ __all__ = ["DASHBOARD_PATH", "DASHBOARD_SCOPE", "dashboard_router"]
 DASHBOARD_PATH = "/api/ml/dashboard"
 DASHBOARD_SCOPE = Scope.ADMIN
 
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody} for status in (401, 403, 422, 429)
+}
 Days = Annotated[
     int,
     Query(ge=1, le=MAX_DAYS, description="Calendar days to show, today included."),
@@ -42,7 +46,7 @@ def dashboard_router(engine: Engine, clock: Callable[[], datetime] = utcnow) -> 
     # in the module's globals, where this local would not be found.
     reader = limited(DASHBOARD_SCOPE)
 
-    @router.get(DASHBOARD_PATH, response_class=HTMLResponse)
+    @router.get(DASHBOARD_PATH, response_class=HTMLResponse, responses=_ERRORS)
     async def dashboard_page(
         days: Days = 30, principal: Principal = Depends(reader)
     ) -> HTMLResponse:
@@ -53,7 +57,7 @@ def dashboard_router(engine: Engine, clock: Callable[[], datetime] = utcnow) -> 
             headers={"Cache-Control": "no-store"},
         )
 
-    @router.get(f"{DASHBOARD_PATH}/data", response_model=DashboardData)
+    @router.get(f"{DASHBOARD_PATH}/data", response_model=DashboardData, responses=_ERRORS)
     async def dashboard_data(
         days: Days = 30, principal: Principal = Depends(reader)
     ) -> DashboardData:

@@ -6,9 +6,22 @@ the page and the JSON carry tens to hundreds of numbers, never the prediction lo
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
+from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PlainSerializer, WithJsonSchema
+
+
+def _rfc3339(moment: datetime) -> str:
+    # The database holds naive UTC; JSON says so, as RFC 3339 (and OpenAPI's date-time) requires.
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+
+
+UtcDatetime = Annotated[
+    datetime,
+    PlainSerializer(_rfc3339, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
 
 __all__ = [
     "ClassCount",
@@ -64,8 +77,8 @@ class ModelDrift(BaseModel):
 
     model_name: str
     model_version: str
-    period_start: datetime
-    period_end: datetime
+    period_start: UtcDatetime
+    period_end: UtcDatetime
     status: str
     prediction_count: int
     error_rate: float | None = None
@@ -97,8 +110,8 @@ class ModelPerformance(BaseModel):
 
     model_name: str
     model_version: str
-    period_start: datetime
-    period_end: datetime
+    period_start: UtcDatetime
+    period_end: UtcDatetime
     labelled: int | None = None
     label_coverage: float | None = None
     decayed: bool | None = None
@@ -113,7 +126,7 @@ class FeatureNullRate(BaseModel):
     feature_set: str
     null_rate: float
     max_null_rate: float | None = None
-    last_updated: datetime | None = None
+    last_updated: UtcDatetime | None = None
 
 
 class FeatureSetFreshness(BaseModel):
@@ -121,7 +134,7 @@ class FeatureSetFreshness(BaseModel):
 
     feature_set: str
     features: int
-    last_updated: datetime | None = None
+    last_updated: UtcDatetime | None = None
     over_null_limit: int = 0
 
 
@@ -130,9 +143,9 @@ class PipelineStep(BaseModel):
 
     step: str
     last_outcome: str
-    last_started_at: datetime
-    last_success_run_date: datetime | None = None
-    last_success_ended_at: datetime | None = None
+    last_started_at: UtcDatetime
+    last_success_run_date: UtcDatetime | None = None
+    last_success_ended_at: UtcDatetime | None = None
     age_hours: float | None = Field(
         None, description="Hours from the latest successful run's data day to now."
     )
@@ -152,9 +165,9 @@ class DashboardData(BaseModel):
 
     tenant_id: str
     days: int
-    since: datetime
-    until: datetime
-    generated_at: datetime
+    since: UtcDatetime
+    until: UtcDatetime
+    generated_at: UtcDatetime
     traffic: list[DailyTraffic] = Field(default_factory=list)
     classes: list[ClassCount] = Field(default_factory=list)
     drift: list[ModelDrift] = Field(default_factory=list)
