@@ -7,6 +7,7 @@ import argparse
 from bench import (
     api_load,
     dashboard,
+    drift,
     feature_engine,
     models_train,
     online_read,
@@ -25,6 +26,7 @@ BENCHMARKS = {
     "models": models_train.main,
     "real-sales": real_sales_value.main,
     "api": api_load.main,
+    "drift": drift.main,
     "dashboard": dashboard.main,
 }
 
