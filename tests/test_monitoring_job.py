@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from datetime import date, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -263,3 +265,37 @@ def _run(*args: Any, **kwargs: Any) -> list[ModelPeriodResult]:
 
 def _no_loader(name: str, version: str) -> ModelArtifact:
     raise FileNotFoundError(f"no artifact for {name} v{version}")
+
+
+def test_cli_writes_rows_and_explains_a_model_it_cannot_load(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from roiml.cli.main import app
+    from roiml.settings import get_settings
+
+    for name in [n for n in os.environ if n.startswith("ROIML_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ROIML_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ROIML_TENANT_ID", "cli")
+    get_settings.cache_clear()
+    try:
+        settings = get_settings()
+        settings.data_dir.mkdir(parents=True)
+        db = make_engine(settings.resolved_database_url)
+        upgrade(db)
+        _world(db, "cli", shift=True)  # predictions, but no model in the (empty) registry
+        result = CliRunner().invoke(app, ["monitor", "run", "--period", "2024-06-03", "--json"])
+        assert result.exit_code == 0, result.output
+        (reported,) = json.loads(result.stdout[result.stdout.index("["):])
+        assert reported["status"] == "NO_REFERENCE"
+        assert "could not be loaded" in reported["notes"][0]
+        row = _row(db, "cli")
+        assert row.prediction_count == 600 and row.status == "NO_REFERENCE"
+        bad = CliRunner().invoke(app, ["monitor", "run", "--period", "June 3rd"])
+        assert bad.exit_code == 2 and "YYYY-MM-DD" in bad.output
+        db.dispose()
+    finally:
+        get_settings.cache_clear()
