@@ -27,6 +27,7 @@ from roiml.world.config import WorldConfig
 from roiml.world.generate import generate_world
 
 START, END = date(2023, 1, 1), date(2024, 7, 1)
+START_AT, END_AT = datetime(2023, 1, 1), datetime(2024, 7, 1)
 ALL_SETS = list(CATALOG.feature_sets)
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -246,3 +247,58 @@ def test_backfill_is_the_batch_of_each_day(world_engine: Engine) -> None:
     assert backfill.num_rows == 9
     day2 = engineer.compute_batch(["behavioral"], users, datetime(2024, 1, 2))
     _equal(backfill.slice(3, 3), day2)
+
+
+def test_compiled_query_is_lean_and_ordered() -> None:
+    plan = FeatureEngine().plan(ALL_SETS)
+    ctes = dict(
+        part.split(" AS (", 1)
+        for part in plan.sql.removeprefix("WITH ").split("\nSELECT entity_id")[0].split(",\n")
+    )
+    # Groups that read only the frame's columns join the frame, not the chain of ASOF joins...
+    assert " FROM frame c JOIN " in ctes["g_emails"]
+    # ...and one that reads a context column (the home's value estimate) joins the context row.
+    assert " FROM frame c JOIN " not in ctes["g_searches"]
+    # Every context join comes after the joins it builds on.
+    chain = [body.split(" FROM c")[0] for cte, body in ctes.items() if cte[1:].isdigit()]
+    order = [
+        next(name for name, join in CATALOG.joins.items() if join.columns[0] in select)
+        for select in chain[1:]
+    ]
+    assert sorted(order) == sorted(CATALOG.joins)
+    for name in order:
+        for need in CATALOG.joins[name].needs:
+            assert order.index(need) < order.index(name), (need, name)
+    # The frame's time span is a parameter, not a subquery repeated per group.
+    assert "$hi" in plan.sql and "min(as_of)" not in plan.sql
+    assert plan.parameters == ("lo", "hi")
+    assert FeatureEngine().plan(["property_sqft"]).parameters == ()  # no window group
+
+
+def test_single_entities_from_postgres_equal_the_batch(
+    postgres_engine: Engine, tenant: str, tmp_path: Path
+) -> None:
+    """The few-entity load (one pipelined round trip of per-table queries) on PostgreSQL gets
+    the rows the bulk load gets, so a few entities - alone, or sharing an agent - match."""
+    generate_world(
+        postgres_engine,
+        tmp_path,
+        WorldConfig(users=150, start=START, end=END, seed=5, tenant_id=tenant),
+    )
+    engineer = FeatureEngineer(postgres_engine, tenant)
+    users = load_sources(postgres_engine, tenant, {"users": None}, START_AT, END_AT).tables["users"]
+    by_agent: dict[str, list[str]] = {}
+    ids, agents = users["user_id"].to_pylist(), users["agent_id"].to_pylist()
+    for user, agent in zip(ids, agents, strict=True):
+        by_agent.setdefault(agent or "", []).append(user)
+    shared = next(clients[:2] for agent, clients in by_agent.items() if agent and len(clients) > 1)
+    for as_of, entities in (
+        (datetime(2023, 9, 14, 8, 30), [ids[7]]),
+        (datetime(2024, 5, 2), shared),
+        (datetime(2024, 6, 30, 23), [*shared, ids[40]]),
+    ):
+        batch = engineer.compute_batch(ALL_SETS, None, as_of)
+        rows = batch.filter(pc.is_in(batch["entity_id"], pa.array(entities)))
+        few = engineer.compute_batch(ALL_SETS, entities, as_of)
+        order = pc.index_in(rows["entity_id"], pa.array(few["entity_id"].to_pylist()))
+        _equal(rows.take(pc.sort_indices(order)), few)

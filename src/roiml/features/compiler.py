@@ -4,33 +4,48 @@ The query has four layers: the context row (frame + user + ASOF joins, each a CT
 one aggregate CTE per window group, a ``base`` row with every needed feature, and the final
 projection (derived features, float64). Only the joins and groups the request needs are built.
 Pure string work: no I/O, cached per request shape.
+
+DuckDB's cost for a small frame is nearly all per operator and per column carried through it
+(planning, vector allocation, the ASOF joins' sorts), not per row, so the shape is kept lean:
+joins that add few columns come first in the chain, window groups join the narrowest relation
+holding what they read (usually the frame itself), and the frame's time span comes in as the
+parameters ``$lo`` and ``$hi`` rather than as a subquery repeated in every group.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
 from roiml.features.catalog import CATALOG, Catalog
 from roiml.features.definition import CONTEXT, DERIVED, FeatureDefinition
 
-__all__ = ["CompiledQuery", "compile_features"]
+__all__ = ["FRAME_COLUMNS", "CompiledQuery", "compile_features"]
 
+# The columns of view ``frame``; the query's parameters ``$lo`` and ``$hi`` are the least and
+# greatest ``as_of`` in it.
+FRAME_COLUMNS = ("row_id", "entity_id", "as_of")
 _USER_COLUMNS = (
     "u.created_at AS user_created_at",
     "u.market_id AS user_market_id",
     "u.agent_id AS user_agent_id",
 )
+_CONTEXT_REFERENCE = re.compile(r"\bc\.([A-Za-z_][A-Za-z_0-9]*)")
 
 
 @dataclass(frozen=True)
 class CompiledQuery:
-    """SQL reading view ``frame`` (row_id, entity_id, as_of) and the source tables it lists."""
+    """SQL reading view ``frame`` (row_id, entity_id, as_of) and the source tables it lists;
+    run it with the ``parameters`` it names: ``lo`` and ``hi``, the frame's least and greatest
+    as-of."""
 
     sql: str
     features: tuple[str, ...]
     tables: tuple[str, ...]  # source tables the query reads
     lookback_days: dict[str, int | None]  # per table: history needed before the earliest as-of
+    # The parameters the SQL uses, of ``lo`` and ``hi``: DuckDB refuses values it does not use.
+    parameters: tuple[str, ...] = ()
 
 
 def _quote(name: str) -> str:
@@ -55,8 +70,22 @@ def _joins_for(features: list[FeatureDefinition], catalog: Catalog) -> list[str]
         if name not in wanted:
             wanted.add(name)
             stack.extend(catalog.joins[name].needs)
-    # Catalog order respects dependencies (a join is declared after what it needs).
-    return [name for name in catalog.joins if name in wanted]
+    # Dependencies first; among joins free to go next, the one adding the fewest columns, so
+    # the wide ones (the home's 17) are carried through as few later joins as possible. Ties
+    # keep catalog order. The order changes no value: an ASOF LEFT JOIN keeps every row once.
+    order: list[str] = []
+    pending = [name for name in catalog.joins if name in wanted]
+    while pending:
+        ready = [n for n in pending if all(need in order for need in catalog.joins[n].needs)]
+        chosen = min(ready, key=lambda n: len(catalog.joins[n].columns))
+        order.append(chosen)
+        pending.remove(chosen)
+    return order
+
+
+def _context_columns(expressions: list[str]) -> set[str]:
+    """The context-row columns (``c.<name>``) that ``expressions`` read."""
+    return {name for text in expressions for name in _CONTEXT_REFERENCE.findall(text)}
 
 
 def compile_features(names: tuple[str, ...], catalog: Catalog = CATALOG) -> CompiledQuery:
@@ -80,7 +109,6 @@ def _compile(names: tuple[str, ...], catalog: Catalog) -> CompiledQuery:
             )
 
     ctes = [
-        "bounds AS (SELECT min(as_of) AS lo, max(as_of) AS hi FROM frame)",
         "c0 AS (SELECT f.row_id, f.entity_id, f.as_of, "
         + ", ".join(_USER_COLUMNS)
         + " FROM frame f LEFT JOIN users u ON u.user_id = f.entity_id)",
@@ -105,13 +133,17 @@ def _compile(names: tuple[str, ...], catalog: Catalog) -> CompiledQuery:
         window = lower = ""
         if group.lookback_days is not None:
             window = f" AND e.ts >= c.as_of - INTERVAL {group.lookback_days} DAY"
-            lower = f" AND r.ts >= (SELECT lo FROM bounds) - INTERVAL {group.lookback_days} DAY"
+            lower = f" AND r.ts >= $lo - INTERVAL {group.lookback_days} DAY"
         aggregates = ", ".join(f"{f.expression} AS {_quote(f.name)}" for f in members)
+        # A group reading only the frame's own columns joins the frame, not the context row:
+        # it then waits for no ASOF join and carries three columns instead of dozens.
+        reads = _context_columns([f.expression for f in members]) | {group.frame_key}
+        rows_of = "frame" if reads <= set(FRAME_COLUMNS) else context
         # Rows outside the frame's whole time span cannot match any frame row; dropping them
         # before the join keeps the join's candidate pairs down on multi-day backfills.
-        rows = f"(SELECT * FROM ({group.relation}) r WHERE r.ts < (SELECT hi FROM bounds){lower})"
+        rows = f"(SELECT * FROM ({group.relation}) r WHERE r.ts < $hi{lower})"
         ctes.append(
-            f"g_{group_name} AS (SELECT c.row_id, {aggregates} FROM {context} c "
+            f"g_{group_name} AS (SELECT c.row_id, {aggregates} FROM {rows_of} c "
             f"JOIN {rows} e ON e.key = c.{group.frame_key} AND e.ts < c.as_of{window} "
             f"GROUP BY c.row_id)"
         )
@@ -147,4 +179,5 @@ def _compile(names: tuple[str, ...], catalog: Catalog) -> CompiledQuery:
         features=tuple(f.name for f in requested),
         tables=tuple(sorted(lookback)),
         lookback_days=lookback,
+        parameters=tuple(name for name in ("lo", "hi") if f"${name}" in sql),
     )

@@ -90,14 +90,19 @@ class FeatureEngine:
         rows = _check_frame(frame)
         small = rows.num_rows < _SMALL_FRAME
         con = self._small_connection() if small else self._new_connection(self.threads)
+        registered: list[str] = []
         try:
-            sources.register(con)
+            # Only the tables the query reads: registering one costs about a millisecond, which
+            # on a one-row frame is as much as the scan it would serve.
+            registered = [*sources.register(con, plan.tables), "frame"]
             con.register("frame", rows)
-            return con.execute(plan.sql).to_arrow_table()
+            span = {"lo": pc.min(rows[AS_OF]).as_py(), "hi": pc.max(rows[AS_OF]).as_py()}
+            values = {name: span[name] for name in plan.parameters}
+            return con.execute(plan.sql, values).to_arrow_table()
         finally:
             if small:
                 # The connection is kept for the next small request; the data is not.
-                for name in (*sources.names, "frame"):
+                for name in registered:
                     con.unregister(name)
             else:
                 con.close()

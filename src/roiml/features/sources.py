@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -65,17 +66,25 @@ class SourceTables:
         """The tables available."""
         return set(self.tables) | set(self.parquet)
 
-    def register(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Make every table visible to ``con`` under its own name."""
+    def register(
+        self, con: duckdb.DuckDBPyConnection, only: Collection[str] | None = None
+    ) -> list[str]:
+        """Make the tables (those named in ``only``, else all) visible to ``con`` under their
+        own names; return the names registered."""
+        wanted = self.names if only is None else self.names & set(only)
         for name, table in self.tables.items():
-            con.register(name, table)
+            if name in wanted:
+                con.register(name, table)
         for name, path in self.parquet.items():
+            if name not in wanted:
+                continue
             escaped = path.replace("'", "''")
             # The folders above may look like hive partitions (tenant=, date=); they are not data.
             con.execute(
                 f"CREATE OR REPLACE TEMP VIEW {name} AS "
                 f"SELECT * FROM read_parquet('{escaped}', hive_partitioning = false)"
             )
+        return sorted(wanted)
 
 
 def parquet_sources(directory: Path) -> SourceTables:
@@ -104,70 +113,146 @@ def load_sources(
 
     Per table, rows stamped before ``as_of_max`` and (for tables with a lookback) touching the
     ``lookback_days`` before ``as_of_min``. With ``entity_ids``, only those users' rows (plus, for
-    agent-level features, the rows of their agents' other clients).
+    agent-level features, the rows of their agents' other clients, and of the tenant-wide tables
+    only the agents and markets those users can reach).
     """
-    few = entity_ids is not None and len(entity_ids) <= _MAX_IN_LIST
-    ids: dict[str, Any] = {f"e{i}": v for i, v in enumerate(entity_ids or ())}
-    in_ids = ", ".join(f":{name}" for name in ids)
+    if entity_ids is not None and len(entity_ids) <= _MAX_IN_LIST:
+        queries = _few_entity_queries(tenant_id, lookback_days, as_of_min, as_of_max, entity_ids)
+        with engine.connect() as conn:
+            return SourceTables(tables=_fetch_few(conn, queries))
     loaded: dict[str, pa.Table] = {}
     with engine.connect() as conn:
-        agents: dict[str, Any] = {}
+        agents: list[str] = []
         if entity_ids is not None:
-            where = (
-                f"tenant_id = :tenant AND user_id IN ({in_ids})" if few else "tenant_id = :tenant"
-            )
-            users = _fetch(
-                conn, "users", where, {"tenant": tenant_id, **(ids if few else {})}, bulk=not few
-            )
+            users = _fetch(conn, "users", "tenant_id = :tenant", {"tenant": tenant_id})
             users = users.filter(pc.is_in(users["user_id"], value_set=pa.array(list(entity_ids))))
-            owners = sorted({a for a in users["agent_id"].to_pylist() if a is not None})
-            agents = {f"a{i}": v for i, v in enumerate(owners)}
+            agents = pc.unique(users["agent_id"].drop_null()).to_pylist()
         for table, days in lookback_days.items():
-            clauses = ["tenant_id = :tenant"]
-            params: dict[str, Any] = {"tenant": tenant_id}
-            times = TIME_COLUMNS.get(table)
-            if times:
-                clauses.append(f"{times[0]} < :until")
-                params["until"] = as_of_max
-                if days is not None:
-                    params["since"] = as_of_min - timedelta(days=days)
-                    clauses.append("(" + " OR ".join(f"{t} >= :since" for t in times) + ")")
+            clauses, params = _time_clauses(table, days, as_of_min, as_of_max)
+            rows = _fetch(
+                conn,
+                table,
+                " AND ".join(["tenant_id = :tenant", *clauses]),
+                {"tenant": tenant_id, **params},
+            )
             key = ENTITY_KEYS.get(table)
-            agent_wide = table in _AGENT_WIDE and bool(agents)
-            if few and key:
-                condition = f"{key} IN ({in_ids})"
-                params.update(ids)
-                if agent_wide:
-                    condition += f" OR agent_id IN ({', '.join(f':{a}' for a in agents)})"
-                    params.update(agents)
-                clauses.append(f"({condition})")
-            rows = _fetch(conn, table, " AND ".join(clauses), params, bulk=not few)
-            if entity_ids is not None and key and not few:
+            if entity_ids is not None and key:
                 keep = pc.is_in(rows[key], value_set=pa.array(list(entity_ids)))
-                if agent_wide:
-                    in_agents = pc.is_in(
-                        rows["agent_id"], value_set=pa.array(list(agents.values()))
-                    )
+                if table in _AGENT_WIDE and agents:
+                    in_agents = pc.is_in(rows["agent_id"], value_set=pa.array(agents))
                     keep = pc.or_kleene(keep, in_agents)
                 rows = rows.filter(keep)
             loaded[table] = rows
     return SourceTables(tables=loaded)
 
 
-def _fetch(
-    conn: Any, table: str, where: str, params: dict[str, Any], bulk: bool = True
-) -> pa.Table:
+def _time_clauses(
+    table: str, days: int | None, as_of_min: datetime, as_of_max: datetime
+) -> tuple[list[str], dict[str, Any]]:
+    """SQL conditions (and their parameters) keeping the rows of ``table`` a computation as of
+    ``[as_of_min, as_of_max]`` can see: stamped before the last as-of, inside the lookback."""
+    times = TIME_COLUMNS.get(table)
+    if not times:
+        return [], {}
+    clauses = [f"{times[0]} < :until"]
+    params: dict[str, Any] = {"until": as_of_max}
+    if days is not None:
+        params["since"] = as_of_min - timedelta(days=days)
+        clauses.append("(" + " OR ".join(f"{t} >= :since" for t in times) + ")")
+    return clauses, params
+
+
+def _few_entity_queries(
+    tenant_id: str,
+    lookback_days: Mapping[str, int | None],
+    as_of_min: datetime,
+    as_of_max: datetime,
+    entity_ids: Sequence[str],
+) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Per table, one SELECT (named parameters) for the rows a few entities can reach.
+
+    Every query stands alone - the entities' agents and markets are subqueries, not a first
+    round trip - so all of them can go to the server at once. Each keeps the batch's rows and
+    their multiplicity: an OR of an index condition and a subquery would make PostgreSQL scan
+    the table, so agent-wide rows come from a second UNION ALL branch excluding the first's.
+    """
+    ids = {f"e{i}": v for i, v in enumerate(entity_ids)}
+    in_ids = ", ".join(f":{name}" for name in ids)
+    their = "SELECT {column} FROM users WHERE tenant_id = :tenant AND user_id IN (" + in_ids + ")"
+    their_agents = their.format(column="agent_id")
+    # Tenant-wide tables are read by key only: agents by the user's agent, markets by the
+    # user's or one of their homes' market (definitions/context.py). Other keys cannot match.
+    reachable = {
+        "agents": f"agent_id IN ({their_agents})",
+        "market_statistics": f"market_id IN ({their.format(column='market_id')} UNION SELECT "
+        f"market_id FROM properties WHERE tenant_id = :tenant AND owner_user_id IN ({in_ids}))",
+    }
+    queries: dict[str, tuple[str, dict[str, Any]]] = {}
+    for table, days in lookback_days.items():
+        clauses, params = _time_clauses(table, days, as_of_min, as_of_max)
+        params.update(tenant=tenant_id, **ids)
+        columns = ", ".join(_schema(table).names)
+        where = " AND ".join(["tenant_id = :tenant", *clauses])
+        key = ENTITY_KEYS.get(table)
+        if key:
+            sql = f"SELECT {columns} FROM {table} WHERE {where} AND {key} IN ({in_ids})"
+            if table in _AGENT_WIDE:
+                sql += (
+                    f" UNION ALL SELECT {columns} FROM {table} WHERE {where} "
+                    f"AND agent_id IN ({their_agents}) AND {key} NOT IN ({in_ids})"
+                )
+        elif table in reachable:
+            sql = f"SELECT {columns} FROM {table} WHERE {where} AND {reachable[table]}"
+        else:
+            sql = f"SELECT {columns} FROM {table} WHERE {where}"
+        queries[table] = (sql, params)
+    return queries
+
+
+def _fetch_few(conn: Any, queries: Mapping[str, tuple[str, dict[str, Any]]]) -> dict[str, pa.Table]:
+    """Run ``queries`` (few rows each) and build each table from the rows in Arrow."""
+    driver = conn.connection.driver_connection
+    results: dict[str, list[tuple[Any, ...]]] = {}
+    if conn.dialect.name == "postgresql":
+        # Pipeline mode sends every query before reading any result: one round trip in all
+        # rather than one per table, which is most of a few-row query's time.
+        cursors = {}
+        with driver.pipeline():
+            for table, (sql, params) in queries.items():
+                cursor = driver.cursor()
+                cursor.execute(re.sub(r":(\w+)", r"%(\1)s", sql), params)
+                cursors[table] = cursor
+        for table, cursor in cursors.items():
+            results[table] = cursor.fetchall()
+            cursor.close()
+        return {t: _from_rows(rows, _schema(t), postgres=True) for t, rows in results.items()}
+    cursor = driver.cursor()
+    try:
+        for table, (sql, params) in queries.items():
+            results[table] = cursor.execute(sql, params).fetchall()
+    finally:
+        cursor.close()
+    return {t: _from_rows(rows, _schema(t), postgres=False) for t, rows in results.items()}
+
+
+@cache
+def _schema(table: str) -> pa.Schema:
+    """The columns the engine gets of ``table``: its import contract without the tenant."""
     schema = table_contract(table).arrow_schema()
-    schema = pa.schema([f for f in schema if f.name != "tenant_id"])
-    columns = ", ".join(schema.names)
-    statement = f"SELECT {columns} FROM {table} WHERE {where}"
-    postgres = conn.dialect.name == "postgresql"
-    if postgres and bulk:
+    return pa.schema([f for f in schema if f.name != "tenant_id"])
+
+
+def _fetch(conn: Any, table: str, where: str, params: dict[str, Any]) -> pa.Table:
+    schema = _schema(table)
+    statement = f"SELECT {', '.join(schema.names)} FROM {table} WHERE {where}"
+    if conn.dialect.name == "postgresql":
         return _fetch_postgres(conn, statement, params, schema)
-    # A few rows: a plain query beats COPY's set-up; PostgreSQL hands back typed values,
-    # SQLite ISO text for times and 0/1 for booleans.
-    result = conn.execute(text(statement), params)
-    rows = result.fetchall()
+    return _from_rows(conn.execute(text(statement), params).fetchall(), schema, postgres=False)
+
+
+def _from_rows(rows: Sequence[Sequence[Any]], schema: pa.Schema, postgres: bool) -> pa.Table:
+    """DB-API rows as a table of ``schema``: PostgreSQL hands back typed values, SQLite ISO
+    text for times and 0/1 for booleans."""
     if not rows:
         return schema.empty_table()
     arrays = []
