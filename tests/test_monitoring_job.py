@@ -289,7 +289,7 @@ def test_cli_writes_rows_and_explains_a_model_it_cannot_load(
         _world(db, "cli", shift=True)  # predictions, but no model in the (empty) registry
         result = CliRunner().invoke(app, ["monitor", "run", "--period", "2024-06-03", "--json"])
         assert result.exit_code == 0, result.output
-        (reported,) = json.loads(result.stdout[result.stdout.index("["):])
+        (reported,) = json.loads(result.stdout[result.stdout.index("[") :])
         assert reported["status"] == "NO_REFERENCE"
         assert "could not be loaded" in reported["notes"][0]
         row = _row(db, "cli")
