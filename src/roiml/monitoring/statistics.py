@@ -165,7 +165,8 @@ class _Buffers:
 
     def __init__(self, columns: int, size: int) -> None:
         self.values = np.empty((columns, size))
-        self.cum = np.empty((columns, size), dtype=np.int64)
+        # Counts: int32 halves the memory traffic while they fit.
+        self.cum = np.empty((columns, size), dtype=np.int32 if size < 2**31 else np.int64)
         self.gap = np.empty((columns, size))
         self.step = np.empty((columns, max(size - 1, 0)))
         self.mask = np.empty((columns, size), dtype=bool)
@@ -218,7 +219,7 @@ def _numeric_chunk_core(
     bits[:, n_rows_ref:] |= _LOW_BIT
     values.sort(axis=1)
     cum_cur = buffers.cum[:columns]
-    np.bitwise_and(bits, _LOW_BIT, out=cum_cur)
+    np.bitwise_and(bits, _LOW_BIT, out=cum_cur, casting="unsafe")  # 0 or 1
     np.cumsum(cum_cur, axis=1, out=cum_cur)
     bits &= ~_LOW_BIT  # ties equal again
     psi = np.array(
@@ -247,9 +248,12 @@ def _numeric_chunk_core(
     wasserstein = np.einsum("ij,ij->i", inner_gap, step)
     # KS is read at the end of each tie group only: there the step to the next value is > 0 (and
     # at the very last value both CDFs are 1, so it adds nothing).
+    # (A masked max-reduce is 4x slower than masking by multiplication: gap >= 0, and step is
+    # not needed after W1, so it holds the masked gaps.)
     tie_end = buffers.mask[:columns, :-1]
     np.greater(step, 0.0, out=tie_end)
-    ks = np.maximum.reduce(inner_gap, axis=1, where=tie_end, initial=0.0)
+    np.multiply(inner_gap, tie_end, out=step)
+    ks = step.max(axis=1, initial=0.0)
     empty = (n_ref == 0) | (n_cur == 0)
     return {
         "psi": np.where(empty, np.nan, psi),
