@@ -70,7 +70,7 @@ def _wrk(url: str, script: str, connections: int, duration: int) -> dict[str, fl
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
     threads = min(2, connections)
-    out = subprocess.run(
+    run = subprocess.run(
         [
             "wrk",
             f"-t{threads}",
@@ -84,8 +84,12 @@ def _wrk(url: str, script: str, connections: int, duration: int) -> dict[str, fl
         capture_output=True,
         text=True,
         check=True,
-    ).stdout
+    )
     Path(handle.name).unlink()
+    if run.stderr.strip():
+        # wrk reports a broken script on stderr and then load-tests GET / instead.
+        raise RuntimeError(f"wrk: {run.stderr.strip()}")
+    out = run.stdout
 
     def ms(label: str) -> float:
         match = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", out)
@@ -158,7 +162,8 @@ def main(argv: list[str]) -> None:
     results: dict[str, object] = {"workers": args.workers}
     try:
         _wait(f"{base}/health")
-        move = "'{\"entity_id\": \"' .. ids[(n %% #ids) + 1] .. '\"}'"
+        # Substituted into _LUA as a value: a single % here (%% reached Lua and broke the script).
+        move = "'{\"entity_id\": \"' .. ids[(n % #ids) + 1] .. '\"}'"
         results["roiml"] = _load(
             base, "/v1/predict/move-probability", move, args.users, args.duration
         )
@@ -190,6 +195,9 @@ def main(argv: list[str]) -> None:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "api.json").write_text(json.dumps(results, indent=2))  # kept if mlflow fails
+    print(json.dumps(results, indent=2), flush=True)
     results.update(_mlflow(args, env))
     roiml, mlflow = results.get("roiml"), results.get("mlflow")
     if isinstance(roiml, dict) and isinstance(mlflow, dict):
@@ -222,6 +230,8 @@ def _mlflow(args: argparse.Namespace, env: dict[str, str]) -> dict[str, object]:
         env,
         MLFLOW_TRACKING_URI=f"sqlite:///{(data / 'mlflow.db').resolve()}",
         MLFLOW_DISABLE_TELEMETRY="true",
+        # mlflow execs `uvicorn` from PATH: the one beside this interpreter.
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
     )
     server = subprocess.Popen(
         [

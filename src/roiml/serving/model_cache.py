@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -54,6 +55,7 @@ class ModelCache:
         self._poll_seconds = poll_seconds
         self._models: dict[tuple[str, ModelType], LoadedModel] = {}
         self._errors: dict[tuple[str, ModelType], str] = {}
+        self._failed_at: dict[tuple[str, ModelType], float] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -64,6 +66,11 @@ class ModelCache:
         loaded = self._models.get(key)
         if loaded is not None:
             return loaded
+        failed = self._failed_at.get(key)
+        if failed is not None and time.monotonic() - failed < self._poll_seconds:
+            # Not again before the next poll: a batch of 250 items of a model with no production
+            # version asked the registry 250 times (2 s).
+            raise ModelUnavailableError(self._errors[key])
         with self._lock:
             loaded = self._models.get(key)
             if loaded is None:
@@ -141,13 +148,13 @@ class ModelCache:
             # Before the swap: requests keep the old version until the new one is ready.
             prepare(artifact)
         except RoimlError as exc:
-            self._errors[key] = str(exc)
-            raise ModelUnavailableError(
-                f"{name} cannot be served for tenant {tenant!r}: {exc}"
-            ) from exc
+            self._errors[key] = f"{name} cannot be served for tenant {tenant!r}: {exc}"
+            self._failed_at[key] = time.monotonic()
+            raise ModelUnavailableError(self._errors[key]) from exc
         loaded = LoadedModel(artifact, version, utcnow())
         self._models[key] = loaded
         self._errors.pop(key, None)
+        self._failed_at.pop(key, None)
         return loaded
 
     def _poll(self) -> None:
