@@ -144,18 +144,26 @@ def sale_labels(con: duckdb.DuckDBPyConnection, horizon_days: int) -> pa.Table:
     the home: ``price``, ``sold_at``, ``property_id`` and ``horizon_months`` (an input of the
     value model: how far ahead the value is asked for).
     """
+    # The sales are joined to their homes first, in a materialised CTE, so the snapshots meet
+    # one relation on an equality: with Arrow scans DuckDB has no row estimates and otherwise
+    # planned homes x snapshots as a nested loop on ``purchased_at <= as_of`` (480M pairs at
+    # 3,000 users, an out-of-memory kill at 50,000).
     return con.execute(
         f"""
+        WITH sales AS MATERIALIZED (
+            SELECT t.user_id, t.property_id, t.closed_at, t.price, p.purchased_at
+            FROM transactions t
+            JOIN properties p ON p.property_id = t.property_id AND p.is_primary_residence
+            WHERE t.transaction_type = 'SELL' AND t.price > 0
+        )
         SELECT s.entity_id, s.as_of, t.property_id, t.closed_at AS sold_at, t.price,
                date_diff('day', s.as_of, t.closed_at) / 30.4375 AS horizon_months
-        FROM transactions t
-        JOIN properties p ON p.property_id = t.property_id AND p.is_primary_residence
+        FROM sales t
         JOIN snapshots s
           ON s.entity_id = t.user_id
          AND s.as_of < t.closed_at
          AND s.as_of >= t.closed_at - INTERVAL {int(horizon_days)} DAY
-         AND s.as_of >= p.purchased_at
-        WHERE t.transaction_type = 'SELL' AND t.price > 0
+         AND s.as_of >= t.purchased_at
         ORDER BY s.as_of, s.entity_id, t.property_id
         """
     ).to_arrow_table()

@@ -7,6 +7,7 @@ One call handles any number of rows (the API's single and batch routes both come
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -15,7 +16,7 @@ from roiml.db.enums import ModelType
 from roiml.models.artifact import ModelArtifact
 from roiml.models.explain import Contributions, contributions, explainer
 
-__all__ = ["Predictions", "predict", "prepare"]
+__all__ = ["Predictions", "predict", "prepare", "value_interval"]
 
 _WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
 
@@ -122,8 +123,9 @@ def _value(artifact: ModelArtifact, matrix: np.ndarray, explain: bool) -> Predic
     main = artifact.boosters["main"]
     log_value = _raw(main, matrix)
     value = np.exp(log_value)
-    low = np.minimum(np.exp(_raw(artifact.boosters["low"], matrix)), value)
-    high = np.maximum(np.exp(_raw(artifact.boosters["high"], matrix)), value)
+    low, high = value_interval(
+        artifact.boosters, matrix, value, float(artifact.extra.get("interval_margin", 0.0))
+    )
     # Confidence: 1 minus the interval's half-width relative to the value (1 = a point).
     confidence = np.clip(1 - (high - low) / (2 * value), 0.0, 1.0)
     return Predictions(
@@ -133,6 +135,20 @@ def _value(artifact: ModelArtifact, matrix: np.ndarray, explain: bool) -> Predic
         contributions=contributions(main, matrix) if explain else None,
         details={"interval_low": low, "interval_high": high},
     )
+
+
+def value_interval(
+    boosters: dict[str, Any], matrix: np.ndarray, value: np.ndarray, margin: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The value model's interval: its quantile boosters widened by the conformal ``margin``.
+
+    ``margin`` (log price) is fitted on the validation sales at training time (conformalised
+    quantile regression), so the interval covers its nominal share there rather than the raw
+    quantile boosters' narrower one; the interval always contains the point value.
+    """
+    low = np.exp(_raw(boosters["low"], matrix) - margin)
+    high = np.exp(_raw(boosters["high"], matrix) + margin)
+    return np.minimum(low, value), np.maximum(high, value)
 
 
 _HANDLERS = {
