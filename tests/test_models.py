@@ -23,9 +23,10 @@ from roiml.models import ModelArtifact, model_type_of
 from roiml.models.config import SplitConfig, load_config
 from roiml.models.dataset import split_by_time
 from roiml.models.explain import contributions, top_features
-from roiml.models.labels import move_labels, next_transaction_labels
-from roiml.models.predict import predict
+from roiml.models.labels import move_labels, next_transaction_labels, sale_labels
+from roiml.models.predict import predict, value_interval
 from roiml.models.train import TrainingReport, train_models
+from roiml.models.tune import tune_model
 
 T0 = datetime(2024, 1, 10)
 
@@ -322,3 +323,83 @@ def test_train_cli_registers_a_version_in_the_embedded_registry(model_world: Wor
         assert "transaction_type_model" in listed.output
     finally:
         get_settings.cache_clear()
+
+
+def test_sale_labels_pair_a_sale_with_the_sellers_snapshots_after_purchase_only() -> None:
+    con = duckdb.connect()
+    day = timedelta(days=1)
+    con.register(
+        "snapshots",
+        pa.table(
+            {
+                "entity_id": ["u1", "u1", "u1", "u2"],
+                "as_of": pa.array([T0 - 200 * day, T0 - 30 * day, T0, T0 - 30 * day]),
+            }
+        ),
+    )
+    con.register(
+        "transactions",
+        pa.table(
+            {
+                "user_id": ["u1", "u2"],
+                "property_id": ["p1", "p2"],
+                "transaction_type": ["SELL", "BUY"],
+                "closed_at": pa.array([T0, T0]),
+                "price": [500_000.0, 400_000.0],
+            }
+        ),
+    )
+    con.register(
+        "properties",
+        pa.table(
+            {
+                "property_id": ["p1", "p2"],
+                "is_primary_residence": [True, True],
+                "purchased_at": pa.array([T0 - 100 * day, T0 - 900 * day]),
+            }
+        ),
+    )
+    rows = sale_labels(con, 365).to_pylist()
+    # Before the purchase (200 days) and at the sale itself are not rows; u2 bought, not sold.
+    assert [(r["entity_id"], r["as_of"]) for r in rows] == [("u1", T0 - 30 * day)]
+    assert rows[0]["horizon_months"] == pytest.approx(30 / 30.4375)
+
+
+def test_value_interval_is_widened_by_the_margin_and_holds_the_value() -> None:
+    class Constant:
+        def __init__(self, log_value: float) -> None:
+            self.log_value = log_value
+
+        def predict(self, matrix: np.ndarray) -> np.ndarray:
+            return np.full(len(matrix), self.log_value)
+
+    boosters = {"low": Constant(np.log(90.0)), "high": Constant(np.log(110.0))}
+    value = np.array([100.0, 120.0])
+    low, high = value_interval(boosters, np.zeros((2, 1)), value, 0.0)
+    np.testing.assert_allclose(low, [90.0, 90.0])
+    np.testing.assert_allclose(high, [110.0, 120.0])  # the point value stays inside
+    wide_low, wide_high = value_interval(boosters, np.zeros((2, 1)), value, np.log(2.0))
+    np.testing.assert_allclose(wide_low, [45.0, 45.0])
+    np.testing.assert_allclose(wide_high, [220.0, 220.0])
+
+
+def test_tune_scores_trials_on_validation_and_writes_a_config_train_reads(
+    model_world: World, tmp_path: Path
+) -> None:
+    config = load_config("move_probability_model", model_world.config_dir)
+    runs = [
+        tune_model(ModelType.MOVE_PROBABILITY, model_world.snapshots, config, 3, seed=5)
+        for _ in range(2)
+    ]
+    first, second = runs
+    assert [t.number for t in first.trials] == [0, 1, 2]
+    assert first.trials[0].parameters == {}  # trial 0 is the starting config
+    assert first.best_loss == min(t.validation_loss for t in first.trials)
+    assert first.best_loss <= first.baseline_loss
+    # Same seed, same data: the same trials and losses.
+    assert [t.parameters for t in first.trials] == [t.parameters for t in second.trials]
+    assert [t.validation_loss for t in first.trials] == [t.validation_loss for t in second.trials]
+    written = first.write(tmp_path / "tuned")
+    assert load_config("move_probability_model", written.parent) == first.best
+    with pytest.raises(TrainingError, match="at least 1"):
+        tune_model(ModelType.MOVE_PROBABILITY, model_world.snapshots, config, 0)

@@ -14,6 +14,7 @@ from roiml.cli import (
     pipeline_cmd,
     serve_cmd,
     train_cmd,
+    tune_cmd,
     world_cmd,
 )
 
@@ -32,6 +33,7 @@ app.add_typer(pipeline_cmd.app, name="pipeline")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(monitor_cmd.app, name="monitor")
 app.command("train")(train_cmd.train)
+app.command("tune")(tune_cmd.tune)
 app.command("serve")(serve_cmd.serve)
 app.command("demo")(demo_cmd.demo)
 

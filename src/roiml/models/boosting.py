@@ -7,7 +7,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-__all__ = ["fit_booster", "sample_rows"]
+__all__ = ["fit_booster", "sample_rows", "validation_loss"]
 
 
 def fit_booster(
@@ -32,7 +32,18 @@ def fit_booster(
         valid_sets=[valid_set],
         callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False)],
     )
-    return lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+    best = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+    # Kept for tuning (roiml tune scores a trial by it, never by the test period).
+    best.best_score = booster.best_score
+    return best
+
+
+def validation_loss(booster: lgb.Booster) -> float:
+    """The booster's loss on the validation period at its best iteration (first metric)."""
+    scores = booster.best_score.get("valid_0", {})
+    if not scores:
+        raise ValueError("this booster has no validation score: fit it with fit_booster")
+    return float(next(iter(scores.values())))
 
 
 def sample_rows(count: int, limit: int, seed: int) -> np.ndarray:

@@ -1,0 +1,75 @@
+"""``roiml tune``: Optuna search of one model's LightGBM parameters on the validation period."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.table import Table
+
+from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
+from roiml.models.artifact import model_type_of
+from roiml.models.config import load_config
+from roiml.models.dataset import load_snapshots
+
+if TYPE_CHECKING:
+    from roiml.models.tune import Trial
+
+__all__ = ["tune"]
+
+
+@handle_errors
+def tune(
+    model: str = typer.Option(..., "--model", "-m", help="move_probability_model, ..."),
+    trials: int = typer.Option(20, "--trials", min=1, max=1000, help="Number of trials."),
+    timeout: float | None = typer.Option(
+        None, "--timeout", min=1, help="Stop starting trials after this many seconds."
+    ),
+    tenant: str | None = typer.Option(None, "--tenant"),
+    config_dir: Path | None = typer.Option(
+        None, "--config-dir", help="Start from these <model>.yaml files instead of the shipped."
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", help="Directory for the tuned <model>.yaml [default: DATA_DIR/tuning]."
+    ),
+    every_days: int = typer.Option(14, "--every-days", min=1, max=90),
+    seed: int = typer.Option(42, "--seed", help="Sampler seed: same seed, same trials."),
+) -> None:
+    """Search LightGBM parameters (TPE) scored on the validation period, never the test one.
+
+    Trial 0 is the starting config. The best config is written as <model>.yaml; train with it
+    through `roiml train --model NAME --config-dir DIR`.
+    """
+    # Optuna takes a second to import: only for this verb.
+    from roiml.models.tune import tune_model
+
+    settings = settings_or_exit()
+    model_type = model_type_of(model)
+    tenant_id = tenant or settings.tenant_id
+    config = load_config(model, config_dir)
+    with open_engine(settings) as engine:
+        snapshots = load_snapshots(
+            engine, tenant_id, settings.data_dir / "training" / tenant_id, every_days
+        )
+
+    def show(trial: Trial) -> None:
+        console.print(
+            f"trial {trial.number:>3}: validation loss {trial.validation_loss:.6g} "
+            f"({trial.seconds:.1f} s) {trial.parameters or '(starting config)'}"
+        )
+
+    result = tune_model(
+        model_type, snapshots, config, trials, timeout_seconds=timeout, seed=seed, on_trial=show
+    )
+    path = result.write(output or settings.data_dir / "tuning")
+    table = Table(title=f"{model}: best of {len(result.trials)} trials", title_justify="left")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    table.add_row("validation loss, starting config", f"{result.baseline_loss:.6g}")
+    table.add_row("validation loss, best", f"{result.best_loss:.6g}")
+    if result.best_trained is not None:
+        for metric, value in result.best_trained.metrics.items():
+            table.add_row(f"test {metric} (best, a check only)", f"{value:.4f}")
+    console.print(table)
+    console.print(f"written: {path}  (roiml train --model {model} --config-dir {path.parent})")
