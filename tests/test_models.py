@@ -370,7 +370,7 @@ def test_value_interval_is_widened_by_the_margin_and_holds_the_value() -> None:
         def __init__(self, log_value: float) -> None:
             self.log_value = log_value
 
-        def predict(self, matrix: np.ndarray) -> np.ndarray:
+        def predict(self, matrix: np.ndarray, **_: object) -> np.ndarray:
             return np.full(len(matrix), self.log_value)
 
     boosters = {"low": Constant(np.log(90.0)), "high": Constant(np.log(110.0))}
