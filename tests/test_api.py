@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
-from roiml.serving.prediction_log import PredictionLog
 from sqlalchemy import text
 
 from model_world import SERVING_NOW, TENANT, WORLD_END, World
@@ -20,6 +19,7 @@ from roiml.models.train import TrainingReport
 from roiml.serving.app import Components, asgi
 from roiml.serving.metrics import ServingMetrics
 from roiml.serving.model_cache import ModelCache
+from roiml.serving.prediction_log import PredictionLog
 from roiml.serving.ratelimit import MemoryRateLimiter
 from roiml.settings import Settings
 from roiml.store.materialize import materialize_day

@@ -217,6 +217,23 @@ def test_a_period_without_predictions_gets_a_row_saying_so(
     assert "no predictions" in caplog.text
 
 
+def test_a_period_with_too_few_predictions_records_volume_and_judges_nothing(
+    engine: Engine, tenant: str, tmp_path: Path
+) -> None:
+    # A shifted world: with 600 predictions it drifts; judged on its first 10 it must not.
+    artifact = _world(engine, tenant, shift=True)
+    settings = _settings(tmp_path, monitoring_min_predictions=601)
+    results = _run(settings, engine, tenant, DAY, load_artifact=lambda n, v: artifact)
+    assert results[0].status == "TOO_FEW_PREDICTIONS"
+    assert results[0].drifted_features == [] and results[0].alerts == []
+    row = _row(engine, tenant)
+    assert row.status == "TOO_FEW_PREDICTIONS" and row.prediction_count == 600
+    assert row.avg_latency_ms is not None
+    assert row.feature_drift == {} and not row.drift_detected and not row.alert_triggered
+    assert "ROIML_MONITORING_MIN_PREDICTIONS (601)" in row.performance_metrics["notes"][0]
+    assert _alerts(engine, tenant) == []
+
+
 def test_a_model_without_reference_or_artifact_is_monitored_without_drift(
     engine: Engine, tenant: str, tmp_path: Path
 ) -> None:

@@ -123,6 +123,11 @@ class Settings(BaseSettings):
     monitoring_min_labels: int = Field(
         default=30, ge=1, description="Labelled predictions needed before realised metrics count."
     )
+    monitoring_min_predictions: int = Field(
+        default=50,
+        ge=1,
+        description="Predictions a period needs before drift and decay are judged at all.",
+    )
     monitoring_threads: int = Field(default=2, ge=1, le=64, description="Threads of drift maths.")
     monitoring_webhook_url: str | None = Field(
         default=None, description="Alerts are POSTed here as JSON; unset: database and log only."

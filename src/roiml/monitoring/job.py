@@ -45,6 +45,7 @@ ArtifactLoader = Callable[[str, str], ModelArtifact]
 
 OK, DRIFT, DECAY, DRIFT_DECAY = "OK", "DRIFT", "DECAY", "DRIFT_DECAY"
 NO_PREDICTIONS, NO_REFERENCE = "NO_PREDICTIONS", "NO_REFERENCE"
+TOO_FEW_PREDICTIONS = "TOO_FEW_PREDICTIONS"
 _PREDICTION = "prediction"
 
 
@@ -141,12 +142,23 @@ def _monitor_one(
         "drift_detected": False,
     }
     result = ModelPeriodResult(ctx.name, ctx.version, OK, period.count)
-    if period.count == 0:
-        result.status = NO_PREDICTIONS
-        result.notes.append(f"no predictions of {ctx.name} v{ctx.version} in the period")
+    minimum = ctx.settings.monitoring_min_predictions
+    if period.count < minimum:
+        # A handful of rows from one day always "drifts" from a reference spanning the whole
+        # training window (one day has one mortgage rate), and a metric over them is noise:
+        # the volume and latency are recorded, no verdict is given.
+        if period.count == 0:
+            result.status = NO_PREDICTIONS
+            result.notes.append(f"no predictions of {ctx.name} v{ctx.version} in the period")
+        else:
+            result.status = TOO_FEW_PREDICTIONS
+            result.notes.append(
+                f"{period.count} predictions of {ctx.name} v{ctx.version} in the period, fewer "
+                f"than ROIML_MONITORING_MIN_PREDICTIONS ({minimum}): drift and decay not judged"
+            )
         log.warning("monitoring %s v%s: %s", ctx.name, ctx.version, result.notes[-1])
         metrics = {"kind": None, "notes": result.notes}
-        _upsert(ctx, row | {"performance_metrics": metrics, "status": NO_PREDICTIONS}, [])
+        _upsert(ctx, row | {"performance_metrics": metrics, "status": result.status}, [])
         return result
 
     artifact, why = _artifact(loader, ctx.name, ctx.version)

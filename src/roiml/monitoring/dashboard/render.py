@@ -297,7 +297,7 @@ def _drift(model: ModelDrift) -> str:
         note += " · alerts: " + "; ".join(model.alerts)
     empty = (
         f"No predictions in this period ({model.status})"
-        if model.status == "NO_PREDICTIONS"
+        if model.status in ("NO_PREDICTIONS", "TOO_FEW_PREDICTIONS")
         else f"No feature drift computed ({model.status})"
     )
     return bar_chart(
