@@ -41,6 +41,7 @@ from mlflow.entities import (
     RunTag,
 )
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
+from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model, ModelSignature
 from mlflow.pyfunc import save_model as save_pyfunc_model
@@ -156,6 +157,10 @@ class ModelRegistry:
         # Injected so tests can promote at chosen moments; naive UTC like every schema time.
         self._clock = clock
         self._client: MlflowClient | None = None
+        # MLflow draws a progress bar on stderr for every model download: noise in a server's
+        # log and in the demo. A user who set the variable explicitly keeps their choice.
+        if not MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.defined:
+            MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.set(False)  # type: ignore[no-untyped-call]
 
     # ------------------------------------------------------------------ plumbing
 
