@@ -161,12 +161,21 @@ def test_rows_stamped_at_or_after_as_of_change_nothing(
     users = [f"user_{i}" for i in rng.choice(300, 25, replace=False)]
     engine = FeatureEngine()
     frame = entity_frame(users, as_of)
+    future = _future_copies(all_sources, as_of, rng)
     before = engine.compute(frame, ALL_SETS, all_sources)
-    after = engine.compute(frame, ALL_SETS, _future_copies(all_sources, as_of, rng))
+    after = engine.compute(frame, ALL_SETS, future)
     _equal(before, after)
+    # A single entity runs a plan prepared once and reused over both sets of rows.
+    single = entity_frame(users[:1], as_of)
+    _equal(engine.compute(single, ALL_SETS, future), before.slice(0, 1))
+    _equal(engine.compute(single, ALL_SETS, all_sources), before.slice(0, 1))
 
 
 def test_an_open_after_as_of_is_not_counted() -> None:
+    _check_an_open_after_as_of(FeatureEngine())
+
+
+def _check_an_open_after_as_of(engine: FeatureEngine) -> None:
     as_of = datetime(2024, 1, 10)
     users = pa.table(
         {
@@ -184,13 +193,37 @@ def test_an_open_after_as_of_is_not_counted() -> None:
             "clicked_at": pa.array([None, None], pa.timestamp("us")),
         }
     )
-    out = FeatureEngine().compute(
+    out = engine.compute(
         entity_frame(["u"], as_of),
         ["email_open_rate_30d", "emails_received_30d"],
         SourceTables(tables={"users": users, "email_events": emails}),
     )
     assert out["email_open_rate_30d"].to_pylist() == [0.5]
     assert out["emails_received_30d"].to_pylist() == [2.0]
+
+
+def test_a_reused_plan_gets_what_planning_afresh_gets(
+    world_engine: Engine, all_sources: SourceTables
+) -> None:
+    """Frames of a few rows run a statement prepared once per thread and query shape, over
+    sources swapped per request; frames of more rows plan afresh. One engine, many requests in
+    turn (other entities, times, sources, and a table of another schema in between): each
+    single-row answer equals that row planned afresh."""
+    engine = FeatureEngine()
+    wide = 17  # more rows than a reused plan takes: planned afresh
+    requests = [("user_3", datetime(2024, 3, 1)), ("user_250", datetime(2023, 6, 30, 5))]
+    requests += [("user_3", datetime(2023, 2, 11, 13)), ("nobody", datetime(2024, 1, 1))]
+    for index, (entity, as_of) in enumerate(requests):
+        sources = all_sources
+        if index % 2:  # the rows one entity's request loads, as at serving time
+            sources = load_sources(
+                world_engine, "f", engine.plan(ALL_SETS).lookback_days, as_of, as_of, [entity]
+            )
+        single = engine.compute(entity_frame([entity], as_of), ALL_SETS, sources)
+        fresh = engine.compute(entity_frame([entity] * wide, as_of), ALL_SETS, sources)
+        _equal(single, fresh.slice(0, 1))
+        if index == 1:  # sources of another schema (fewer columns) under the same names
+            _check_an_open_after_as_of(engine)
 
 
 def test_frame_rows_keep_order_and_duplicates(all_sources: SourceTables) -> None:

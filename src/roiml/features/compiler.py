@@ -46,6 +46,10 @@ class CompiledQuery:
     lookback_days: dict[str, int | None]  # per table: history needed before the earliest as-of
     # The parameters the SQL uses, of ``lo`` and ``hi``: DuckDB refuses values it does not use.
     parameters: tuple[str, ...] = ()
+    # The same query with the span read from ``frame`` instead of parameters, for a plan that
+    # is prepared once and executed again: DuckDB re-plans a prepared statement that takes
+    # parameters on every execution, so the reusable one takes none.
+    reusable_sql: str = ""
 
 
 def _quote(name: str) -> str:
@@ -174,8 +178,14 @@ def _compile(names: tuple[str, ...], catalog: Catalog) -> CompiledQuery:
         + ", ".join(outputs)
         + " FROM base ORDER BY row_id"
     )
+    # Joined to the relations without the span prefilter instead, the prepared plan of DuckDB
+    # 1.5.6 grew the process by ~0.3 MB per execution; with it read from the frame, it does not.
+    reusable_sql = sql.replace("$lo", "(SELECT min(as_of) FROM frame)").replace(
+        "$hi", "(SELECT max(as_of) FROM frame)"
+    )
     return CompiledQuery(
         sql=sql,
+        reusable_sql=reusable_sql,
         features=tuple(f.name for f in requested),
         tables=tuple(sorted(lookback)),
         lookback_days=lookback,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import duckdb
@@ -24,6 +25,30 @@ from roiml.features.sources import SourceTables
 __all__ = ["FeatureEngine", "entity_frame"]
 
 _SMALL_FRAME = 1000
+# Frames up to this many rows (serving: one) run a plan prepared once per query shape. Its ASOF
+# joins are nested loops (see _reuse_connection), which only pay off on a few frame rows.
+_REUSE_FRAME = 16
+
+
+class _Source:
+    """A source table DuckDB scans through the Arrow PyCapsule interface, asking for the stream
+    when a query runs rather than when it is planned: swapping ``table`` feeds a prepared plan
+    new rows without touching DuckDB's catalog, which would make it plan the query again."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+
+    def __arrow_c_stream__(self, requested_schema: object = None) -> object:
+        return self.table.__arrow_c_stream__(requested_schema)
+
+
+@dataclass
+class _Reuse:
+    """One thread's connection for prepared plans: its sources and its statements by SQL."""
+
+    con: duckdb.DuckDBPyConnection
+    sources: dict[str, _Source] = field(default_factory=dict)
+    statements: dict[str, str] = field(default_factory=dict)
 
 
 def entity_frame(entity_ids: Sequence[str], as_of: datetime | Sequence[datetime]) -> pa.Table:
@@ -88,6 +113,10 @@ class FeatureEngine:
         if missing:
             raise FeatureError(f"source table(s) {missing} are needed but were not loaded")
         rows = _check_frame(frame)
+        if rows.num_rows <= _REUSE_FRAME and set(plan.tables) <= set(sources.tables):
+            result = self._compute_reused(plan, rows, sources)
+            if result is not None:
+                return result
         small = rows.num_rows < _SMALL_FRAME
         con = self._small_connection() if small else self._new_connection(self.threads)
         registered: list[str] = []
@@ -106,6 +135,71 @@ class FeatureEngine:
                     con.unregister(name)
             else:
                 con.close()
+
+    def _compute_reused(
+        self, plan: CompiledQuery, rows: pa.Table, sources: SourceTables
+    ) -> pa.Table | None:
+        """Run ``plan`` as a statement prepared once per thread and query shape: planning the
+        full catalog's query costs several times what running it on a few rows does.
+
+        Returns None (the caller plans afresh) if DuckDB fails internally; the connection is
+        then dropped, since DuckDB may have invalidated it.
+        """
+        tables = {name: sources.tables[name] for name in plan.tables} | {"frame": rows}
+        reuse = self._reuse_connection()
+        if any(
+            name in reuse.sources and not reuse.sources[name].table.schema.equals(table.schema)
+            for name, table in tables.items()
+        ):
+            # A prepared plan keeps the stream of the source it was planned with, and DuckDB
+            # does not re-plan it when a view of that name is registered again: a table of
+            # another schema (hand-made sources) gets a connection of its own.
+            self._drop_reuse(reuse)
+            reuse = self._reuse_connection()
+        try:
+            for name, table in tables.items():
+                if name in reuse.sources:
+                    reuse.sources[name].table = table
+                else:
+                    reuse.sources[name] = _Source(table)
+                    reuse.con.register(name, reuse.sources[name])
+            statement = reuse.statements.get(plan.reusable_sql)
+            if statement is None:
+                statement = f"features_{len(reuse.statements)}"
+                reuse.con.execute(f"PREPARE {statement} AS {plan.reusable_sql}")
+                reuse.statements[plan.reusable_sql] = statement
+            return reuse.con.execute(f"EXECUTE {statement}").to_arrow_table()
+        except (duckdb.InternalException, duckdb.FatalException):
+            self._drop_reuse(reuse)
+            return None
+        finally:
+            # The rows are not kept past the request; the (empty) schema is, for the plan.
+            for held in reuse.sources.values():
+                held.table = held.table.schema.empty_table()
+
+    def _drop_reuse(self, reuse: _Reuse) -> None:
+        reuse.con.close()
+        self._local.reuse = None
+
+    def _reuse_connection(self) -> _Reuse:
+        reuse: _Reuse | None = getattr(self._local, "reuse", None)
+        if reuse is None:
+            con = duckdb.connect()
+            con.execute("SET threads = 1")
+            # DuckDB 1.5 crashes re-executing a prepared ASOF join operator (its sort keeps
+            # state); rewritten as a nested loop join plus aggregate, which DuckDB does when
+            # it estimates fewer input rows than this threshold, it re-executes cleanly and
+            # gives the same rows. DuckDB cannot size the Arrow streams, so every ASOF join
+            # must fall under it; the frames here have at most _REUSE_FRAME rows, so the
+            # loops stay small.
+            con.execute("SET asof_loop_join_threshold = 1000000000")
+            # A prepared plan is kept across requests whose rows differ, so nothing in it may
+            # be derived from one request's data: statistics propagation would prune filters
+            # and choose aggregate layouts from the rows seen when it was planned.
+            con.execute("SET disabled_optimizers = 'statistics_propagation'")
+            reuse = _Reuse(con)
+            self._local.reuse = reuse
+        return reuse
 
     @staticmethod
     def _new_connection(threads: int | None) -> duckdb.DuckDBPyConnection:
