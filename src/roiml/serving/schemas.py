@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from roiml.db.enums import EntityType, PredictionType
+from roiml.jsonformat import UtcDatetime
 
 __all__ = [
     "MAX_BATCH",
@@ -78,7 +79,7 @@ class PredictionResponse(BaseModel):
     predicted_class: str | None
     confidence: float
     top_features: list[TopFeature]
-    prediction_date: datetime
+    prediction_date: UtcDatetime
     model_version: str
     latency_ms: float
     feature_source: FeatureSource
@@ -132,7 +133,7 @@ class FeedbackResponse(BaseModel):
 
     prediction_id: str
     recorded: bool
-    feedback_at: datetime
+    feedback_at: UtcDatetime
 
 
 class ModelHealth(BaseModel):
@@ -141,12 +142,12 @@ class ModelHealth(BaseModel):
     model_name: str
     model_version: str | None
     status: Literal["DEPLOYED", "NOT_DEPLOYED", "UNAVAILABLE"]
-    deployed_at: datetime | None
+    deployed_at: UtcDatetime | None
     prediction_count: int
     avg_latency_ms: float | None
     error_rate: float | None
     drift_detected: bool
-    last_prediction_at: datetime | None
+    last_prediction_at: UtcDatetime | None
 
 
 class ServiceHealth(BaseModel):

@@ -6,22 +6,11 @@ the page and the JSON carry tens to hundreds of numbers, never the prediction lo
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
-from typing import Annotated
+from datetime import date
 
-from pydantic import BaseModel, Field, PlainSerializer, WithJsonSchema
+from pydantic import BaseModel, Field
 
-
-def _rfc3339(moment: datetime) -> str:
-    # The database holds naive UTC; JSON says so, as RFC 3339 (and OpenAPI's date-time) requires.
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
-
-
-UtcDatetime = Annotated[
-    datetime,
-    PlainSerializer(_rfc3339, return_type=str, when_used="json"),
-    WithJsonSchema({"type": "string", "format": "date-time"}),
-]
+from roiml.jsonformat import UtcDatetime
 
 __all__ = [
     "ClassCount",
