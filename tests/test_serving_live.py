@@ -9,7 +9,9 @@ which must set TCP_NODELAY on every connection), the online store (Redis), the r
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -40,7 +42,7 @@ from roiml.serving.metrics import ServingMetrics
 from roiml.serving.model_cache import ModelCache
 from roiml.serving.prediction_log import PredictionLog
 from roiml.serving.ratelimit import RedisRateLimiter
-from roiml.serving.server import NoDelayHttpToolsProtocol, bind_reuseport
+from roiml.serving.server import FrozenHeapServer, NoDelayHttpToolsProtocol, bind_reuseport
 from roiml.settings import Settings
 from roiml.store.online import DEFAULT_TTL, OnlineFeatureSet
 from roiml.store.online_redis import RedisOnlineStore
@@ -138,7 +140,10 @@ def live(
         log_level="warning",
         access_log=False,
     )
-    server = uvicorn.Server(config)
+    # The server `roiml serve` runs: it freezes the heap once started (undone below, since
+    # this process goes on running other tests).
+    server = FrozenHeapServer(config)
+    switch_interval = sys.getswitchinterval()
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
@@ -151,6 +156,8 @@ def live(
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+        gc.unfreeze()
+        sys.setswitchinterval(switch_interval)
         cleanup = redis.Redis.from_url(redis_url)
         for key in cleanup.scan_iter(match=f"{namespace}:*"):
             cleanup.delete(key)
@@ -284,3 +291,11 @@ def test_health_reports_postgres_and_redis(live: Live, client: httpx.Client) -> 
     body = response.json()
     assert body["database"] == "ok" and body["redis"] == "ok"
     assert all(state == "v1" for state in body["models"].values())
+
+
+def test_the_started_server_has_frozen_its_heap(live: Live) -> None:
+    """Models and modules loaded at startup sit outside the collector's generations, and the
+    GIL is handed over every millisecond: full collections and long GIL holds do not pause
+    requests."""
+    assert gc.get_freeze_count() > 10_000
+    assert sys.getswitchinterval() == pytest.approx(FrozenHeapServer.switch_interval)
