@@ -21,6 +21,7 @@ from roiml.serving.metrics import ServingMetrics
 from roiml.serving.model_cache import ModelCache
 from roiml.serving.prediction_log import PredictionLog
 from roiml.serving.ratelimit import MemoryRateLimiter
+from roiml.serving.schemas import BatchResponse, PredictionResponse
 from roiml.settings import Settings
 from roiml.store.materialize import materialize_day
 from roiml.store.online_sqlite import SqliteOnlineStore
@@ -263,3 +264,40 @@ def test_a_moved_alias_is_served_without_a_restart(api: Api) -> None:
     assert after["model_version"] == "2"
     api.versions["property_value_model"] = "1"
     api.components.models.refresh()
+
+
+def _predictions_counted(api: Api) -> dict[str, float]:
+    counted: dict[str, float] = {}
+    for metric in api.components.metrics.predictions.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total"):
+                model = sample.labels["model"]
+                counted[model] = counted.get(model, 0.0) + sample.value
+    return counted
+
+
+@pytest.mark.parametrize("route", sorted(ROUTES))
+def test_a_response_is_the_bytes_of_its_model(api: Api, route: str) -> None:
+    """The routes write their bodies with orjson, skipping pydantic: the bytes must be what
+    the declared response model would have written (and what the OpenAPI schema promises)."""
+    response = api.client.post(f"/v1/predict/{route}", json={"entity_id": "user_7"})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    model = PredictionResponse.model_validate_json(response.content)
+    assert response.content == model.model_dump_json().encode()
+    assert response.json()["prediction_date"].endswith("+00:00")
+
+
+def test_a_batch_is_the_bytes_of_its_model_and_counted_per_item(api: Api) -> None:
+    kinds = ["MOVE_PROBABILITY", "TRANSACTION_TYPE", "CONTACT_TIMING", "PROPERTY_VALUE"]
+    requests = [{"entity_id": f"user_{i}", "prediction_type": kinds[i % 4]} for i in range(80)]
+    requests.append({"entity_id": "ghost", "prediction_type": "CONTACT_TIMING"})
+    before = _predictions_counted(api)
+    response = api.client.post("/v1/predict/batch", json={"requests": requests})
+    assert response.status_code == 200, response.text
+    model = BatchResponse.model_validate_json(response.content)
+    assert response.content == model.model_dump_json().encode()
+    assert len(model.predictions) == 80 and [e.index for e in model.errors] == [80]
+    after = _predictions_counted(api)
+    # 80 items, 4 models served side by side on the batch threads: 20 counted for each.
+    assert {m: after[m] - before.get(m, 0.0) for m in after} == dict.fromkeys(ROUTES.values(), 20.0)

@@ -199,6 +199,55 @@ def test_flush_seconds_bounds_the_wait_of_a_small_batch(
     assert at is not None and at > T0
 
 
+def test_a_full_batch_submitted_without_wake_waits_for_wake(
+    configure: Callable[..., Settings],
+    sqlite_engine: Engine,
+    open_log: Callable[..., PredictionLog],
+) -> None:
+    """The batch route submits with ``wake=False`` and wakes the writer once its response is
+    sent: until then a full batch stays queued (the flush interval is long here)."""
+    log = open_log(
+        configure(prediction_log_batch_size=10, prediction_log_flush_seconds=30.0), sqlite_engine
+    )
+    log.submit(records(1, prefix="first"))
+    assert log.flush(timeout=60)
+    time.sleep(0.2)  # the writer goes back to sleep, until woken or 30 s pass
+    log.submit(records(25), wake=False)
+    time.sleep(0.3)
+    assert prediction_ids(sqlite_engine) == ["first0"]
+    log.wake()
+    wait_until(lambda: len(prediction_ids(sqlite_engine)) >= 21, timeout=20)
+    assert log.flush(timeout=60)
+    assert len(prediction_ids(sqlite_engine)) == 26
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_nan_in_json_columns_is_written_as_null(
+    backend: str,
+    configure: Callable[..., Settings],
+    request: pytest.FixtureRequest,
+    open_log: Callable[..., PredictionLog],
+) -> None:
+    """A NaN feature (a model input missing as NaN rather than None) is stored as JSON null:
+    the json module would write the bare token NaN, which PostgreSQL's JSONB refuses."""
+    engine: Engine = request.getfixturevalue(f"{backend}_engine")
+    prediction_id = f"nan-{backend}-{time.monotonic_ns()}"
+    nan = float("nan")
+    row = record("t_alpha", prediction_id, features={"a": nan, "b": 1.5}, shap_values={"a": nan})
+    log = open_log(configure(prediction_log_flush_seconds=0.05), engine)
+    log.submit([row])
+    assert log.flush(timeout=60)
+    assert log.stats()["failed_batches"] == 0
+    with engine.connect() as conn:
+        stored = conn.execute(
+            select(MLPrediction.features, MLPrediction.shap_values).where(
+                MLPrediction.prediction_id == prediction_id
+            )
+        ).one()
+    assert stored.features == {"a": None, "b": 1.5}
+    assert stored.shap_values == {"a": None}
+
+
 def test_replay_is_idempotent(
     configure: Callable[..., Settings],
     sqlite_engine: Engine,

@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     api_host: str = Field(default="127.0.0.1", description="Address `roiml serve` listens on.")
     api_port: int = Field(default=8000, ge=1, le=65535)
     api_workers: int = Field(default=1, ge=1, le=64, description="Server processes.")
+    api_batch_threads: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Threads per server process serving a batch's models side by side.",
+    )
     model_poll_seconds: float = Field(
         default=30.0, gt=0, description="How often the API checks the registry's aliases."
     )

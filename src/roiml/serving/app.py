@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine, text
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -27,6 +29,7 @@ from roiml.db.base import utcnow
 from roiml.db.engine import make_engine
 from roiml.db.enums import PredictionType
 from roiml.errors import RoimlError
+from roiml.jsonformat import dumps
 from roiml.models.artifact import ModelArtifact, model_type_of
 from roiml.monitoring.dashboard import dashboard_router
 from roiml.serving.health import model_health, record_feedback
@@ -40,7 +43,6 @@ from roiml.serving.ratelimit import (
     make_rate_limiter,
 )
 from roiml.serving.schemas import (
-    BatchItemError,
     BatchRequest,
     BatchResponse,
     ErrorBody,
@@ -67,6 +69,7 @@ _ROUTE_TYPES = {
     "contact-timing": PredictionType.CONTACT_TIMING,
     "property-value": PredictionType.PROPERTY_VALUE,
 }
+_MODEL_LABELS = {kind: kind.value.lower() + "_model" for kind in PredictionType}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody} for status in (401, 403, 404, 413, 422, 429, 503)
 }
@@ -165,7 +168,12 @@ def create_app(settings: Settings, components: Components | None = None) -> Fast
     """The API. ``components`` defaults to the registry-backed production wiring."""
     parts = components or registry_components(settings)
     service = PredictionService(
-        parts.engine, parts.online, parts.models, settings.data_dir, clock=parts.clock
+        parts.engine,
+        parts.online,
+        parts.models,
+        settings.data_dir,
+        clock=parts.clock,
+        batch_threads=settings.api_batch_threads,
     )
     metrics = parts.metrics
 
@@ -178,6 +186,7 @@ def create_app(settings: Settings, components: Components | None = None) -> Fast
         parts.models.start()
         yield
         parts.models.stop()
+        service.close()
         if health_redis is not None:
             health_redis.close()
         await parts.rate_limiter.aclose()
@@ -210,30 +219,44 @@ def create_app(settings: Settings, components: Components | None = None) -> Fast
     read_auth = require(AuthScope.PREDICT)
 
     def serve(
-        tenant: str, items: list[tuple[PredictionType, PredictionRequest]]
+        tenant: str, items: list[tuple[PredictionType, PredictionRequest]], *, wake: bool = True
     ) -> list[ServedPrediction | ItemError]:
         started = time.perf_counter()
         outcomes = service.predict(tenant, items)
-        served = [o for o in outcomes if isinstance(o, ServedPrediction)]
+        served = [o.log_record for o in outcomes if isinstance(o, ServedPrediction)]
         if served:
-            parts.prediction_log.submit([o.log_record for o in served])
+            parts.prediction_log.submit(served, wake=wake)
         seconds = time.perf_counter() - started
+        # Counted per label set, one call each: a batch of 1000 made 3000 metric calls.
+        predicted: Counter[tuple[str, str]] = Counter()
+        sources: Counter[str] = Counter()
+        failed: Counter[tuple[str, str]] = Counter()
         for (kind, _), outcome in zip(items, outcomes, strict=True):
-            name = kind.value.lower() + "_model"
+            name = _MODEL_LABELS[kind]
             if isinstance(outcome, ServedPrediction):
-                metrics.predictions.labels(name, outcome.response.predicted_class or "").inc()
-                metrics.feature_reads.labels(outcome.response.feature_source).inc()
-                metrics.prediction_latency.labels(name).observe(seconds)
+                predicted[name, outcome.body["predicted_class"] or ""] += 1
+                sources[outcome.body["feature_source"]] += 1
             else:
-                metrics.prediction_errors.labels(name, str(outcome.status_code)).inc()
+                failed[name, str(outcome.status_code)] += 1
+        for (name, label), count in predicted.items():
+            metrics.predictions.labels(name, label).inc(count)
+        for source, count in sources.items():
+            metrics.feature_reads.labels(source).inc(count)
+        for labels, count in failed.items():
+            metrics.prediction_errors.labels(*labels).inc(count)
+        # One observation per model and call: what the call took to serve that model's items.
+        for name in {name for name, _ in predicted}:
+            metrics.prediction_latency.labels(name).observe(seconds)
         return outcomes
 
-    def predict_route(kind: PredictionType) -> Callable[..., Awaitable[PredictionResponse]]:
+    def predict_route(kind: PredictionType) -> Callable[..., Awaitable[Response]]:
         async def route(
-            request: PredictionRequest, principal: Principal = Depends(predictor)
-        ) -> PredictionResponse:
-            needs_threads = request.as_of_date is not None
-            if needs_threads:
+            request: PredictionRequest,
+            response: Response,
+            principal: Principal = Depends(predictor),
+        ) -> Response:
+            if request.as_of_date is not None:
+                # Computing features as of a past instant reads SQL: off the event loop.
                 outcome = (await run_in_threadpool(serve, principal.tenant_id, [(kind, request)]))[
                     0
                 ]
@@ -241,7 +264,7 @@ def create_app(settings: Settings, components: Components | None = None) -> Fast
                 outcome = serve(principal.tenant_id, [(kind, request)])[0]
             if isinstance(outcome, ItemError):
                 raise HTTPException(outcome.status_code, outcome.detail)
-            return outcome.response
+            return _json_response(outcome.body, response)
 
         route.__doc__ = f"{kind.value.replace('_', ' ').title()}: an explained prediction."
         return route
@@ -262,35 +285,37 @@ def create_app(settings: Settings, components: Components | None = None) -> Fast
         tags=["predictions"],
     )
     async def predict_batch(
-        batch: BatchRequest, principal: Principal = Depends(predictor)
-    ) -> BatchResponse:
+        batch: BatchRequest, response: Response, principal: Principal = Depends(predictor)
+    ) -> Response:
         """Up to 1000 requests of any models: one predict call per model, per-item errors."""
         started = time.perf_counter()
         items: list[tuple[PredictionType, PredictionRequest]] = [
             (item.prediction_type, item) for item in batch.requests
         ]
-        outcomes = await run_in_threadpool(serve, principal.tenant_id, items)
+        # The log writer is woken once the response is sent, not while it is being written.
+        outcomes = await run_in_threadpool(serve, principal.tenant_id, items, wake=False)
         predictions, indexes, errors = [], [], []
         for index, (item, outcome) in enumerate(zip(batch.requests, outcomes, strict=True)):
             if isinstance(outcome, ServedPrediction):
-                predictions.append(outcome.response)
+                predictions.append(outcome.body)
                 indexes.append(index)
             else:
                 errors.append(
-                    BatchItemError(
-                        index=index,
-                        entity_id=item.entity_id,
-                        prediction_type=item.prediction_type,
-                        status_code=outcome.status_code,
-                        detail=outcome.detail,
-                    )
+                    {
+                        "index": index,
+                        "entity_id": item.entity_id,
+                        "prediction_type": item.prediction_type.value,
+                        "status_code": outcome.status_code,
+                        "detail": outcome.detail,
+                    }
                 )
-        return BatchResponse(
-            predictions=predictions,
-            prediction_indexes=indexes,
-            errors=errors,
-            latency_ms=round((time.perf_counter() - started) * 1000, 3),
-        )
+        body = {
+            "predictions": predictions,
+            "prediction_indexes": indexes,
+            "errors": errors,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+        }
+        return _json_response(body, response, BackgroundTask(parts.prediction_log.wake))
 
     @app.get(
         f"{BASE}/v1/models/{{model_name}}/health",
@@ -352,6 +377,21 @@ def asgi(
     """The app as served: with the ``/v1`` short paths and request metrics."""
     app = create_app(settings, components or registry_components(settings, multiprocess_dir))
     return _Edge(app, app.state.metrics)
+
+
+def _json_response(
+    body: Any, headers_from: Response, background: BackgroundTask | None = None
+) -> Response:
+    """``body`` (the shape of the route's response model) written by orjson, with the headers
+    the route's dependencies set on ``headers_from`` (FastAPI copies those only onto responses
+    it builds itself)."""
+    response = Response(dumps(body), media_type="application/json", background=background)
+    response.raw_headers.extend(
+        (key, value)
+        for key, value in headers_from.raw_headers
+        if key not in (b"content-length", b"content-type")
+    )
+    return response
 
 
 def _redis_client(url: str | None) -> Any:

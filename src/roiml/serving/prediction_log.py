@@ -488,11 +488,14 @@ class PredictionLog:
 
     # ------------------------------------------------------------------ public API
 
-    def submit(self, records: Sequence[Mapping[str, Any]]) -> None:
+    def submit(self, records: Sequence[Mapping[str, Any]], *, wake: bool = True) -> None:
         """Queue ``records`` (``ml_predictions`` columns, naive UTC datetimes) for writing.
 
         Returns at once. Raises :class:`PredictionLogFullError` when the predictions could not be
-        kept: the database refuses writes and the disk buffer is at its bound.
+        kept: the database refuses writes and the disk buffer is at its bound. With ``wake``
+        false a full batch does not wake the writer yet (its flush interval still does): the
+        caller calls :meth:`wake` once its response is sent, so the writer's CPU does not
+        compete with the request that produced the rows.
         """
         count = len(records)
         if count == 0:
@@ -508,10 +511,16 @@ class PredictionLog:
                     self._first_pending_at = time.monotonic()
                 pending.extend(records)
                 self._submitted += count
-                if len(pending) >= self._batch_size:
+                if wake and len(pending) >= self._batch_size:
                     self._work.notify()
                 return
             self._spill_locked(records)
+
+    def wake(self) -> None:
+        """Wake the writer if a full batch waits (after a :meth:`submit` with ``wake=False``)."""
+        with self._lock:
+            if len(self._pending) >= self._batch_size:
+                self._work.notify()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything submitted so far is in the database or the spool.
