@@ -8,7 +8,7 @@ free 127.0.0.1 port and drives it with ``wrk`` (Debian's package) over many dist
 
 * one request at a time (``-c1``): p50 / p99 latency of a single explained prediction;
 * 16 connections: requests per second and p99;
-* a batch of 1000 mixed requests: median of 10.
+* a batch of 1000 mixed requests: median of 10 back to back, and of 5 sent 2 s apart.
 
 Then it serves the registry's production move model with ``mlflow models serve`` (no
 explanations, no feature read) and drives it the same way, and prints both with their ratios.
@@ -38,7 +38,7 @@ RESULTS = Path(__file__).with_name("results")
 
 _LUA = """
 local ids = {}
-for i = 1, %(users)d do ids[i] = "user_" .. i end
+for i = 1, %(users)d do ids[i] = "user_" .. (i - 1) end
 local n = 0
 request = function()
   n = n + 1
@@ -170,22 +170,32 @@ def main(argv: list[str]) -> None:
         kinds = ["MOVE_PROBABILITY", "TRANSACTION_TYPE", "CONTACT_TIMING", "PROPERTY_VALUE"]
         batch = {
             "requests": [
-                {"entity_id": f"user_{1 + i % args.users}", "prediction_type": kinds[i % 4]}
+                {"entity_id": f"user_{i % args.users}", "prediction_type": kinds[i % 4]}
                 for i in range(1000)
             ]
         }
         times = []
         content = json.dumps(batch).encode()
         headers = {"Content-Type": "application/json"}
+        settled = []
         with httpx.Client(base_url=base, timeout=60) as client:
             for _ in range(10):
                 started = time.perf_counter()
                 response = client.post("/v1/predict/batch", content=content, headers=headers)
                 times.append((time.perf_counter() - started) * 1000)
                 response.raise_for_status()
+            # Back to back, each batch shares the CPU with the log writer storing the one
+            # before (1000 rows of ~5 kB); a client sending batches now and then does not.
+            for _ in range(5):
+                time.sleep(2)
+                started = time.perf_counter()
+                response = client.post("/v1/predict/batch", content=content, headers=headers)
+                settled.append((time.perf_counter() - started) * 1000)
+                response.raise_for_status()
             answered = response.json()
         results["roiml_batch_1000_ms"] = statistics.median(times)
         results["roiml_batch_1000_ms_min_max"] = [min(times), max(times)]
+        results["roiml_batch_1000_ms_settled"] = statistics.median(settled)
         results["roiml_batch_1000_served_errors"] = [
             len(answered["predictions"]),
             len(answered["errors"]),
