@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from roiml.models.artifact import ModelArtifact
-from roiml.models.explain import TreeExplainer, explainer, lightgbm_contributions, top_features
+from roiml.models.explain import (
+    TreeExplainer,
+    contributions,
+    explainer,
+    lightgbm_contributions,
+    top_features,
+)
 from roiml.models.predict import predict
 from roiml.models.train import TrainingReport
 
@@ -93,8 +99,71 @@ def test_served_models_explain_exactly(trained_models: dict[str, TrainingReport]
             _assert_same(booster, rows, classes)
 
 
+def test_one_row_is_explained_exactly_as_in_a_batch() -> None:
+    """The API's one-row requests take their own path through the tables: same bits."""
+    x, y = _data()
+    target = np.digitize(y, np.quantile(y, [0.25, 0.5, 0.75]))
+    booster = _booster({"objective": "multiclass", "num_class": 4, "num_leaves": 15}, target, x)
+    tabulated = explainer(booster)
+    assert tabulated is not None
+    classes = np.arange(40) % 4
+    batch = tabulated.explain(x[:40], classes)
+    for i in range(40):
+        one = tabulated.explain(x[i : i + 1], int(classes[i]))
+        np.testing.assert_array_equal(one.values[0], batch.values[i], strict=True)
+        np.testing.assert_array_equal(one.base[0], batch.base[i], strict=True)
+
+
+def test_untabulated_boosters_explain_one_row_as_lightgbm_does() -> None:
+    x, y = _data()
+    x[:, 4] = np.abs(np.nan_to_num(np.round(x[:, 4] * 3)))  # a small categorical feature
+    data = lgb.Dataset(x, y, categorical_feature=[4], params={"min_data_per_group": 5})
+    params = {"objective": "regression", "verbose": -1, "num_threads": 1, "cat_smooth": 1}
+    booster = lgb.train(params | {"min_data_in_leaf": 5}, data, num_boost_round=20)
+    assert explainer(booster) is None
+    reference = lightgbm_contributions(booster, x[:20])
+    for i in range(20):
+        one = contributions(booster, x[i : i + 1])
+        np.testing.assert_array_equal(one.values[0], reference.values[i], strict=True)
+        np.testing.assert_array_equal(one.base[0], reference.base[i], strict=True)
+
+
+def test_served_models_answer_one_row_as_in_a_batch(
+    trained_models: dict[str, TrainingReport],
+) -> None:
+    """Values, classes, confidences, details and explanations: bit for bit."""
+    for report in trained_models.values():
+        artifact = ModelArtifact.load(report.artifact_dir)
+        rows = np.random.default_rng(9).normal(size=(12, len(artifact.feature_names)))
+        rows[::5, ::4] = np.nan
+        batch = predict(artifact, rows)
+        assert batch.contributions is not None
+        explained = batch.contributions
+        for i in range(len(rows)):
+            one = predict(artifact, rows[i : i + 1])
+            assert one.contributions is not None
+            np.testing.assert_array_equal(one.predicted_value[0], batch.predicted_value[i])
+            np.testing.assert_array_equal(one.confidence[0], batch.confidence[i])
+            assert one.predicted_class == [batch.predicted_class[i]]
+            np.testing.assert_array_equal(one.contributions.values[0], explained.values[i])
+            np.testing.assert_array_equal(one.contributions.base[0], explained.base[i])
+            if batch.probabilities is not None:
+                assert one.probabilities is not None
+                np.testing.assert_array_equal(one.probabilities[0], batch.probabilities[i])
+            for name, values in batch.details.items():
+                np.testing.assert_array_equal(one.details[name][0], values[i])
+
+
 def test_top_features_rank_by_magnitude_and_show_missing_inputs_as_none() -> None:
     values = np.array([[0.1, -0.5, 0.3], [0.0, 0.2, -0.2]])
     inputs = np.array([[1.0, np.nan, 3.0], [4.0, 5.0, 6.0]])
     top = top_features(values, ["a", "b", "c"], inputs, k=2)
     assert top == [[("b", -0.5, None), ("c", 0.3, 3.0)], [("b", 0.2, 5.0), ("c", -0.2, 6.0)]]
+
+
+def test_top_features_break_ties_by_column_order() -> None:
+    values = np.array([[0.0, 0.5, 0.0, -0.5, 0.0, 0.2]])
+    inputs = np.array([[1.0, 2.0, 3.0, 4.0, np.nan, 6.0]])
+    top = top_features(values, list("abcdef"), inputs, k=4)
+    assert top == [[("b", 0.5, 2.0), ("d", -0.5, 4.0), ("f", 0.2, 6.0), ("a", 0.0, 1.0)]]
+    assert top_features(values, list("abcdef"), inputs, k=10)[0][-1] == ("e", 0.0, None)

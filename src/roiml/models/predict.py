@@ -1,11 +1,15 @@
 """Vectorised answers of a trained model: value, class, confidence, and exact explanations.
 
 One call handles any number of rows (the API's single and batch routes both come here), with one
-``predict`` and one ``pred_contrib`` call per booster, never one per row.
+``predict`` and one ``pred_contrib`` call per booster, never one per row. A single row, the API's
+common case, goes through LightGBM's single-row fast path instead (same numbers, a fraction of
+the overhead).
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +19,7 @@ import numpy as np
 from roiml.db.enums import ModelType
 from roiml.models.artifact import ModelArtifact
 from roiml.models.explain import Contributions, contributions, explainer
+from roiml.models.single_row import SingleRowPredictor
 
 __all__ = ["Predictions", "predict", "prepare", "value_interval"]
 
@@ -45,13 +50,37 @@ def predict(artifact: ModelArtifact, matrix: np.ndarray, explain: bool = True) -
 
 
 def prepare(artifact: ModelArtifact) -> None:
-    """Build the explanation tables of every booster that :func:`predict` explains, so that the
-    first request does not pay for them (the API calls this when it loads a model)."""
+    """Build the explanation tables of every booster that :func:`predict` explains, and every
+    booster's single-row predictor, so that the first request does not pay for them (the API
+    calls this when it loads a model)."""
     for name in _EXPLAINED[artifact.model_type]:
         explainer(artifact.boosters[name])
+    for booster in artifact.boosters.values():
+        _single_row(booster)
+
+
+# One per booster, dropped with it (a predictor holds its own copy of the model, not the booster).
+_SINGLE_ROW: weakref.WeakKeyDictionary[lgb.Booster, SingleRowPredictor] = (
+    weakref.WeakKeyDictionary()
+)
+_SINGLE_ROW_LOCK = threading.Lock()
+
+
+def _single_row(booster: lgb.Booster) -> SingleRowPredictor:
+    predictor = _SINGLE_ROW.get(booster)
+    if predictor is None:
+        # Request threads may meet a booster at the same time: build (copy the model) once.
+        with _SINGLE_ROW_LOCK:
+            predictor = _SINGLE_ROW.get(booster)
+            if predictor is None:
+                predictor = SingleRowPredictor(booster)
+                _SINGLE_ROW[booster] = predictor
+    return predictor
 
 
 def _raw(booster: lgb.Booster, matrix: np.ndarray) -> np.ndarray:
+    if matrix.shape[0] == 1:
+        return _single_row(booster).predict(np.ascontiguousarray(matrix[0], dtype=np.float64))
     # One thread: an OpenMP team costs more than it saves on the API's few rows, and on a busy
     # machine its spinning threads made one row's predict take ~5 ms of CPU instead of ~0.1.
     return np.asarray(booster.predict(matrix, num_threads=1))
