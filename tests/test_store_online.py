@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,11 +15,13 @@ import redis
 
 from roiml.errors import FeatureError
 from roiml.settings import Settings
+from roiml.store import online
 from roiml.store.online import (
     DEFAULT_TTL,
     HEADER,
     OnlineFeatureSet,
     OnlineStore,
+    decode_records,
     open_online_store,
     schema_hash,
     to_epoch_us,
@@ -268,3 +270,132 @@ def test_feature_set_spec_is_resolved_once() -> None:
         OnlineFeatureSet("x:y", ("a",))
     with pytest.raises(ValueError, match="tuple of feature names"):
         OnlineFeatureSet("x", ())
+
+
+# --------------------------------------------------------------------------- fast decode path
+
+NOW_US = to_epoch_us(NOW)
+HOUR_US = 3_600_000_000
+# A quiet NaN with a payload: only a bit-for-bit copy keeps it.
+ODD_NAN = np.frombuffer((0x7FF8_0000_0000_BEEF).to_bytes(8, "little"), "<f8")[0]
+
+
+def record(feature_set: OnlineFeatureSet, values: Sequence[float], as_of_us: int) -> bytes:
+    return HEADER.pack(as_of_us, feature_set.schema_hash) + np.asarray(values, "<f8").tobytes()
+
+
+def records_for(entities: int, sets: Sequence[OnlineFeatureSet]) -> list[bytes | None]:
+    """Entity-major records, every value distinct so a misplaced one shows."""
+    out: list[bytes | None] = []
+    value = 0.0
+    for _ in range(entities):
+        for feature_set in sets:
+            width = len(feature_set.feature_names)
+            out.append(record(feature_set, np.arange(value, value + width), NOW_US - HOUR_US))
+            value += width
+    return out
+
+
+def _missing(records: list[bytes | None]) -> None:
+    records[1] = None
+
+
+def _stale(records: list[bytes | None]) -> None:
+    records[0] = record(PROFILE, [1.0, 2.0, 3.0], NOW_US - PROFILE.ttl_us - 1)
+
+
+def _just_fresh(records: list[bytes | None]) -> None:
+    records[0] = record(PROFILE, [1.0, 2.0, 3.0], NOW_US - PROFILE.ttl_us)
+
+
+def _other_hash(records: list[bytes | None]) -> None:
+    reordered = OnlineFeatureSet(ACTIVITY.name, ("opens_30d_v2",))
+    records[1] = record(reordered, [9.0], NOW_US - HOUR_US)
+
+
+def _later_entity_stale(records: list[bytes | None]) -> None:
+    records[5] = record(ACTIVITY, [9.0], NOW_US - ACTIVITY.ttl_us - HOUR_US)
+
+
+def _nan_values(records: list[bytes | None]) -> None:
+    records[0] = record(PROFILE, [np.nan, ODD_NAN, -0.0], NOW_US - HOUR_US)
+    records[1] = record(ACTIVITY, [np.nan], NOW_US - HOUR_US)
+
+
+def _truncated(records: list[bytes | None]) -> None:
+    first = records[0]
+    assert first is not None
+    records[0] = first[:-8]
+
+
+def _shifted(records: list[bytes | None]) -> None:
+    # One record short and the next long by as much: the total length is still right.
+    first, second = records[0], records[1]
+    assert first is not None and second is not None
+    records[0], records[1] = first[:-8], first[-8:] + second
+
+
+def _unchanged(records: list[bytes | None]) -> None:
+    pass
+
+
+@pytest.mark.parametrize(
+    ("entities", "sets", "change", "fast"),
+    [
+        pytest.param(1, (PROFILE, ACTIVITY), _unchanged, True, id="all-present"),
+        pytest.param(1, (PROFILE, ACTIVITY), _missing, False, id="one-missing"),
+        pytest.param(1, (PROFILE, ACTIVITY), _stale, False, id="one-stale"),
+        pytest.param(1, (PROFILE, ACTIVITY), _just_fresh, True, id="ttl-boundary"),
+        pytest.param(1, (PROFILE, ACTIVITY), _other_hash, False, id="other-schema-hash"),
+        pytest.param(4, (PROFILE, ACTIVITY), _unchanged, True, id="several-entities"),
+        pytest.param(4, (PROFILE, ACTIVITY), _later_entity_stale, False, id="several-one-stale"),
+        pytest.param(3, (PROFILE, ACTIVITY), _nan_values, True, id="nan-values"),
+        pytest.param(2, (ACTIVITY, PROFILE), _unchanged, True, id="other-set-order"),
+        pytest.param(1, (PROFILE, ACTIVITY), _truncated, False, id="truncated"),
+        pytest.param(1, (PROFILE, ACTIVITY), _shifted, False, id="shifted"),
+        pytest.param(0, (PROFILE, ACTIVITY), _unchanged, True, id="no-entities"),
+    ],
+)
+def test_fast_decode_equals_the_general_path(
+    entities: int,
+    sets: tuple[OnlineFeatureSet, ...],
+    change: Callable[[list[bytes | None]], None],
+    fast: bool,
+) -> None:
+    records = records_for(entities, sets)
+    if entities:
+        change(records)
+    assert (online._whole_rows(records, entities, sets, NOW_US) is not None) is fast
+    warned_fast: set[tuple[str, int]] = set()
+    warned_general: set[tuple[str, int]] = set()
+    got = decode_records(records, entities, sets, NOW_US, warned_fast)
+    want = online._per_set(records, entities, sets, NOW_US, warned_general)
+    assert got.values.dtype == want.values.dtype == np.float64
+    assert got.values.shape == want.values.shape
+    # Bit for bit: NaN payloads and -0.0 included.
+    assert got.values.tobytes() == want.values.tobytes()
+    assert got.found.dtype == want.found.dtype == np.bool_
+    assert got.found.tolist() == want.found.tolist()
+    assert got.values.flags.c_contiguous and got.values.flags.writeable
+    assert got.found.flags.writeable
+    assert warned_fast == warned_general
+
+
+def test_a_full_read_takes_the_fast_path(
+    store: OnlineStore, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = {"u1": [1.0, None, 3.0], "u2": [4.0, 5.0, 6.0]}
+    store.write_day(frame(TODAY, rows, PROFILE.feature_names), tenant, "USER", PROFILE)
+    activity = frame(TODAY, {"u1": [7.0], "u2": [8.0]}, ACTIVITY.feature_names)
+    store.write_day(activity, tenant, "USER", ACTIVITY)
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("the general path ran for a read with nothing missing")
+
+    monkeypatch.setattr(online, "_per_set", refuse)
+    values, found = store.get_matrix(tenant, "USER", ["u2", "u1"], [ACTIVITY, PROFILE], NOW)
+    assert found.all()
+    np.testing.assert_array_equal(values, [[8.0, 4.0, 5.0, 6.0], [7.0, 1.0, np.nan, 3.0]])
+    # Anything missing still goes the general way.
+    with pytest.raises(AssertionError, match="general path"):
+        store.get_matrix(tenant, "USER", ["u1", "nobody"], [ACTIVITY, PROFILE], NOW)
