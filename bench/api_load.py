@@ -95,17 +95,25 @@ def _wrk(url: str, script: str, connections: int, duration: int) -> dict[str, fl
         match = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", out)
         if not match:
             return float("nan")
-        value, unit = float(match.group(1)), match.group(2)
-        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+        return _to_ms(float(match.group(1)), match.group(2))
 
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    worst = re.search(r"Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", out)
     return {
         "p50_ms": ms("50"),
+        "p90_ms": ms("90"),
         "p99_ms": ms("99"),
         "requests_per_s": float(rate.group(1)) if rate else float("nan"),
         "non_2xx": float(errors.group(1)) if errors else 0.0,
+        "max_ms": _to_ms(float(worst.group(1)), worst.group(2)) if worst else float("nan"),
+        # wrk's own report, kept so that an odd figure can be read again.
+        "wrk_report": out.strip().splitlines(),
     }
+
+
+def _to_ms(value: float, unit: str) -> float:
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
 def _peak_rss_mib(parent: int) -> list[float]:
