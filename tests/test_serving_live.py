@@ -133,6 +133,9 @@ def live(
     )
     sock = bind_reuseport("127.0.0.1", 0)
     port = sock.getsockname()[1]
+    # Not listening until the app has started: a worker still loading models gets no share of
+    # the SO_REUSEPORT group's connections.
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 0
     config = uvicorn.Config(
         asgi(settings, components),
         http=_ProbedProtocol,
@@ -150,6 +153,7 @@ def live(
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
     try:
         yield Live(f"http://127.0.0.1:{port}", tenant, settings, components)
     finally:

@@ -65,13 +65,19 @@ class FrozenHeapServer(uvicorn.Server):
 
 
 def bind_reuseport(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` that other processes may bind too."""
+    """A TCP socket bound to ``host:port`` that other processes may bind too.
+
+    It is not listening yet: the server calls ``listen()`` once the app's startup (loading the
+    models) is done. The kernel spreads connections only over *listening* sockets of a
+    ``SO_REUSEPORT`` group, so a worker still starting gets none; a socket listening from the
+    start queued its share of connections until startup ended (a first request of ~1.8 s, the
+    one-connection p99 of a bench started right after the first worker answered).
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(2048)
     sock.set_inheritable(True)
     return sock
 
