@@ -40,4 +40,4 @@ def dumps(value: Any) -> bytes:
 
 def dumps_text(value: Any) -> str:
     """:func:`dumps` as text, for APIs that take a ``str`` (SQLAlchemy's JSON serializer)."""
-    return orjson.dumps(value, option=JSON_OPTIONS).decode()
+    return dumps(value).decode()

@@ -37,7 +37,7 @@ import lightgbm as lgb
 import numpy as np
 import scipy.sparse
 
-from roiml.models.single_row import SingleRowPredictor
+from roiml.models.single_row import single_row_predictor
 
 __all__ = ["Contributions", "TreeExplainer", "contributions", "explainer", "top_features"]
 
@@ -158,7 +158,9 @@ def contributions(
         return tabulated.explain(matrix, class_index)
     if matrix.shape[0] == 1:
         row = np.ascontiguousarray(matrix[0], dtype=np.float64)
-        return _split_contrib(_contrib_predictor(booster).predict(row), row.size, class_index)
+        return _split_contrib(
+            single_row_predictor(booster, pred_contrib=True).predict(row), row.size, class_index
+        )
     return lightgbm_contributions(booster, matrix, class_index)
 
 
@@ -168,20 +170,6 @@ def lightgbm_contributions(
     """The same values from LightGBM's ``pred_contrib`` (the reference, and the fallback)."""
     raw = np.asarray(booster.predict(matrix, pred_contrib=True, num_threads=1))
     return _split_contrib(raw, matrix.shape[1], class_index)
-
-
-_CONTRIB_PREDICTORS: weakref.WeakKeyDictionary[lgb.Booster, SingleRowPredictor] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _contrib_predictor(booster: lgb.Booster) -> SingleRowPredictor:
-    # Only boosters that cannot be tabulated get here; a race builds a spare copy, no harm.
-    predictor = _CONTRIB_PREDICTORS.get(booster)
-    if predictor is None:
-        predictor = SingleRowPredictor(booster, pred_contrib=True)
-        _CONTRIB_PREDICTORS[booster] = predictor
-    return predictor
 
 
 def _split_contrib(

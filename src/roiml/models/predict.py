@@ -8,8 +8,6 @@ the overhead).
 
 from __future__ import annotations
 
-import threading
-import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +17,7 @@ import numpy as np
 from roiml.db.enums import ModelType
 from roiml.models.artifact import ModelArtifact
 from roiml.models.explain import Contributions, contributions, explainer
-from roiml.models.single_row import SingleRowPredictor
+from roiml.models.single_row import single_row_predictor
 
 __all__ = ["Predictions", "predict", "prepare", "value_interval"]
 
@@ -56,31 +54,14 @@ def prepare(artifact: ModelArtifact) -> None:
     for name in _EXPLAINED[artifact.model_type]:
         explainer(artifact.boosters[name])
     for booster in artifact.boosters.values():
-        _single_row(booster)
-
-
-# One per booster, dropped with it (a predictor holds its own copy of the model, not the booster).
-_SINGLE_ROW: weakref.WeakKeyDictionary[lgb.Booster, SingleRowPredictor] = (
-    weakref.WeakKeyDictionary()
-)
-_SINGLE_ROW_LOCK = threading.Lock()
-
-
-def _single_row(booster: lgb.Booster) -> SingleRowPredictor:
-    predictor = _SINGLE_ROW.get(booster)
-    if predictor is None:
-        # Request threads may meet a booster at the same time: build (copy the model) once.
-        with _SINGLE_ROW_LOCK:
-            predictor = _SINGLE_ROW.get(booster)
-            if predictor is None:
-                predictor = SingleRowPredictor(booster)
-                _SINGLE_ROW[booster] = predictor
-    return predictor
+        single_row_predictor(booster)
 
 
 def _raw(booster: lgb.Booster, matrix: np.ndarray) -> np.ndarray:
     if matrix.shape[0] == 1:
-        return _single_row(booster).predict(np.ascontiguousarray(matrix[0], dtype=np.float64))
+        return single_row_predictor(booster).predict(
+            np.ascontiguousarray(matrix[0], dtype=np.float64)
+        )
     # One thread: an OpenMP team costs more than it saves on the API's few rows, and on a busy
     # machine its spinning threads made one row's predict take ~5 ms of CPU instead of ~0.1.
     return np.asarray(booster.predict(matrix, num_threads=1))

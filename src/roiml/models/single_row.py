@@ -16,13 +16,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import threading
+import weakref
 from typing import Any
 
 import lightgbm as lgb
 import lightgbm.basic
 import numpy as np
 
-__all__ = ["SingleRowPredictor"]
+__all__ = ["SingleRowPredictor", "single_row_predictor"]
 
 _LIB: Any = getattr(lightgbm.basic, "_LIB")  # noqa: B009 (private: not in lightgbm's stubs)
 
@@ -149,3 +150,26 @@ def _describe(value: object) -> str:
     if isinstance(value, np.ndarray):
         return f"a {value.ndim}-D {value.dtype} array of shape {value.shape}"
     return type(value).__name__
+
+
+# Per booster, its predictors by kind (value, or SHAP values), dropped with the booster: a
+# predictor holds its own copy of the model, not the booster.
+_SHARED: weakref.WeakKeyDictionary[lgb.Booster, dict[bool, SingleRowPredictor]] = (
+    weakref.WeakKeyDictionary()
+)
+_SHARED_LOCK = threading.Lock()
+
+
+def single_row_predictor(booster: lgb.Booster, *, pred_contrib: bool = False) -> SingleRowPredictor:
+    """The booster's shared one-row predictor of its value (or, with ``pred_contrib``, of its
+    SHAP values), built on first use. Request threads may meet a booster at the same time; the
+    model is copied once."""
+    predictor = _SHARED.get(booster, {}).get(pred_contrib)
+    if predictor is None:
+        with _SHARED_LOCK:
+            kinds = _SHARED.setdefault(booster, {})
+            predictor = kinds.get(pred_contrib)
+            if predictor is None:
+                predictor = SingleRowPredictor(booster, pred_contrib=pred_contrib)
+                kinds[pred_contrib] = predictor
+    return predictor

@@ -27,10 +27,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from roiml.db.base import utcnow
 from roiml.db.engine import make_engine
-from roiml.db.enums import PredictionType
+from roiml.db.enums import ModelType, PredictionType
 from roiml.errors import RoimlError
 from roiml.jsonformat import dumps
-from roiml.models.artifact import ModelArtifact, model_type_of
+from roiml.models.artifact import MODEL_NAMES, ModelArtifact, model_type_of
 from roiml.monitoring.dashboard import dashboard_router
 from roiml.serving.health import model_health, record_feedback
 from roiml.serving.metrics import CONTENT_TYPE_LATEST, ServingMetrics, render
@@ -69,7 +69,8 @@ _ROUTE_TYPES = {
     "contact-timing": PredictionType.CONTACT_TIMING,
     "property-value": PredictionType.PROPERTY_VALUE,
 }
-_MODEL_LABELS = {kind: kind.value.lower() + "_model" for kind in PredictionType}
+# Metric labels: the registered model names, looked up per item without an enum conversion.
+_MODEL_LABELS = {kind: MODEL_NAMES[ModelType(kind.value)] for kind in PredictionType}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody} for status in (401, 403, 404, 413, 422, 429, 503)
 }
