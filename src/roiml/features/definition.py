@@ -44,18 +44,29 @@ class WindowGroup:
 
 @dataclass(frozen=True)
 class ContextJoin:
-    """A latest-row-before-``as_of`` join (DuckDB ASOF) that adds columns to the context row.
+    """A latest-row-before-``as_of`` join that adds columns to the context row ``c``.
 
-    ``sql`` is the ``ASOF LEFT JOIN ... ON ...`` clause; ``columns`` the SELECT items it adds
-    (named ``<join>_<column>``); ``needs`` the joins it builds on.
+    ``relation`` is SQL producing ``ts`` (and ``key`` unless ``key`` is None: one series for
+    everyone, such as the economy); the join picks, per context row, the ``j`` row with
+    ``j.key = <key>`` and the greatest ``j.ts`` strictly before ``<before>`` (an expression over
+    ``c``, by default its ``as_of``). ``columns`` are the SELECT items it adds (named
+    ``<join>_<column>``, over ``c`` and ``j``); ``needs`` the joins it builds on.
     """
 
     name: str
-    sql: str
+    relation: str
     columns: tuple[str, ...]
     tables: tuple[str, ...]
+    key: str | None = "c.entity_id"
+    before: str = "c.as_of"
     needs: tuple[str, ...] = ()
     lookback_days: int | None = None  # how much history of ``tables`` the join can reach
+
+    @property
+    def condition(self) -> str:
+        """The ASOF join's condition: same key, stamped strictly before ``before``."""
+        bound = f"{self.before} > j.ts"
+        return bound if self.key is None else f"j.key = {self.key} AND {bound}"
 
 
 @dataclass(frozen=True)

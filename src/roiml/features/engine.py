@@ -6,6 +6,7 @@ a single entity is a frame of one row. There is no second implementation to drif
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -61,6 +62,31 @@ def entity_frame(entity_ids: Sequence[str], as_of: datetime | Sequence[datetime]
         if len(times) != len(ids):
             raise FeatureError(f"{len(ids)} entity ids but {len(times)} as-of timestamps")
     return pa.table({ENTITY_ID: ids, AS_OF: times})
+
+
+def _one_row_table(result: duckdb.DuckDBPyConnection, features: Sequence[str]) -> pa.Table:
+    """The engine's output table from a one-row result, built from Python values: Arrow's
+    conversion of DuckDB's result costs ~1.5 ms per call on the full catalog's 94 columns,
+    twice what reading the row does."""
+    row = result.fetchone()
+    if row is None:  # a frame row always yields one row; kept for the type checker
+        raise FeatureError("the feature query returned no row for a one-row frame")
+    schema = _output_schema(tuple(features))
+    return pa.Table.from_arrays(
+        [pa.array([value], field.type) for value, field in zip(row, schema, strict=True)],
+        schema=schema,
+    )
+
+
+@functools.cache
+def _output_schema(features: tuple[str, ...]) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field(ENTITY_ID, pa.string()),
+            pa.field(AS_OF, pa.timestamp("us")),
+            *(pa.field(name, pa.float64()) for name in features),
+        ]
+    )
 
 
 def _check_frame(frame: pa.Table) -> pa.Table:
@@ -163,12 +189,17 @@ class FeatureEngine:
                 else:
                     reuse.sources[name] = _Source(table)
                     reuse.con.register(name, reuse.sources[name])
-            statement = reuse.statements.get(plan.reusable_sql)
+            # One row (serving) has a query shape of its own, several times cheaper to run.
+            sql = plan.one_row_sql if rows.num_rows == 1 else plan.reusable_sql
+            statement = reuse.statements.get(sql)
             if statement is None:
                 statement = f"features_{len(reuse.statements)}"
-                reuse.con.execute(f"PREPARE {statement} AS {plan.reusable_sql}")
-                reuse.statements[plan.reusable_sql] = statement
-            return reuse.con.execute(f"EXECUTE {statement}").to_arrow_table()
+                reuse.con.execute(f"PREPARE {statement} AS {sql}")
+                reuse.statements[sql] = statement
+            result = reuse.con.execute(f"EXECUTE {statement}")
+            if rows.num_rows == 1:
+                return _one_row_table(result, plan.features)
+            return result.to_arrow_table()
         except (duckdb.InternalException, duckdb.FatalException):
             self._drop_reuse(reuse)
             return None

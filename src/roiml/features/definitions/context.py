@@ -48,7 +48,8 @@ def _latest(
 ) -> ContextJoin:
     return ContextJoin(
         name=name,
-        sql=f"ASOF LEFT JOIN ({relation}) j ON j.key = {key} AND c.as_of > j.ts",
+        relation=relation,
+        key=key,
         columns=columns,
         tables=tables,
         needs=needs,
@@ -135,9 +136,10 @@ CONTEXT_JOINS: tuple[ContextJoin, ...] = (
     ContextJoin(
         name="econ",
         # A week's figures are known once the week's day is over.
-        sql="ASOF LEFT JOIN (SELECT observed_on + INTERVAL 1 DAY AS ts, mortgage_rate_30y, "
+        relation="SELECT observed_on + INTERVAL 1 DAY AS ts, mortgage_rate_30y, "
         "unemployment_rate, lag(mortgage_rate_30y, 13) OVER (ORDER BY observed_on) AS rate_13w_ago "
-        "FROM economic_indicators) j ON c.as_of > j.ts",
+        "FROM economic_indicators",
+        key=None,
         columns=(
             "j.mortgage_rate_30y AS econ_rate_30y",
             "j.rate_13w_ago AS econ_rate_13w_ago",
@@ -173,10 +175,11 @@ CONTEXT_JOINS: tuple[ContextJoin, ...] = (
     ),
     ContextJoin(
         name="agent_deals_year_ago",
-        sql="ASOF LEFT JOIN (SELECT key, ts, max(running) AS running FROM (SELECT agent_id AS key, "
+        relation="SELECT key, ts, max(running) AS running FROM (SELECT agent_id AS key, "
         "closed_at AS ts, row_number() OVER (PARTITION BY agent_id ORDER BY closed_at) AS running "
-        "FROM transactions WHERE agent_id IS NOT NULL) GROUP BY key, ts) j "
-        "ON j.key = c.user_agent_id AND c.as_of - INTERVAL 365 DAY > j.ts",
+        "FROM transactions WHERE agent_id IS NOT NULL) GROUP BY key, ts",
+        key="c.user_agent_id",
+        before="c.as_of - INTERVAL 365 DAY",
         columns=("j.running AS agent_deals_year_ago_count",),
         tables=("transactions",),
     ),
