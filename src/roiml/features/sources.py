@@ -48,8 +48,13 @@ TIME_COLUMNS: dict[str, tuple[str, ...]] = {
     "transactions": ("closed_at",),
     "properties": ("purchased_at",),
 }
-# Agent-level features count other users' rows of the same agent.
-_AGENT_WIDE = ("users", "transactions")
+# Agent-level features count other users' rows of the same agent; of those rows they read only
+# these columns (the agent_* joins of definitions/context.py), so a few-entity load sends the
+# rest as nulls: the agent's book is most of the rows one entity's load carries.
+_AGENT_WIDE: dict[str, tuple[str, ...]] = {
+    "users": ("user_id", "agent_id", "created_at"),
+    "transactions": ("user_id", "agent_id", "closed_at"),
+}
 # Above this many entities, filter in Arrow rather than in an IN (...) list.
 _MAX_IN_LIST = 500
 
@@ -197,8 +202,12 @@ def _few_entity_queries(
         if key:
             sql = f"SELECT {columns} FROM {table} WHERE {where} AND {key} IN ({in_ids})"
             if table in _AGENT_WIDE:
+                read = _AGENT_WIDE[table]
+                others = ", ".join(
+                    f.name if f.name in read else f"NULL AS {f.name}" for f in _schema(table)
+                )
                 sql += (
-                    f" UNION ALL SELECT {columns} FROM {table} WHERE {where} "
+                    f" UNION ALL SELECT {others} FROM {table} WHERE {where} "
                     f"AND agent_id IN ({their_agents}) AND {key} NOT IN ({in_ids})"
                 )
         elif table in reachable:

@@ -156,28 +156,30 @@ CONTEXT_JOINS: tuple[ContextJoin, ...] = (
     ),
     _latest(
         "agent_clients",
-        # Running count of the agent's clients; one row per instant so ASOF ties are harmless.
-        "SELECT key, ts, max(running) AS running FROM (SELECT agent_id AS key, created_at AS ts, "
-        "row_number() OVER (PARTITION BY agent_id ORDER BY created_at) AS running FROM users "
-        "WHERE agent_id IS NOT NULL) GROUP BY key, ts",
+        # Running count of the agent's clients. The window's default RANGE frame counts rows
+        # stamped at the same instant together, so tied rows carry one count and an ASOF tie
+        # cannot pick a partial one.
+        "SELECT agent_id AS key, created_at AS ts, "
+        "count(*) OVER (PARTITION BY agent_id ORDER BY created_at) AS running FROM users "
+        "WHERE agent_id IS NOT NULL",
         ("users",),
         ("j.running AS agent_clients_count",),
         key="c.user_agent_id",
     ),
     _latest(
         "agent_deals",
-        "SELECT key, ts, max(running) AS running FROM (SELECT agent_id AS key, closed_at AS ts, "
-        "row_number() OVER (PARTITION BY agent_id ORDER BY closed_at) AS running FROM transactions "
-        "WHERE agent_id IS NOT NULL) GROUP BY key, ts",
+        "SELECT agent_id AS key, closed_at AS ts, "
+        "count(*) OVER (PARTITION BY agent_id ORDER BY closed_at) AS running FROM transactions "
+        "WHERE agent_id IS NOT NULL",
         ("transactions",),
         ("j.running AS agent_deals_count",),
         key="c.user_agent_id",
     ),
     ContextJoin(
         name="agent_deals_year_ago",
-        relation="SELECT key, ts, max(running) AS running FROM (SELECT agent_id AS key, "
-        "closed_at AS ts, row_number() OVER (PARTITION BY agent_id ORDER BY closed_at) AS running "
-        "FROM transactions WHERE agent_id IS NOT NULL) GROUP BY key, ts",
+        relation="SELECT agent_id AS key, closed_at AS ts, "
+        "count(*) OVER (PARTITION BY agent_id ORDER BY closed_at) AS running FROM transactions "
+        "WHERE agent_id IS NOT NULL",
         key="c.user_agent_id",
         before="c.as_of - INTERVAL 365 DAY",
         columns=("j.running AS agent_deals_year_ago_count",),
