@@ -10,6 +10,14 @@ DuckDB's cost for a small frame is nearly all per operator and per column carrie
 joins that add few columns come first in the chain, window groups join the narrowest relation
 holding what they read (usually the frame itself), and the frame's time span comes in as the
 parameters ``$lo`` and ``$hi`` rather than as a subquery repeated in every group.
+
+A frame of exactly one row (a single entity at serving time) gets a shape of its own from the
+same definitions, ``one_row_sql``, since there the cost is all in starting DuckDB's pipelines
+(one per join build, grouping, sort and scan) and in the vectors each operator allocates per
+column: every source is scanned once into a materialised CTE, each context join adds only its
+own columns (read from the joins it needs) and takes the top row of a plain join, and each window
+group is an ungrouped aggregate, cross-joined into the one row. The property tests hold it to the
+batch shape's values.
 """
 
 from __future__ import annotations
@@ -205,7 +213,9 @@ def _compile(names: tuple[str, ...], catalog: Catalog) -> CompiledQuery:
             base_items.append(f"{column} AS {_quote(feature.name)}")
     columns = "".join(f", {item}" for item in base_items)
     group_joins = "".join(f" LEFT JOIN g_{name} USING (row_id)" for name in by_group)
-    ctes.append(f"base AS (SELECT c.row_id, c.entity_id, c.as_of{columns} FROM {context} c{group_joins})")
+    ctes.append(
+        f"base AS (SELECT c.row_id, c.entity_id, c.as_of{columns} FROM {context} c{group_joins})"
+    )
     single.append(
         f"base AS (SELECT c.row_id, c.entity_id, c.as_of{columns} FROM ctx c"
         + "".join(f", g_{name}" for name in by_group)
