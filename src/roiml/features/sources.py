@@ -12,7 +12,7 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -229,7 +229,7 @@ def _fetch_few(conn: Any, queries: Mapping[str, tuple[str, dict[str, Any]]]) -> 
         with driver.pipeline():
             for table, (sql, params) in queries.items():
                 cursor = driver.cursor()
-                cursor.execute(re.sub(r":(\w+)", r"%(\1)s", sql), params)
+                cursor.execute(_pyformat(sql), params)
                 cursors[table] = cursor
         for table, cursor in cursors.items():
             results[table] = cursor.fetchall()
@@ -242,6 +242,13 @@ def _fetch_few(conn: Any, queries: Mapping[str, tuple[str, dict[str, Any]]]) -> 
     finally:
         cursor.close()
     return {t: _from_rows(rows, _schema(t), postgres=False) for t, rows in results.items()}
+
+
+@lru_cache(maxsize=256)
+def _pyformat(sql: str) -> str:
+    """``sql`` with its ``:name`` parameters as psycopg's ``%(name)s``; the few-entity queries
+    repeat from one request to the next, so the rewrite is done once per text."""
+    return re.sub(r":(\w+)", r"%(\1)s", sql)
 
 
 @cache
@@ -283,7 +290,7 @@ def _fetch_postgres(
     conn: Any, statement: str, params: dict[str, Any], schema: pa.Schema
 ) -> pa.Table:
     # COPY ... TO STDOUT streams CSV that Arrow parses in C++: far faster than row objects.
-    sql = re.sub(r":(\w+)", r"%(\1)s", statement)
+    sql = _pyformat(statement)
     driver = conn.connection.driver_connection
     buffer = io.BytesIO()
     with (
