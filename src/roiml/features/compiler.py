@@ -77,13 +77,8 @@ def _closure(requested: list[FeatureDefinition], catalog: Catalog) -> list[Featu
 
 
 def _joins_for(features: list[FeatureDefinition], catalog: Catalog) -> list[str]:
-    wanted: set[str] = set()
-    stack = [need for f in features if f.scope != DERIVED for need in f.needs]
-    while stack:
-        name = stack.pop()
-        if name not in wanted:
-            wanted.add(name)
-            stack.extend(catalog.joins[name].needs)
+    direct = {need for f in features if f.scope != DERIVED for need in f.needs}
+    wanted = direct.union(*(_needs_of(name, catalog) for name in direct))
     # Dependencies first; among joins free to go next, the one adding the fewest columns, so
     # the wide ones (the home's 17) are carried through as few later joins as possible. Ties
     # keep catalog order. The order changes no value: an ASOF LEFT JOIN keeps every row once.

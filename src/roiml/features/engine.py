@@ -1,7 +1,8 @@
 """The feature engine: any set of features for many (entity, as-of) rows, in one DuckDB query.
 
 Batch, backfill and single-entity computation all go through :meth:`FeatureEngine.compute`:
-a single entity is a frame of one row. There is no second implementation to drift apart.
+a single entity is a frame of one row, run as the compiler's one-row shape of the same
+definitions. There is no second implementation to drift apart.
 """
 
 from __future__ import annotations
