@@ -23,6 +23,7 @@ from roiml.features.catalog import CATALOG
 from roiml.features.catalog_doc import render_catalog
 from roiml.features.engine import FeatureEngine, entity_frame
 from roiml.features.sources import TIME_COLUMNS, SourceTables, load_sources
+from roiml.ingest.contract import table_contract
 from roiml.world.config import WorldConfig
 from roiml.world.generate import generate_world
 
@@ -224,6 +225,58 @@ def test_a_reused_plan_gets_what_planning_afresh_gets(
         _equal(single, fresh.slice(0, 1))
         if index == 1:  # sources of another schema (fewer columns) under the same names
             _check_an_open_after_as_of(engine)
+
+
+def _contract_table(table: str, rows: list[dict[str, object]]) -> pa.Table:
+    schema = table_contract(table).arrow_schema()
+    schema = pa.schema([f for f in schema if f.name != "tenant_id"])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def _tied_sources(reverse: bool) -> SourceTables:
+    """One homeowner whose homes, loans and market figures tie on their timestamps."""
+    home = {"owner_user_id": "u", "market_id": "m", "is_primary_residence": True}
+    home |= {"purchased_at": datetime(2022, 5, 1), "purchase_price": 300_000.0}
+    deal = {"user_id": "u", "property_id": "p2", "closed_at": datetime(2023, 3, 1)}
+    month = {"market_id": "m", "published_at": datetime(2023, 3, 5)}
+    tables = {
+        "users": [{"user_id": "u", "created_at": datetime(2020, 1, 1), "market_id": "m"}],
+        "properties": [
+            home | {"property_id": "p1", "sqft": 1500},
+            home | {"property_id": "p2", "sqft": 2500},
+        ],
+        "transactions": [
+            deal | {"transaction_type": "BUY", "loan_amount": 3e5, "interest_rate": 6.5},
+            deal | {"transaction_type": "REFINANCE", "loan_amount": 2.8e5, "interest_rate": 4.0},
+        ],
+        "market_statistics": [
+            month | {"month": date(2023, 1, 1), "median_price": 400_000.0},
+            month | {"month": date(2023, 2, 1), "median_price": 410_000.0},
+        ],
+    }
+    return SourceTables(
+        tables={
+            name: _contract_table(name, rows[::-1] if reverse else rows)
+            for name, rows in tables.items()
+        }
+    )
+
+
+def test_rows_tied_on_their_time_are_picked_by_a_stated_order() -> None:
+    """Context joins pick among rows with the same key and time by the join's ``ties``, in the
+    batch shape (ASOF), the few-row shape and the one-row shape alike, whatever the row order:
+    the greater property id, a refinance over the purchase it follows, the latest month."""
+    engine = FeatureEngine()
+    names = ["property_sqft", "current_mortgage_rate", "market_median_price"]
+    as_of = datetime(2023, 6, 1)
+    expected = {"property_sqft": 2500.0, "current_mortgage_rate": 4.0}
+    expected["market_median_price"] = 410_000.0
+    for reverse in (False, True):
+        sources = _tied_sources(reverse)
+        for rows in (1, 3, 17):
+            out = engine.compute(entity_frame(["u"] * rows, as_of), names, sources)
+            for name, value in expected.items():
+                assert out[name].to_pylist() == [value] * rows, (name, rows, reverse)
 
 
 def test_frame_rows_keep_order_and_duplicates(all_sources: SourceTables) -> None:

@@ -141,7 +141,7 @@ def _compile(names: tuple[str, ...], catalog: Catalog) -> CompiledQuery:
             need_table(table, join.lookback_days)
         ctes.append(
             f"c{index} AS (SELECT c.*, {', '.join(join.columns)} FROM c{index - 1} c "
-            f"ASOF LEFT JOIN ({join.relation}) j ON {join.condition})"
+            f"ASOF LEFT JOIN ({join.ranked_relation}) j ON {join.condition})"
         )
         # One context row: each join adds only its own columns, read from the joins it needs,
         # and its latest match is the top row of a plain join (DuckDB 1.5 cannot re-execute a
@@ -151,7 +151,7 @@ def _compile(names: tuple[str, ...], catalog: Catalog) -> CompiledQuery:
         single.append(
             f"j_{name} AS (SELECT {', '.join(join.columns)} FROM {rows} c "
             f"LEFT JOIN ({join.relation}) j ON {join.condition} "
-            "ORDER BY j.ts DESC NULLS LAST LIMIT 1)"
+            f"ORDER BY {join.latest_first} LIMIT 1)"
         )
     context = f"c{len(joins)}"
     single.append("ctx AS (SELECT * FROM " + ", ".join(["c0", *(f"j_{n}" for n in joins)]) + ")")

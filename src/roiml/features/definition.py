@@ -61,12 +61,35 @@ class ContextJoin:
     before: str = "c.as_of"
     needs: tuple[str, ...] = ()
     lookback_days: int | None = None  # how much history of ``tables`` the join can reach
+    # Among rows of one key stamped at the same ``ts``, the one that counts is the first in this
+    # order: items ``<column of relation> ASC|DESC NULLS LAST``. An ASOF join alone picks any of
+    # them, so a value could change with the order rows were loaded in; a relation whose
+    # (key, ts) is unique, or whose columns read agree on ties, needs none.
+    ties: tuple[str, ...] = ()
 
     @property
     def condition(self) -> str:
         """The ASOF join's condition: same key, stamped strictly before ``before``."""
         bound = f"{self.before} > j.ts"
         return bound if self.key is None else f"j.key = {self.key} AND {bound}"
+
+    @property
+    def ranked_relation(self) -> str:
+        """``relation`` keeping, of rows with the same key and ``ts``, only the one ``ties``
+        puts first: what an ASOF join may pick from without choosing arbitrarily."""
+        if not self.ties:
+            return self.relation
+        partition = "ts" if self.key is None else "key, ts"
+        return (
+            f"SELECT * FROM ({self.relation}) r QUALIFY row_number() OVER "
+            f"(PARTITION BY {partition} ORDER BY {', '.join(self.ties)}) = 1"
+        )
+
+    @property
+    def latest_first(self) -> str:
+        """ORDER BY items putting the row an ASOF join over ``ranked_relation`` picks first
+        among ``j``'s matches."""
+        return ", ".join(["j.ts DESC NULLS LAST", *(f"j.{item}" for item in self.ties)])
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Context joins: the latest row before ``as_of`` of homes, loans, markets, rates and agents.
 
 Each join adds columns ``<join>_<name>`` to the context row ``c``. ASOF joins pick, per frame row,
-the source row with the greatest ``ts`` strictly before ``as_of`` - point in time by construction.
+the source row with the greatest ``ts`` strictly before ``as_of`` - point in time by construction -
+and, among rows tied on ``ts`` whose columns differ, the first in the join's ``ties`` order.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def _latest(
     key: str = "c.entity_id",
     needs: tuple[str, ...] = (),
     lookback_days: int | None = None,
+    ties: tuple[str, ...] = (),
 ) -> ContextJoin:
     return ContextJoin(
         name=name,
@@ -54,6 +56,7 @@ def _latest(
         tables=tables,
         needs=needs,
         lookback_days=lookback_days,
+        ties=ties,
     )
 
 
@@ -87,11 +90,13 @@ CONTEXT_JOINS: tuple[ContextJoin, ...] = (
         + " FROM properties WHERE is_primary_residence",
         ("properties",),
         tuple(f"{owned(c)} AS home_{c}" for c in _HOME_COLUMNS),
+        # Two primary residences bought the same moment: the greater id, for want of better.
+        ties=("property_id DESC NULLS LAST",),
     ),
     _latest(
         "loan",
-        "SELECT user_id AS key, closed_at AS ts, property_id, loan_amount, interest_rate "
-        "FROM transactions WHERE transaction_type IN ('BUY', 'REFINANCE') "
+        "SELECT user_id AS key, closed_at AS ts, transaction_type, property_id, loan_amount, "
+        "interest_rate FROM transactions WHERE transaction_type IN ('BUY', 'REFINANCE') "
         "AND loan_amount IS NOT NULL AND interest_rate IS NOT NULL",
         ("transactions",),
         (
@@ -107,11 +112,19 @@ CONTEXT_JOINS: tuple[ContextJoin, ...] = (
             f"ELSE NULL END AS loan_balance",
         ),
         needs=("home",),
+        # Deals closing the same moment: a refinance supersedes the purchase it follows; the
+        # rest only makes the pick independent of row order.
+        ties=(
+            "transaction_type DESC NULLS LAST",
+            "property_id DESC NULLS LAST",
+            "loan_amount DESC NULLS LAST",
+            "interest_rate DESC NULLS LAST",
+        ),
     ),
     _latest(
         "market",
-        "SELECT market_id AS key, published_at AS ts, median_price, days_on_market, inventory, "
-        "months_supply, "
+        "SELECT market_id AS key, published_at AS ts, month, median_price, days_on_market, "
+        "inventory, months_supply, "
         "median_price / lag(median_price, 12) OVER w - 1 AS yoy_price_change, "
         "closed_sales / avg(closed_sales) OVER (w ROWS BETWEEN 11 PRECEDING AND CURRENT ROW) "
         "AS sales_seasonal_index, "
@@ -132,6 +145,8 @@ CONTEXT_JOINS: tuple[ContextJoin, ...] = (
         ),
         key="coalesce(c.home_market_id, c.user_market_id)",
         needs=("home",),
+        # Months published together (a backfilled report): the latest month is the news.
+        ties=("month DESC NULLS LAST",),
     ),
     ContextJoin(
         name="econ",
