@@ -49,6 +49,7 @@ __all__ = [
     "check_entity_type",
     "check_name",
     "discard",
+    "fsync_dir",
     "list_dates",
     "partition_dir",
     "publish",
@@ -56,6 +57,7 @@ __all__ = [
     "stage_day",
     "tenant_dir",
     "write_day",
+    "write_hidden",
 ]
 
 PART_FILE = "part-0.parquet"
@@ -270,15 +272,15 @@ def stage_day(
         return StagedDay(None, target)
     moment = created_at or utcnow()
     metadata = {CREATED_AT_KEY: moment.isoformat().encode()}
-    return StagedDay(_write_hidden(folder, day.frame.replace_schema_metadata(metadata)), target)
+    return StagedDay(write_hidden(folder, day.frame.replace_schema_metadata(metadata)), target)
 
 
 def publish(staged: StagedDay) -> Path:
     """Make a staged day visible: one atomic rename, then the folder entries made durable."""
     if staged.temporary is not None:
         staged.temporary.replace(staged.target)  # atomic on POSIX within one filesystem
-        _fsync_dir(staged.target.parent)
-        _fsync_dir(staged.target.parent.parent)
+        fsync_dir(staged.target.parent)
+        fsync_dir(staged.target.parent.parent)
     return staged.target
 
 
@@ -319,13 +321,14 @@ def add_missing_rows(
 
 
 def _replace_file(folder: Path, table: pa.Table) -> Path:
-    return publish(StagedDay(_write_hidden(folder, table), folder / PART_FILE))
+    return publish(StagedDay(write_hidden(folder, table), folder / PART_FILE))
 
 
-def _write_hidden(folder: Path, table: pa.Table) -> Path:
+def write_hidden(folder: Path, table: pa.Table, name: str = PART_FILE) -> Path:
+    """``table`` written and synced to a hidden file in ``folder``, to be renamed to ``name``:
+    hidden and not ``*.parquet``, so globbing readers never pick up a half-written file."""
     folder.mkdir(parents=True, exist_ok=True)
-    # Hidden and not *.parquet: globbing readers never pick up a half-written file.
-    temporary = folder / f".{PART_FILE}.{uuid.uuid4().hex}.tmp"
+    temporary = folder / f".{name}.{uuid.uuid4().hex}.tmp"
     try:
         with temporary.open("wb") as sink:
             pq.write_table(table.combine_chunks(), sink, compression="zstd")
@@ -337,7 +340,8 @@ def _write_hidden(folder: Path, table: pa.Table) -> Path:
     return temporary
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make ``folder``'s entries (a rename into it) durable."""
     descriptor = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(descriptor)
