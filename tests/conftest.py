@@ -7,6 +7,7 @@ never go green without having talked to the real servers.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from sqlalchemy.engine import make_url
 from model_world import World, build_world, train_all
 from roiml.db.engine import make_engine
 from roiml.db.migrate import upgrade
+from roiml.db.roles import grant_app_role
 from roiml.models.train import TrainingReport
 from roiml.settings import Settings
 
@@ -108,6 +110,32 @@ def postgres_engine(postgres_url: str) -> Iterator[Engine]:
     engine = make_engine(postgres_url)
     yield engine
     engine.dispose()
+
+
+@contextlib.contextmanager
+def application_role(postgres_url: str, **engine_options: object) -> Iterator[tuple[Engine, str]]:
+    """A fresh application role on ``postgres_url``'s database (row-level security applies to
+    it), as an engine and the role's name; the role is dropped afterwards."""
+    owner = make_engine(postgres_url)
+    role = f"roiml_test_app_{uuid.uuid4().hex[:10]}"
+    grant_app_role(owner, role)
+    url = make_url(owner.url).set(username=role, password=None)
+    app = make_engine(url.render_as_string(hide_password=False), **engine_options)
+    try:
+        yield app, role
+    finally:
+        app.dispose()
+        with owner.begin() as conn:
+            conn.execute(text(f'DROP OWNED BY "{role}"'))
+            conn.execute(text(f'DROP ROLE "{role}"'))
+        owner.dispose()
+
+
+@pytest.fixture(scope="module")
+def app_engine(postgres_url: str) -> Iterator[Engine]:
+    """The shared PostgreSQL database as a fresh application role, to which RLS applies."""
+    with application_role(postgres_url, pool_size=1, max_overflow=0) as (app, _):
+        yield app
 
 
 @pytest.fixture(scope="session")

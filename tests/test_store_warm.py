@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,10 +11,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
 
-from roiml.db.engine import make_engine, tenant_session
-from roiml.db.roles import grant_app_role
+from roiml.db.engine import tenant_session
 from roiml.errors import FeatureError
 from roiml.store import cold, warm
 
@@ -249,24 +246,6 @@ def test_bad_input_is_refused_and_nothing_written(
 
 
 # --------------------------------------------------------------------------- RLS
-
-
-@pytest.fixture(scope="module")
-def app_engine(postgres_url: str) -> Iterator[Engine]:
-    """An engine connected as a fresh application role, to which RLS applies."""
-    owner = make_engine(postgres_url)
-    role = f"roiml_test_warm_{uuid.uuid4().hex[:10]}"
-    grant_app_role(owner, role)
-    url = make_url(owner.url).set(username=role, password=None)
-    app = make_engine(url.render_as_string(hide_password=False), pool_size=1, max_overflow=0)
-    try:
-        yield app
-    finally:
-        app.dispose()
-        with owner.begin() as conn:
-            conn.execute(text(f'DROP OWNED BY "{role}"'))
-            conn.execute(text(f'DROP ROLE "{role}"'))
-        owner.dispose()
 
 
 @pytest.mark.postgres

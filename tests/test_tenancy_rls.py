@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, delete, func, insert, select, text, update
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from conftest import application_role
 from roiml.db import EmailEvent, MLPrediction, User
 from roiml.db.engine import make_engine, tenant_session
 from roiml.db.roles import grant_app_role
@@ -152,23 +152,16 @@ class RLSWorld:
 @pytest.fixture(scope="module")
 def rls(postgres_url: str) -> Iterator[RLSWorld]:
     owner = make_engine(postgres_url)
-    role = f"roiml_test_app_{uuid.uuid4().hex[:10]}"
-    grant_app_role(owner, role)
     suffix = uuid.uuid4().hex[:8]
     world_tenants = {"A": f"rls_a_{suffix}", "B": f"rls_b_{suffix}"}
     seed(owner, world_tenants)
-    url = make_url(owner.url).set(username=role, password=None)
     # pool_size=1: every test reuses one server session, which proves the tenant setting does
     # not survive its transaction.
-    app = make_engine(url.render_as_string(hide_password=False), pool_size=1, max_overflow=0)
-    try:
-        yield RLSWorld(owner, app, role, world_tenants["A"], world_tenants["B"])
-    finally:
-        app.dispose()
-        with owner.begin() as conn:
-            conn.execute(text(f'DROP OWNED BY "{role}"'))
-            conn.execute(text(f'DROP ROLE "{role}"'))
-        owner.dispose()
+    with application_role(postgres_url, pool_size=1, max_overflow=0) as (app, role):
+        try:
+            yield RLSWorld(owner, app, role, world_tenants["A"], world_tenants["B"])
+        finally:
+            owner.dispose()
 
 
 def counts_by_tenant(engine: Engine, table: str, tenants: tuple[str, str]) -> dict[str, int]:

@@ -71,3 +71,37 @@ def run_cmd(
     console.print(table)
     if not results:
         console.print("no registered models for this tenant: nothing to monitor")
+
+
+@app.command("archive-predictions")
+@handle_errors
+def archive_predictions_cmd(
+    keep_days: int | None = typer.Option(
+        None,
+        "--keep-days",
+        help="Days of predictions ml_predictions keeps (default 400); never fewer than the "
+        "longest prediction horizon.",
+    ),
+    tenant: str | None = typer.Option(None, "--tenant", help="Tenant (default: ROIML_TENANT_ID)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count what would move; change nothing."),
+) -> None:
+    """Move predictions older than --keep-days (whole days) from ml_predictions to Parquet under
+    <data_dir>/predictions/archive. Safe to rerun: nothing is archived twice or lost."""
+    from roiml.monitoring.archive import DEFAULT_KEEP_DAYS, archive_dir, archive_predictions
+
+    settings = settings_or_exit()
+    name = tenant or settings.tenant_id
+    with open_engine(settings) as engine:
+        result = archive_predictions(
+            engine,
+            name,
+            data_dir=settings.data_dir,
+            keep_days=DEFAULT_KEEP_DAYS if keep_days is None else keep_days,
+            dry_run=dry_run,
+        )
+    verb = "would move" if result.dry_run else "moved"
+    console.print(
+        f"{verb} {result.deleted:,} predictions made before {result.cutoff:%Y-%m-%d} "
+        f"({result.partitions} model-days; {result.archived:,} written to "
+        f"{escape(str(archive_dir(settings.data_dir, name)))})"
+    )

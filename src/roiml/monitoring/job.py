@@ -28,9 +28,11 @@ from roiml.db.base import utcnow
 from roiml.db.engine import tenant_session
 from roiml.db.enums import ModelStatus, ModelType
 from roiml.db.ml_models import MLModel, MLMonitoring, MLPrediction
+from roiml.errors import ConfigurationError
 from roiml.models.artifact import MODEL_NAMES, ModelArtifact
 from roiml.models.predict import predict
 from roiml.monitoring.alerts import Alert, WebhookConfig, already_sent, deliver, store_alerts
+from roiml.monitoring.archive import archive_dir, archived_models
 from roiml.monitoring.drift import DriftPolicy, FeatureDrift, detect_drift
 from roiml.monitoring.evaluate import Labels, assess_performance, registered_metrics
 from roiml.monitoring.outcomes import first_transactions
@@ -79,6 +81,14 @@ def run_monitoring(
     ``load_artifact(name, version)`` returns a model version's artifact (default: from the
     registry); ``now`` bounds which outcomes have arrived (default: the wall clock).
     """
+    archived = archived_models(settings.data_dir, tenant_id, period)
+    if archived:
+        # Its rows left ml_predictions: scored again, the day would look like one without any.
+        raise ConfigurationError(
+            f"predictions of {period} ({', '.join(archived)}) were archived to "
+            f"{archive_dir(settings.data_dir, tenant_id)}; that day's monitoring rows stand as "
+            "written before, and it cannot be monitored again"
+        )
     start = datetime.combine(period, datetime.min.time())
     end = start + timedelta(days=1)
     loader = load_artifact or _registry_loader(settings, engine, tenant_id)
