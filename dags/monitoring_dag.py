@@ -1,6 +1,7 @@
-"""Daily model monitoring as an Airflow 3 DAG: one task, ``roiml monitor run`` for yesterday.
+"""Daily model monitoring as an Airflow 3 DAG: ``roiml monitor run`` for yesterday, then
+``roiml monitor archive-predictions`` (the prediction log's retention).
 
-Like the feature pipeline's DAG it imports nothing from roiml: the task shells out to the CLI
+Like the feature pipeline's DAG it imports nothing from roiml: the tasks shell out to the CLI
 (``ROIML_CLI``, default ``roiml`` on the worker's PATH), which reads its own ``ROIML_*``
 settings. The job writes one ``ml_monitoring`` row per model version and day, raises alerts
 (database, log, webhook) and exits 0 whatever it finds; it fails only if it cannot run.
@@ -28,6 +29,9 @@ ALERT_EMAIL = (
 # The 04:00 run of day D has logical date D (cron timetable): it monitors day D-1, whose
 # predictions are complete and whose features the 02:00 pipeline has stored.
 MONITOR_COMMAND = f"{CLI} monitor run --period {{{{ macros.ds_add(ds, -1) }}}}{TENANT_ARG}"
+# Then predictions older than the retention (400 days by default, never less than the longest
+# horizon) leave ml_predictions for Parquet under the data dir; a rerun moves nothing twice.
+ARCHIVE_COMMAND = f"{CLI} monitor archive-predictions{TENANT_ARG}"
 
 default_args = {
     "owner": "ml-platform",
@@ -57,4 +61,6 @@ with DAG(
     },
     tags=["roiml", "monitoring"],
 ) as dag:
-    BashOperator(task_id="monitor_models", bash_command=MONITOR_COMMAND)
+    monitor = BashOperator(task_id="monitor_models", bash_command=MONITOR_COMMAND)
+    archive = BashOperator(task_id="archive_predictions", bash_command=ARCHIVE_COMMAND)
+    monitor >> archive

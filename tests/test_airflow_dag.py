@@ -210,12 +210,19 @@ def test_monitoring_dag_runs_roiml_monitor_daily_for_yesterday(monitor_facts: An
     assert monitor_facts["timezone"] == "UTC"
     assert monitor_facts["catchup"] is False
     task = monitor_facts["tasks"]["monitor_models"]
-    assert set(monitor_facts["tasks"]) == {"monitor_models"}
+    assert set(monitor_facts["tasks"]) == {"monitor_models", "archive_predictions"}
     assert task["retries"] == 3
     assert task["failure_notifiers"] == ["SmtpNotifier"]
     command = task["bash_command"]
     assert shlex.split(command)[1:4] == ["monitor", "run", "--period"]
     assert "--period {{ macros.ds_add(ds, -1) }}" in command
+    # Retention runs after the day is monitored, never before.
+    archive = monitor_facts["tasks"]["archive_predictions"]
+    assert archive["upstream"] == ["monitor_models"]
+    before_tenant = archive["bash_command"].split("{%")[0]  # the optional --tenant template
+    assert shlex.split(before_tenant)[1:] == ["monitor", "archive-predictions"]
+    assert archive["retries"] == 3
+    assert archive["failure_notifiers"] == ["SmtpNotifier"]
 
 
 def test_airflow_env_does_not_hold_the_project(dag_facts: Any) -> None:
