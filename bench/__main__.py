@@ -13,6 +13,7 @@ from bench import (
     online_read,
     pipeline_daily,
     pit_join,
+    prediction_archive,
     real_sales_value,
     world_generate,
 )
@@ -28,6 +29,7 @@ BENCHMARKS = {
     "api": api_load.main,
     "drift": drift.main,
     "dashboard": dashboard.main,
+    "archive": prediction_archive.main,
 }
 
 
