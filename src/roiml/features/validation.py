@@ -19,8 +19,11 @@ from roiml.features.frame import feature_columns
 __all__ = [
     "MIN_SHIFT_SAMPLE",
     "PSI_LIMIT",
+    "SHIFT_MIN_EFFECT",
     "ValidationIssue",
     "ValidationReport",
+    "population_stability",
+    "shift_effect",
     "validate_features",
     "validate_frame",
 ]
@@ -30,6 +33,12 @@ __all__ = [
 PSI_LIMIT = 0.25
 # Below this many values on either day, PSI measures sampling noise rather than a shift.
 MIN_SHIFT_SAMPLE = 1000
+# PSI only sees which decile a value falls in, not how far it moved: when one value is shared by
+# many entities (all clients of an agent, all homes of a market), a change of one unit carries a
+# tenth of the population across a decile edge, a PSI of 0.5 or more. A shift fails the gate
+# only if the values also moved by this much: Wasserstein distance over the previous day's
+# standard deviation (monitoring uses the same measure and line for numeric drift).
+SHIFT_MIN_EFFECT = 0.1
 _BINS = 10
 
 
@@ -119,7 +128,8 @@ def validate_frame(
     psi_limit: float = PSI_LIMIT,
 ) -> ValidationReport:
     """Check every feature column of ``frame``: null rate, valid range, type; and, given the
-    previous day's frame, the distribution shift (PSI over the previous day's deciles)."""
+    previous day's frame, the distribution shift: PSI over the previous day's deciles above
+    ``psi_limit`` and values moved by more than ``SHIFT_MIN_EFFECT`` standard deviations."""
     report = ValidationReport(rows=frame.num_rows)
     if frame.num_rows == 0:
         report.issues.append(ValidationIssue("*", "row count", "0 rows", "at least 1 row"))
@@ -167,10 +177,16 @@ def validate_frame(
             if min(before.size, observed.size) < MIN_SHIFT_SAMPLE:
                 continue
             psi = population_stability(before, observed)
-            if psi is not None and psi > psi_limit:
+            if psi is None or psi <= psi_limit:
+                continue
+            effect = shift_effect(before, observed)
+            if effect > SHIFT_MIN_EFFECT:
                 report.issues.append(
                     ValidationIssue(
-                        name, "shift against the previous day", f"PSI {psi:.3f}", f"<= {psi_limit}"
+                        name,
+                        "shift against the previous day",
+                        f"PSI {psi:.3f} and Wasserstein {effect:.2f} std",
+                        f"PSI <= {psi_limit} or Wasserstein <= {SHIFT_MIN_EFFECT} std",
                     )
                 )
     return report
@@ -182,15 +198,40 @@ def population_stability(
     """PSI of ``current`` against ``reference`` over the reference's quantile bins.
 
     Quantile bins follow the reference's own mass, so a skewed feature (most users at 0) is not
-    judged by a few empty equal-width bins. None when either side is empty.
+    judged by a few empty equal-width bins. A reference of at most ``bins`` distinct values (a
+    flag, a small count, a constant) gets one bin per value and one for values it never had:
+    deciles would merge them, and a constant that changed would stay in its one bin. None when
+    either side is empty.
     """
     if reference.size == 0 or current.size == 0:
         return None
     edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
-    expected = np.bincount(
-        np.searchsorted(edges, reference, side="right"), minlength=len(edges) + 1
-    )
-    actual = np.bincount(np.searchsorted(edges, current, side="right"), minlength=len(edges) + 1)
+    # Tied deciles hint at few distinct values; only then is finding them worth a sort.
+    levels = np.unique(reference) if edges.size < bins - 1 else None
+    if levels is not None and levels.size <= bins:
+        expected = np.bincount(np.searchsorted(levels, reference), minlength=levels.size + 1)
+        at = np.minimum(np.searchsorted(levels, current), levels.size - 1)
+        known = levels[at] == current
+        actual = np.bincount(np.where(known, at, levels.size), minlength=levels.size + 1)
+    else:
+        expected = np.bincount(
+            np.searchsorted(edges, reference, side="right"), minlength=edges.size + 1
+        )
+        actual = np.bincount(
+            np.searchsorted(edges, current, side="right"), minlength=edges.size + 1
+        )
     expected_share = np.clip(expected / reference.size, 1e-4, None)
     actual_share = np.clip(actual / current.size, 1e-4, None)
     return float(np.sum((actual_share - expected_share) * np.log(actual_share / expected_share)))
+
+
+def shift_effect(reference: np.ndarray, current: np.ndarray) -> float:
+    """How far ``current`` moved from ``reference``: the Wasserstein (earth mover's) distance
+    over the reference's standard deviation; infinite if a constant reference changed."""
+    from scipy.stats import wasserstein_distance  # only once a PSI has crossed its line
+
+    distance = float(wasserstein_distance(reference, current))
+    spread = float(np.std(reference))
+    if spread == 0.0:
+        return math.inf if distance > 0.0 else 0.0
+    return distance / spread
