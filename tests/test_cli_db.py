@@ -215,3 +215,30 @@ def test_verbs_refuse_a_database_that_is_not_migrated(
     assert result.exit_code == 2
     assert "run `roiml db upgrade` first" in result.output
     assert "Traceback" not in result.output
+
+
+def test_serve_refuses_a_database_that_is_not_migrated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every request would fail on a missing table: the server does not start."""
+    started: list[object] = []
+    monkeypatch.setattr("roiml.serving.server.serve", lambda *args: started.append(args))
+    monkeypatch.setenv("ROIML_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    get_settings.cache_clear()
+    line = assert_clean_failure(invoke("serve", "--port", "8765"), 2)
+    assert "run `roiml db upgrade` first" in line
+    assert started == []
+
+
+def test_serve_starts_with_a_warning_while_the_database_is_down(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The API answers from the online store and spools its log while the database is away."""
+    started: list[object] = []
+    monkeypatch.setattr("roiml.serving.server.serve", lambda *args: started.append(args))
+    monkeypatch.setenv("ROIML_DATABASE_URL", "postgresql://postgres@127.0.0.1:1/nope")
+    get_settings.cache_clear()
+    result = invoke("serve", "--port", "8765")
+    assert result.exit_code == 0, result.output
+    assert "warning: cannot reach the database" in flat(result.output)
+    assert len(started) == 1

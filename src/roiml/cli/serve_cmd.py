@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 
-from roiml.cli.common import console, handle_errors, settings_or_exit
+from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
+from roiml.errors import DatabaseUnavailableError
+from roiml.settings import Settings
 
 __all__ = ["serve"]
 
@@ -27,6 +30,7 @@ def serve(
     from roiml.serving.server import serve as run
 
     check_startup(settings)
+    _check_schema(settings)
     bind_host = host or settings.api_host
     bind_port = port or settings.api_port
     count = workers or settings.api_workers
@@ -35,3 +39,14 @@ def serve(
         f"auth {'on' if settings.auth_enabled else 'off'}"
     )
     run(settings, bind_host, bind_port, count)
+
+
+def _check_schema(settings: Settings) -> None:
+    """Refuse to serve a database that is not migrated: every request would fail on a missing
+    table. A database that is down is only warned about: the API answers from the online store,
+    spools its prediction log to disk and reports the outage on /health until it is back."""
+    try:
+        with open_engine(settings):
+            pass
+    except DatabaseUnavailableError as exc:
+        console.print(f"[yellow]warning:[/yellow] {escape(str(exc))}")
