@@ -227,11 +227,9 @@ def population_stability(
 
 def shift_effect(reference: np.ndarray, current: np.ndarray) -> float:
     """How far ``current`` moved from ``reference``: the Wasserstein (earth mover's) distance
-    over the reference's standard deviation; infinite if a constant reference changed."""
-    from scipy.stats import wasserstein_distance  # only once a PSI has crossed its line
+    over the reference's standard deviation, as monitoring computes it for numeric drift (the
+    deviation floored at 0.001, so a constant that changed scores high)."""
+    # Imported here: monitoring's statistics bring SciPy, needed only once a PSI crossed its line.
+    from roiml.monitoring.statistics import numeric_statistics
 
-    distance = float(wasserstein_distance(reference, current))
-    spread = float(np.std(reference))
-    if spread == 0.0:
-        return math.inf if distance > 0.0 else 0.0
-    return distance / spread
+    return float(numeric_statistics(reference[:, None], current[:, None]).wasserstein[0])

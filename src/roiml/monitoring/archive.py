@@ -138,7 +138,7 @@ def archive_predictions(
         return ArchiveResult(cutoff, total, total, len(partitions), dry_run=True)
     archived = deleted = 0
     for model, on, _ in partitions:
-        start = datetime.combine(on, datetime.min.time())
+        start = datetime.combine(on, time.min)
         end = start + timedelta(days=1)
         folder = _day_dir(data_dir, tenant, model, on)
         stored = _archived_ids(folder)
