@@ -203,6 +203,9 @@ def population_stability(
     deciles would merge them, and a constant that changed would stay in its one bin. None when
     either side is empty.
     """
+    # Monitoring's PSI formula (same 1e-4 floor); imported here, since its module brings SciPy.
+    from roiml.monitoring.statistics import psi_from_counts
+
     if reference.size == 0 or current.size == 0:
         return None
     edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
@@ -220,9 +223,7 @@ def population_stability(
         actual = np.bincount(
             np.searchsorted(edges, current, side="right"), minlength=edges.size + 1
         )
-    expected_share = np.clip(expected / reference.size, 1e-4, None)
-    actual_share = np.clip(actual / current.size, 1e-4, None)
-    return float(np.sum((actual_share - expected_share) * np.log(actual_share / expected_share)))
+    return psi_from_counts(expected, actual)
 
 
 def shift_effect(reference: np.ndarray, current: np.ndarray) -> float:
