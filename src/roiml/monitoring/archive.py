@@ -30,7 +30,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from sqlalchemy import Engine, String, Table, cast, func, select
+from sqlalchemy import DateTime, Engine, Float, String, Table, cast, func, select
 
 from roiml.db.base import as_naive_utc
 from roiml.db.engine import tenant_session
@@ -55,8 +55,6 @@ _CHUNK_ROWS = 5_000
 _TABLE: Table = MLPrediction.__table__  # type: ignore[assignment]
 _JSON_COLUMNS = ("features", "probabilities", "shap_values")
 _ENUM_COLUMNS = ("prediction_type", "entity_type")
-_TIME_COLUMNS = ("as_of_date", "predicted_at", "feedback_at")
-_FLOAT_COLUMNS = ("predicted_value", "confidence", "latency_ms", "actual_value")
 
 
 @dataclass(frozen=True)
@@ -198,14 +196,15 @@ def _archive_columns() -> list[Any]:
 
 @cache
 def _schema() -> pa.Schema:
-    def kind(name: str) -> pa.DataType:
-        if name in _TIME_COLUMNS:
+    # From the table's own column types: times, floats, and text (JSON and enums arrive as text).
+    def kind(column: Any) -> pa.DataType:
+        if isinstance(column.type, DateTime):
             return pa.timestamp("us")
-        if name in _FLOAT_COLUMNS:
+        if isinstance(column.type, Float):
             return pa.float64()
         return pa.string()
 
-    return pa.schema([pa.field(column.name, kind(column.name)) for column in _TABLE.columns])
+    return pa.schema([pa.field(column.name, kind(column)) for column in _TABLE.columns])
 
 
 def _to_arrow(rows: Sequence[Sequence[Any]]) -> pa.Table:
