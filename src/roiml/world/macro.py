@@ -43,6 +43,10 @@ class Macro:
         return (when - self.origin).days
 
 
+# Day offset, from the 1st, of the day a month's market figures are read at.
+_MID_MONTH = 14
+
+
 def _month_starts(first: date, last: date) -> list[date]:
     months = []
     current = date(first.year, first.month, 1)
@@ -143,11 +147,14 @@ def _market_statistics(
     rng: np.random.Generator,
 ) -> pa.Table:
     first = date(config.start.year - 2, config.start.month, 1)
-    months = _month_starts(first, config.end - timedelta(days=1))
+    # A month's figures describe its middle day (the 15th), so a month exists here once that day
+    # has been lived: a world ending on the 2nd to the 14th has no figures for its last month
+    # (they would be published 45 days after the month began, past the world's end anyway).
+    months = _month_starts(first, config.end - timedelta(days=_MID_MONTH + 1))
     offsets = np.array([(m - origin).days for m in months])
     n_markets, n_months = market_median.shape[0], len(months)
-    median = market_median[:, offsets + 14]
-    heat = market_heat[:, offsets + 14]
+    median = market_median[:, offsets + _MID_MONTH]
+    heat = market_heat[:, offsets + _MID_MONTH]
     month_of_year = np.array([m.month for m in months])
     seasonal = 1.0 + 0.35 * np.sin(2 * np.pi * (month_of_year - 3) / 12.0)
     size = np.asarray(rng.uniform(800, 6000, n_markets))[:, None]
