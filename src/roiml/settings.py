@@ -6,6 +6,7 @@ No other module reads the environment. Call :func:`get_settings` (cached) or bui
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -14,7 +15,24 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Environment", "Settings", "get_settings"]
+__all__ = ["EARLIEST_TODAY", "Environment", "Settings", "check_today", "get_settings"]
+
+# The range a pinned ``today`` may take: the product's data starts this century, and a world
+# or a replay more than ten years past the real date is a typo, not a demo.
+EARLIEST_TODAY = date(2000, 1, 1)
+_LATEST_TODAY_AHEAD = timedelta(days=3653)
+
+
+def check_today(value: date) -> date:
+    """``value`` if it may be pinned as the product's today; ValueError saying why not."""
+    latest = datetime.now(UTC).date() + _LATEST_TODAY_AHEAD
+    if value < EARLIEST_TODAY:
+        raise ValueError(f"today {value} is before {EARLIEST_TODAY}; give a date from then on")
+    if value > latest:
+        raise ValueError(
+            f"today {value} is more than ten years past the real date; give one up to {latest}"
+        )
+    return value
 
 
 class Environment(StrEnum):
@@ -59,6 +77,10 @@ class Settings(BaseSettings):
     auth_enabled: bool = False
     cors_origins: list[str] = Field(default_factory=list)
     log_level: str = "INFO"
+    today: date | None = Field(
+        default=None,
+        description="Pins the product's today, for demos and replays; None = the real date (UTC).",
+    )
     world_chunk_users: int = Field(
         default=5000, ge=100, le=200_000, description="Users generated per chunk (bounds memory)."
     )
@@ -150,6 +172,11 @@ class Settings(BaseSettings):
         if not value or len(value) > 64 or not value.replace("_", "").replace("-", "").isalnum():
             raise ValueError("tenant_id must be 1-64 letters, digits, '-' or '_'")
         return value
+
+    @field_validator("today")
+    @classmethod
+    def _today_is_plausible(cls, value: date | None) -> date | None:
+        return None if value is None else check_today(value)
 
     @model_validator(mode="after")
     def _production_needs_keys(self) -> Settings:

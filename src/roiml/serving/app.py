@@ -59,7 +59,7 @@ from roiml.serving.service import ItemError, PredictionService, ServedPrediction
 from roiml.settings import Settings
 from roiml.store.online import OnlineStore, open_online_store
 
-__all__ = ["Components", "asgi", "create_app", "registry_components"]
+__all__ = ["Components", "asgi", "create_app", "registry_components", "serving_clock"]
 
 log = logging.getLogger(__name__)
 BASE = "/api/ml"
@@ -90,6 +90,25 @@ class Components:
     multiprocess_dir: str | None = None
     # The serving clock: features and as-of checks are "now" by it (tests replay a past day).
     clock: Callable[[], datetime] = utcnow
+
+
+def serving_clock(settings: Settings) -> Callable[[], datetime]:
+    """The API's "now" as the settings ask: the wall clock (naive UTC), or, with
+    ``settings.today`` pinned, that day at the wall clock's time of day.
+
+    The real time of day rather than a fixed hour: answers keep their order and stay distinct
+    instants (the log, the dashboard's last prediction and latency move as they would), while
+    every one of them lands in the pinned UTC day that monitoring judges, at whatever real hour
+    the demo or replay runs; past the real midnight the clock starts the same pinned day again.
+    """
+    pinned = settings.today
+    if pinned is None:
+        return utcnow
+
+    def pinned_clock() -> datetime:
+        return datetime.combine(pinned, utcnow().time())
+
+    return pinned_clock
 
 
 def registry_components(settings: Settings, multiprocess_dir: str | None = None) -> Components:
@@ -128,6 +147,7 @@ def registry_components(settings: Settings, multiprocess_dir: str | None = None)
         rate_limiter=make_rate_limiter(settings),
         metrics=ServingMetrics(),
         multiprocess_dir=multiprocess_dir,
+        clock=serving_clock(settings),
     )
 
 
