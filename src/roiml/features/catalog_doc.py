@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from roiml.features.catalog import CATALOG, Catalog
+from roiml.features.definition import FeatureDefinition, TimeRelation
 from roiml.features.definitions.context import RECENCY_DAYS
 
 __all__ = ["render_catalog"]
@@ -16,6 +17,13 @@ def _cell(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return str(value).replace("|", "\\|")
+
+
+def _time(feature: FeatureDefinition) -> str:
+    if feature.time_relation is TimeRelation.CLOCK:
+        per_day = feature.clock_per_day
+        return "clock +1/day" if per_day == 1 else f"clock +1/{1 / per_day:g} per day"
+    return feature.time_relation.value.lower()
 
 
 def render_catalog(catalog: Catalog = CATALOG) -> str:
@@ -33,6 +41,13 @@ def render_catalog(catalog: Catalog = CATALOG) -> str:
         "before t; windows count back from t (`7d` = the 7 days before t). Every value is stored "
         f"as float64; 'days since' features look back {RECENCY_DAYS} days at most.",
         "",
+        "*time* is how a value moves with the calendar when nothing about the homeowner changed, "
+        "which decides how the daily gate and drift monitoring judge it "
+        "(docs/FEATURE_STORE.md, docs/MONITORING.md): `ordinary` (judged as it is), `calendar` "
+        "(the date's own value, not judged), `clock +x/day` (grows by x a day; judged beyond "
+        "that), `shared` (moves for everyone at once when a source publishes or a campaign is "
+        "sent; judged beyond the common step).",
+        "",
         "| category | sub-category | features |",
         "|---|---|---:|",
     ]
@@ -42,18 +57,20 @@ def render_catalog(catalog: Catalog = CATALOG) -> str:
             "",
             f"## {set_name}",
             "",
-            "| feature | sub-category | type | window | valid range | max null rate | version "
-            "| description |",
-            "|---|---|---|---|---|---|---|---|",
+            "| feature | sub-category | type | window | time | valid range | max null rate "
+            "| version | description |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for name in names:
             f = catalog.features[name]
             window = f"{f.window_days}d" if f.window_days else ""
             valid = f"[{_cell(f.valid_min)}, {_cell(f.valid_max)}]"
             deprecated = " (deprecated)" if f.deprecated else ""
+            time = _time(f)
             lines.append(
                 f"| `{f.name}`{deprecated} | {f.sub_category} | {f.dtype.value} | {window} | "
-                f"{valid} | {f.max_null_rate:.0%} | {f.version} | {_cell(f.description)} |"
+                f"{time} | {valid} | {f.max_null_rate:.0%} | {f.version} | "
+                f"{_cell(f.description)} |"
             )
     lines.append("")
     return "\n".join(lines)

@@ -18,13 +18,45 @@ property tests check that nothing stamped at or after ``as_of`` changes a value.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from roiml.db.enums import DataType, EntityType, FeatureCategory, FeatureType
 
-__all__ = ["CONTEXT", "DERIVED", "ContextJoin", "FeatureDefinition", "WindowGroup"]
+__all__ = [
+    "CONTEXT",
+    "DERIVED",
+    "ContextJoin",
+    "FeatureDefinition",
+    "TimeRelation",
+    "WindowGroup",
+]
 
 CONTEXT = "context"
 DERIVED = "derived"
+
+
+class TimeRelation(StrEnum):
+    """How a feature's values move with the calendar when nothing about the entities changed.
+
+    The daily gate and drift monitoring judge each kind its own way (docs/FEATURE_STORE.md,
+    docs/MONITORING.md): a day's values are compared with what that day should look like, not
+    with a pooled history.
+    """
+
+    # Moves only when the entity's own data moves: judged as it is.
+    ORDINARY = "ORDINARY"
+    # A function of the as-of date alone (weekday, month): one value per day for everyone, so a
+    # day's traffic cannot be compared with a history of other days. Not judged.
+    CALENDAR = "CALENDAR"
+    # Grows with the clock at ``clock_per_day`` units a day (days since, years of tenure) until
+    # an event resets it: judged on what the clock does not explain, values moved back to a
+    # common instant.
+    CLOCK = "CLOCK"
+    # Moves for everyone at once when a shared source publishes or sends: a tenant's campaign
+    # entering a 30-day count, a month of market figures, a weekly rate. A step all entities
+    # share is the calendar, not a data fault; what is judged is the part of the move the
+    # entities do not share, and the size of the shared step against the spread the model knew.
+    SHARED = "SHARED"
 
 
 @dataclass(frozen=True)
@@ -113,10 +145,18 @@ class FeatureDefinition:
     feature_type: FeatureType = FeatureType.BATCH
     version: int = 1
     deprecated: bool = False
-    # Day-over-day distribution check. Off for values that move by construction from one day
-    # to the next: calendar encodings, market-wide and economic figures (one value for many
-    # users, stepping monthly), and "days since" clocks that tick for everyone.
-    shift_check: bool = True
+    # How the values move with the calendar (see TimeRelation); a CLOCK grows by
+    # ``clock_per_day`` of its unit each day (1 for days, 1 / 365.25 for years).
+    time_relation: TimeRelation = TimeRelation.ORDINARY
+    clock_per_day: float = 0.0
+
+    def __post_init__(self) -> None:
+        clock = self.time_relation is TimeRelation.CLOCK
+        if clock != (self.clock_per_day > 0):
+            raise ValueError(
+                f"feature {self.name}: a CLOCK feature needs clock_per_day > 0, and only a "
+                f"CLOCK feature has one (got {self.time_relation}, {self.clock_per_day})"
+            )
 
     @property
     def feature_set(self) -> str:

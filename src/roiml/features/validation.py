@@ -13,12 +13,13 @@ import pyarrow as pa
 
 from roiml.db.enums import DataType
 from roiml.features.catalog import CATALOG, Catalog
-from roiml.features.definition import FeatureDefinition
-from roiml.features.frame import feature_columns
+from roiml.features.definition import FeatureDefinition, TimeRelation
+from roiml.features.frame import AS_OF, ENTITY_ID, feature_columns
 
 __all__ = [
     "MIN_SHIFT_SAMPLE",
     "PSI_LIMIT",
+    "SCALE_LIMIT",
     "SHIFT_MIN_EFFECT",
     "ValidationIssue",
     "ValidationReport",
@@ -39,6 +40,9 @@ MIN_SHIFT_SAMPLE = 1000
 # only if the values also moved by this much: Wasserstein distance over the previous day's
 # standard deviation (monitoring uses the same measure and line for numeric drift).
 SHIFT_MIN_EFFECT = 0.1
+# A SHARED feature's common step may move every entity, but not rescale the values: a day whose
+# mean magnitude is more than this factor above or below the day before's changed units.
+SCALE_LIMIT = 2.0
 _BINS = 10
 
 
@@ -129,11 +133,18 @@ def validate_frame(
 ) -> ValidationReport:
     """Check every feature column of ``frame``: null rate, valid range, type; and, given the
     previous day's frame, the distribution shift: PSI over the previous day's deciles above
-    ``psi_limit`` and values moved by more than ``SHIFT_MIN_EFFECT`` standard deviations."""
+    ``psi_limit`` and values moved by more than ``SHIFT_MIN_EFFECT`` standard deviations.
+
+    The shift is judged by the feature's :class:`TimeRelation`: a CALENDAR value is the date's
+    and is not compared; a CLOCK is moved back by the time between the two frames first; a
+    SHARED feature is compared after the step every entity took (the median of the entities'
+    own changes) is taken out, and that step must not rescale the values (a unit change).
+    """
     report = ValidationReport(rows=frame.num_rows)
     if frame.num_rows == 0:
         report.issues.append(ValidationIssue("*", "row count", "0 rows", "at least 1 row"))
         return report
+    pairs = _Pairs.of(frame, previous) if previous is not None else None
     for name in feature_columns(frame):
         definition = catalog.get(name)
         values = frame[name].to_numpy(zero_copy_only=False).astype(np.float64)
@@ -171,25 +182,115 @@ def validate_frame(
                         f"whole numbers ({definition.dtype.value})",
                     )
                 )
-        if previous is not None and definition.shift_check and name in previous.column_names:
-            before = previous[name].to_numpy(zero_copy_only=False).astype(np.float64)
-            before = before[~np.isnan(before)]
-            if min(before.size, observed.size) < MIN_SHIFT_SAMPLE:
-                continue
-            psi = population_stability(before, observed)
-            if psi is None or psi <= psi_limit:
-                continue
-            effect = shift_effect(before, observed)
-            if effect > SHIFT_MIN_EFFECT:
-                report.issues.append(
-                    ValidationIssue(
-                        name,
-                        "shift against the previous day",
-                        f"PSI {psi:.3f} and Wasserstein {effect:.2f} std",
-                        f"PSI <= {psi_limit} or Wasserstein <= {SHIFT_MIN_EFFECT} std",
-                    )
-                )
+        if previous is not None and name in previous.column_names:
+            issue = _shift_issue(definition, frame[name], previous[name], pairs, psi_limit)
+            if issue is not None:
+                report.issues.append(issue)
     return report
+
+
+@dataclass(frozen=True)
+class _Pairs:
+    """Rows of the same entity in both frames, and the days between the frames' instants."""
+
+    current: np.ndarray
+    previous: np.ndarray
+    elapsed_days: float
+
+    @classmethod
+    def of(cls, frame: pa.Table, previous: pa.Table) -> _Pairs:
+        if ENTITY_ID in frame.column_names and ENTITY_ID in previous.column_names:
+            ids = frame[ENTITY_ID].to_numpy(zero_copy_only=False)
+            before = previous[ENTITY_ID].to_numpy(zero_copy_only=False)
+            _, current, earlier = np.intersect1d(ids, before, return_indices=True)
+        else:
+            current = earlier = np.empty(0, dtype=np.int64)
+        return cls(current, earlier, _days_between(previous, frame))
+
+
+def _days_between(earlier: pa.Table, later: pa.Table) -> float:
+    """Days from the median instant of ``earlier`` to that of ``later`` (a daily frame holds one
+    instant; 1.0 when either lacks an ``as_of``)."""
+    if AS_OF not in earlier.column_names or AS_OF not in later.column_names:
+        return 1.0
+    if earlier.num_rows == 0 or later.num_rows == 0:
+        return 1.0
+
+    def middle(table: pa.Table) -> float:
+        stamps = table[AS_OF].to_numpy(zero_copy_only=False).astype("datetime64[us]")
+        return float(np.sort(stamps.astype(np.int64))[len(stamps) // 2])
+
+    return (middle(later) - middle(earlier)) / 86_400e6
+
+
+def _floats(column: pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _shift_issue(
+    definition: FeatureDefinition,
+    current_column: pa.ChunkedArray,
+    previous_column: pa.ChunkedArray,
+    pairs: _Pairs | None,
+    psi_limit: float,
+) -> ValidationIssue | None:
+    """The day-over-day shift of one feature, judged by its relation to time (None: passed)."""
+    relation = definition.time_relation
+    if relation is TimeRelation.CALENDAR:
+        return None  # the date's own value: another day has another one by design
+    current, before = _floats(current_column), _floats(previous_column)
+    what = "shift against the previous day"
+    if relation is TimeRelation.CLOCK and pairs is not None:
+        # A clock ticks for everyone: yesterday's values, one day on, are today's expectation.
+        current = current - definition.clock_per_day * pairs.elapsed_days
+        what = "shift against the previous day, beyond the clock"
+    elif relation is TimeRelation.SHARED and pairs is not None and pairs.current.size:
+        paired_now, paired_before = current[pairs.current], before[pairs.previous]
+        both = ~np.isnan(paired_now) & ~np.isnan(paired_before)
+        if both.any():
+            scale = _scale_issue(definition, paired_now[both], paired_before[both])
+            if scale is not None:
+                return scale
+            # The step the entities share (a campaign send, a new month of figures) is the
+            # calendar: what is judged is how differently they moved.
+            current = current - float(np.median(paired_now[both] - paired_before[both]))
+            what = "shift against the previous day, beyond the step all entities share"
+    observed, before = current[~np.isnan(current)], before[~np.isnan(before)]
+    if min(before.size, observed.size) < MIN_SHIFT_SAMPLE:
+        return None
+    psi = population_stability(before, observed)
+    if psi is None or psi <= psi_limit:
+        return None
+    effect = shift_effect(before, observed)
+    if effect <= SHIFT_MIN_EFFECT:
+        return None
+    return ValidationIssue(
+        definition.name,
+        what,
+        f"PSI {psi:.3f} and Wasserstein {effect:.2f} std",
+        f"PSI <= {psi_limit} or Wasserstein <= {SHIFT_MIN_EFFECT} std",
+    )
+
+
+def _scale_issue(
+    definition: FeatureDefinition, current: np.ndarray, before: np.ndarray
+) -> ValidationIssue | None:
+    """A shared step that rescaled a non-negative feature: the mark of a change of units (a
+    price in thousands, a rate as a fraction), not of a publication."""
+    if definition.valid_min is None or definition.valid_min < 0:
+        return None  # a difference or a change crosses zero: its magnitude has no scale
+    magnitude_before, magnitude_now = float(np.mean(before)), float(np.mean(current))
+    if magnitude_before <= 0 or magnitude_now <= 0:
+        return None
+    ratio = magnitude_now / magnitude_before
+    if 1 / SCALE_LIMIT <= ratio <= SCALE_LIMIT:
+        return None
+    return ValidationIssue(
+        definition.name,
+        "scale against the previous day (a change of units?)",
+        f"mean {magnitude_now:.4g} vs {magnitude_before:.4g} the day before ({ratio:.3g}x)",
+        f"{1 / SCALE_LIMIT:g}x to {SCALE_LIMIT:g}x",
+    )
 
 
 def population_stability(

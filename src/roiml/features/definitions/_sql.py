@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-__all__ = ["days_since", "in_window", "owned", "ratio", "years_since"]
+__all__ = ["PER_DAY", "PER_YEAR", "days_since", "in_window", "owned", "ratio", "years_since"]
+
+# How much a CLOCK feature grows a day, by its unit (FeatureDefinition.clock_per_day).
+PER_DAY = 1.0
+PER_YEAR = 1 / 365.25
 
 
 def in_window(days: int) -> str:

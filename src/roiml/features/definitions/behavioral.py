@@ -3,9 +3,11 @@ and when (8, in :mod:`engagement_timing`)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from roiml.db.enums import DataType, FeatureCategory
-from roiml.features.definition import CONTEXT, FeatureDefinition
-from roiml.features.definitions._sql import days_since, in_window, ratio
+from roiml.features.definition import CONTEXT, FeatureDefinition, TimeRelation
+from roiml.features.definitions._sql import PER_DAY, days_since, in_window, ratio
 from roiml.features.definitions.engagement_timing import ENGAGEMENT_TIMING
 
 __all__ = ["BEHAVIORAL"]
@@ -72,7 +74,7 @@ def _rate(name: str, sub: str, group: str, days: int, event: str, what: str) -> 
         # A campaign sent the day before as-of enters every recipient's denominator before anyone
         # could answer it, so the whole population's rate steps down at once on send days: a
         # day-over-day shift by construction, not a data fault (it failed the demo's gate).
-        shift_check=False,
+        time_relation=TimeRelation.SHARED,
     )
 
 
@@ -91,7 +93,8 @@ def _since(
         valid_max=20000,
         max_null_rate=nulls,
         needs=(join,),
-        shift_check=False,
+        time_relation=TimeRelation.CLOCK,
+        clock_per_day=PER_DAY,
     )
 
 
@@ -135,7 +138,12 @@ BEHAVIORAL: tuple[FeatureDefinition, ...] = (
     _rate("email_open_rate_90d", "email_engagement", "emails", 90, "opened_at", "emails opened"),
     _rate("email_click_rate_30d", "email_engagement", "emails", 30, "clicked_at", "emails clicked"),
     _rate("email_click_rate_90d", "email_engagement", "emails", 90, "clicked_at", "emails clicked"),
-    _count("emails_received_30d", "email_engagement", "emails", 30, "emails received"),
+    # Campaign sends reach every homeowner at once: the 30-day count steps for everyone the day a
+    # send enters or leaves the window.
+    replace(
+        _count("emails_received_30d", "email_engagement", "emails", 30, "emails received"),
+        time_relation=TimeRelation.SHARED,
+    ),
     _since(
         "days_since_last_email_open",
         "email_engagement",

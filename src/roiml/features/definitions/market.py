@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from roiml.db.enums import DataType, FeatureCategory
-from roiml.features.definition import CONTEXT, FeatureDefinition
+from roiml.features.definition import CONTEXT, FeatureDefinition, TimeRelation
 
 __all__ = ["MARKET"]
 
@@ -22,6 +22,8 @@ def _feature(
     hi: float | None = None,
     nulls: float = 0.05,
     needs: tuple[str, ...] = _MARKET,
+    # One value for every home of a market (or everyone), stepping when figures are published.
+    relation: TimeRelation = TimeRelation.SHARED,
 ) -> FeatureDefinition:
     return FeatureDefinition(
         name,
@@ -35,7 +37,7 @@ def _feature(
         valid_max=hi,
         max_null_rate=nulls,
         needs=needs,
-        shift_check=False,
+        time_relation=relation,
     )
 
 
@@ -123,6 +125,7 @@ MARKET: tuple[FeatureDefinition, ...] = (
         12,
         0.0,
         (),
+        TimeRelation.CALENDAR,
     ),
     _feature(
         "quarter",
@@ -134,6 +137,7 @@ MARKET: tuple[FeatureDefinition, ...] = (
         4,
         0.0,
         (),
+        TimeRelation.CALENDAR,
     ),
     _feature(
         "is_peak_season",
@@ -145,6 +149,7 @@ MARKET: tuple[FeatureDefinition, ...] = (
         1,
         0.0,
         (),
+        TimeRelation.CALENDAR,
     ),
     _feature(
         "market_sales_seasonal_index",

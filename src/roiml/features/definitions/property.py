@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from roiml.db.enums import DataType, FeatureCategory
-from roiml.features.definition import CONTEXT, FeatureDefinition
-from roiml.features.definitions._sql import ratio, years_since
+from roiml.features.definition import CONTEXT, FeatureDefinition, TimeRelation
+from roiml.features.definitions._sql import PER_YEAR, ratio, years_since
 
 __all__ = ["PROPERTY"]
 
@@ -274,9 +274,16 @@ _PROPERTY: tuple[FeatureDefinition, ...] = (
         fill=0,
     ),
 )
-# Clocks and market-wide scores move for everyone at once; the day-over-day check skips them.
-_NO_SHIFT_CHECK = {"market_heat_score"}
+# Clocks grow a year a year (a home's age steps on January 1st, which the clock rule absorbs:
+# one year against the spread of ages). Market-wide scores and the gap to the weekly rate move
+# for everyone at once when figures are published.
+_CLOCKS = {"property_age_years", "ownership_years", "years_since_mortgage_start"}
+_SHARED = {"market_heat_score", "mortgage_rate_gap"}
 PROPERTY = tuple(
-    replace(feature, shift_check=False) if feature.name in _NO_SHIFT_CHECK else feature
+    replace(feature, time_relation=TimeRelation.CLOCK, clock_per_day=PER_YEAR)
+    if feature.name in _CLOCKS
+    else replace(feature, time_relation=TimeRelation.SHARED)
+    if feature.name in _SHARED
+    else feature
     for feature in _PROPERTY
 )

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from roiml.db.enums import DataType, FeatureCategory
-from roiml.features.definition import CONTEXT, DERIVED, FeatureDefinition
-from roiml.features.definitions._sql import days_since
+from roiml.features.definition import CONTEXT, DERIVED, FeatureDefinition, TimeRelation
+from roiml.features.definitions._sql import PER_DAY, days_since
 
 __all__ = ["TEMPORAL"]
 
@@ -89,4 +89,10 @@ _TEMPORAL: tuple[FeatureDefinition, ...] = (
     ),
 )
 # Every temporal feature is a clock or a calendar: it moves from one day to the next by design.
-TEMPORAL = tuple(replace(feature, shift_check=False) for feature in _TEMPORAL)
+_CLOCKS = {"days_since_signup", "days_since_last_activity"}
+TEMPORAL = tuple(
+    replace(feature, time_relation=TimeRelation.CLOCK, clock_per_day=PER_DAY)
+    if feature.name in _CLOCKS
+    else replace(feature, time_relation=TimeRelation.CALENDAR)
+    for feature in _TEMPORAL
+)

@@ -5,8 +5,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 from roiml.db.enums import DataType, FeatureCategory
-from roiml.features.definition import CONTEXT, FeatureDefinition
-from roiml.features.definitions._sql import days_since, in_window, years_since
+from roiml.features.definition import CONTEXT, FeatureDefinition, TimeRelation
+from roiml.features.definitions._sql import (
+    PER_DAY,
+    PER_YEAR,
+    days_since,
+    in_window,
+    years_since,
+)
 
 __all__ = ["TRANSACTIONAL"]
 
@@ -153,9 +159,11 @@ _TRANSACTIONAL: tuple[FeatureDefinition, ...] = (
         needs=("agent_deals", "agent_deals_year_ago"),
     ),
 )
-# Clocks and market-wide scores move for everyone at once; the day-over-day check skips them.
-_NO_SHIFT_CHECK = {"days_since_last_transaction"}
+# Clocks: how much each grows a day.
+_CLOCKS = {"days_since_last_transaction": PER_DAY, "agent_tenure_years": PER_YEAR}
 TRANSACTIONAL = tuple(
-    replace(feature, shift_check=False) if feature.name in _NO_SHIFT_CHECK else feature
+    replace(feature, time_relation=TimeRelation.CLOCK, clock_per_day=_CLOCKS[feature.name])
+    if feature.name in _CLOCKS
+    else feature
     for feature in _TRANSACTIONAL
 )
