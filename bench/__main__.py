@@ -15,6 +15,7 @@ from bench import (
     pit_join,
     prediction_archive,
     real_sales_value,
+    replay,
     world_generate,
 )
 
@@ -30,6 +31,7 @@ BENCHMARKS = {
     "drift": drift.main,
     "dashboard": dashboard.main,
     "archive": prediction_archive.main,
+    "replay": replay.main,
 }
 
 
