@@ -111,8 +111,16 @@ def serving_clock(settings: Settings) -> Callable[[], datetime]:
     return pinned_clock
 
 
-def registry_components(settings: Settings, multiprocess_dir: str | None = None) -> Components:
-    """The production wiring: registry-backed models, the settings' stores and log."""
+def registry_components(
+    settings: Settings,
+    multiprocess_dir: str | None = None,
+    *,
+    metrics: ServingMetrics | None = None,
+) -> Components:
+    """The production wiring: registry-backed models, the settings' stores and log, and the
+    clock of :func:`serving_clock`. ``metrics`` default to the process's Prometheus registry,
+    which takes one set only: an app built in process beside the served one (the demo's calls,
+    a population scoring) passes ``ServingMetrics(CollectorRegistry())``."""
     check_startup(settings)
     engine = make_engine(settings.resolved_database_url)
     registries: dict[str, Any] = {}
@@ -145,7 +153,7 @@ def registry_components(settings: Settings, multiprocess_dir: str | None = None)
         models=ModelCache(load, probe, settings.model_poll_seconds),
         prediction_log=PredictionLog(settings, engine),
         rate_limiter=make_rate_limiter(settings),
-        metrics=ServingMetrics(),
+        metrics=metrics if metrics is not None else ServingMetrics(),
         multiprocess_dir=multiprocess_dir,
         clock=serving_clock(settings),
     )

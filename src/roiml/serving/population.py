@@ -55,8 +55,10 @@ def score_population(
     ConfigurationError.
     """
     from fastapi.testclient import TestClient
+    from prometheus_client import CollectorRegistry
 
     from roiml.serving.app import asgi, registry_components
+    from roiml.serving.metrics import ServingMetrics
 
     names = list(models) if models is not None else list(MODEL_NAMES.values())
     kinds = {name: model_type for model_type, name in MODEL_NAMES.items()}
@@ -69,7 +71,8 @@ def score_population(
         return counts
     moment = as_naive_utc(now)
     scoped = settings.model_copy(update={"tenant_id": tenant_id, "auth_enabled": False})
-    components = registry_components(scoped)
+    # Its own metrics registry: the process's default one may belong to a served app.
+    components = registry_components(scoped, metrics=ServingMetrics(CollectorRegistry()))
     components.clock = lambda: moment
     with TestClient(asgi(scoped, components), raise_server_exceptions=True) as client:
         for name in names:
