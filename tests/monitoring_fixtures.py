@@ -24,8 +24,11 @@ from roiml.models.predict import predict
 MOVE = MODEL_NAMES[ModelType.MOVE_PROBABILITY]
 
 
-def move_artifact(reference: np.ndarray, names: list[str], seed: int = 0) -> ModelArtifact:
-    """A move-probability model trained on ``reference`` (label from the first column + noise)."""
+def move_artifact(
+    reference: np.ndarray, names: list[str], seed: int = 0, as_of: datetime | None = None
+) -> ModelArtifact:
+    """A move-probability model trained on ``reference`` (label from the first column + noise);
+    its reference rows are as of ``as_of`` when given (as a trained model's are)."""
     rng = np.random.default_rng(seed)
     score = np.nan_to_num(reference[:, 0]) + rng.normal(0, 1, len(reference))
     label = (score > np.quantile(score, 0.8)).astype(int)
@@ -49,7 +52,12 @@ def move_artifact(reference: np.ndarray, names: list[str], seed: int = 0) -> Mod
                 "MEDIUM": float(np.quantile(p, 0.8)),
             },
         },
-        reference=pa.table({n: pa.array(reference[:, i]) for i, n in enumerate(names)}),
+        reference=pa.table(
+            {
+                **({} if as_of is None else {"as_of": pa.array([as_of] * len(reference))}),
+                **{n: pa.array(reference[:, i]) for i, n in enumerate(names)},
+            }
+        ),
     )
 
 

@@ -122,6 +122,19 @@ def test_a_clock_is_judged_beyond_its_tick() -> None:
     assert "beyond the clock" in issue
 
 
+def test_clocks_restarted_by_a_campaign_pass_and_lost_history_fails() -> None:
+    rng = np.random.default_rng(14)
+    before = rng.exponential(20.0, ROWS)
+    # A newsletter went out yesterday and 40% of homeowners opened it: their clocks restarted.
+    opened = rng.random(ROWS) < 0.4
+    after = np.where(opened, rng.uniform(0, 1, ROWS), before + 1)
+    assert _issues("days_since_last_email_open", before, after) == []
+    # Half the opens of the last weeks were lost: those clocks jumped forward.
+    lost = np.where(rng.random(ROWS) < 0.5, before + 1 + rng.exponential(20.0, ROWS), before + 1)
+    (issue,) = _issues("days_since_last_email_open", before, lost)
+    assert "beyond the clock" in issue
+
+
 def test_calendar_features_are_the_dates_own() -> None:
     monday, tuesday = np.zeros(ROWS), np.ones(ROWS)
     assert _issues("day_of_week", monday, tuesday) == []

@@ -70,7 +70,7 @@ def monitored(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ModelPeriod
         generate_world(engine, settings.data_dir, config)  # type: ignore[arg-type]
     reference = _features(engine, "a")
     names = reference.column_names[2:]
-    artifact = move_artifact(_matrix(reference, names), names)
+    artifact = move_artifact(_matrix(reference, names), names, as_of=AS_OF)
     results = {}
     for tenant in ("b", "c"):
         register(engine, tenant)

@@ -135,6 +135,21 @@ class Settings(BaseSettings):
         default=True, description="Divide p-value thresholds by the number of features tested."
     )
     monitoring_psi_bins: int = Field(default=10, ge=2, le=100)
+    monitoring_shared_threshold: float = Field(
+        default=0.5,
+        gt=0,
+        description="A SHARED feature (one step for everyone: a rate, a month of market figures, "
+        "a campaign) drifts when it moved by more than this many training-reference standard "
+        "deviations against the reference.",
+    )
+    monitoring_reference_days: int = Field(
+        default=7,
+        ge=0,
+        le=90,
+        description="Days of served traffic before the period that make its drift reference "
+        "(0: always the training reference); the training reference is used until they hold "
+        "ROIML_MONITORING_MIN_PREDICTIONS predictions.",
+    )
     monitoring_small_sample_rows: int = Field(
         default=1000, ge=0, description="auto uses KS / chi2 while a side has at most this many."
     )

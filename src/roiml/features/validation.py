@@ -17,9 +17,11 @@ from roiml.features.definition import FeatureDefinition, TimeRelation
 from roiml.features.frame import AS_OF, ENTITY_ID, feature_columns
 
 __all__ = [
+    "CLOCK_JUMP_LIMIT",
     "MIN_SHIFT_SAMPLE",
     "PSI_LIMIT",
     "SCALE_LIMIT",
+    "SHARED_APART_LIMIT",
     "SHIFT_MIN_EFFECT",
     "ValidationIssue",
     "ValidationReport",
@@ -43,6 +45,12 @@ SHIFT_MIN_EFFECT = 0.1
 # A SHARED feature's common step may move every entity, but not rescale the values: a day whose
 # mean magnitude is more than this factor above or below the day before's changed units.
 SCALE_LIMIT = 2.0
+# ... and entities may move apart from their group's common step (each homeowner opens or not),
+# but not by this many standard deviations on average: half the homeowners losing their month
+# of emails is ~1 std, the most a month of a 3,000-homeowner world's opens moved was 0.24.
+SHARED_APART_LIMIT = 0.5
+# Share of a clock feature's running (not restarted) clocks that may run ahead of time.
+CLOCK_JUMP_LIMIT = 0.01
 _BINS = 10
 
 
@@ -242,26 +250,74 @@ def _shift_issue(
     what = "shift against the previous day"
     if relation is TimeRelation.CLOCK and pairs is not None:
         # A clock ticks for everyone: yesterday's values, one day on, are today's expectation.
-        current = current - definition.clock_per_day * pairs.elapsed_days
+        tick = definition.clock_per_day * pairs.elapsed_days
         what = "shift against the previous day, beyond the clock"
+        if pairs.current.size:
+            paired_now, expected = current[pairs.current], before[pairs.previous] + tick
+            both = ~np.isnan(paired_now) & ~np.isnan(expected)
+            paired_now, expected = paired_now[both], expected[both]
+            # A clock that went back restarted at an event since (a campaign opened by many is
+            # many restarts): events are the data, not a fault. What is judged is the clocks
+            # that did not restart; history lost ahead of them makes them jump forward.
+            tolerance = 1e-6 + 1e-9 * np.abs(expected)
+            running = paired_now >= expected - tolerance
+            jumped = int(np.count_nonzero(paired_now[running] > (expected + tolerance)[running]))
+            # A running clock never runs faster than time: on undamaged data none does.
+            if jumped >= 10 and jumped > CLOCK_JUMP_LIMIT * running.sum():
+                return ValidationIssue(
+                    definition.name,
+                    what,
+                    f"{jumped} of {int(running.sum())} running clocks jumped ahead of the "
+                    f"{tick:g} a day",
+                    f"at most {CLOCK_JUMP_LIMIT:.0%} (an event lost ahead of them)",
+                )
+            return None
+        current = current - tick
     elif relation is TimeRelation.SHARED and pairs is not None and pairs.current.size:
         paired_now, paired_before = current[pairs.current], before[pairs.previous]
         both = ~np.isnan(paired_now) & ~np.isnan(paired_before)
         if both.any():
-            scale = _scale_issue(definition, paired_now[both], paired_before[both])
+            paired_now, paired_before = paired_now[both], paired_before[both]
+            scale = _scale_issue(definition, paired_now, paired_before)
             if scale is not None:
                 return scale
-            # The step the entities share (a campaign send, a new month of figures) is the
-            # calendar: what is judged is how differently they moved.
-            current = current - float(np.median(paired_now[both] - paired_before[both]))
+            # The step the entities share (a campaign send, a month of a market's figures) is
+            # the calendar: what is judged is how far today's values are from yesterday's
+            # moved by that step.
+            expected = _shared_step(paired_before, paired_now)
+            spread = max(float(np.std(paired_before)), 0.001)
             what = "shift against the previous day, beyond the step all entities share"
+            apart = float(np.mean(np.abs(paired_now - expected))) / spread
+            if paired_now.size >= MIN_SHIFT_SAMPLE and apart > SHARED_APART_LIMIT:
+                return ValidationIssue(
+                    definition.name,
+                    what,
+                    f"entities {apart:.2f} std away from their group's step on average",
+                    f"<= {SHARED_APART_LIMIT} std",
+                )
+            return _judge(definition, expected, paired_now, psi_limit, what, spread)
     observed, before = current[~np.isnan(current)], before[~np.isnan(before)]
+    return _judge(definition, before, observed, psi_limit, what)
+
+
+def _judge(
+    definition: FeatureDefinition,
+    before: np.ndarray,
+    observed: np.ndarray,
+    psi_limit: float,
+    what: str,
+    spread: float | None = None,
+) -> ValidationIssue | None:
+    """PSI over ``before``'s deciles and Wasserstein over ``spread`` (default: ``before``'s
+    standard deviation): an issue when both pass their lines."""
     if min(before.size, observed.size) < MIN_SHIFT_SAMPLE:
         return None
     psi = population_stability(before, observed)
     if psi is None or psi <= psi_limit:
         return None
     effect = shift_effect(before, observed)
+    if spread is not None:
+        effect *= max(float(np.std(before)), 0.001) / max(spread, 0.001)
     if effect <= SHIFT_MIN_EFFECT:
         return None
     return ValidationIssue(
@@ -270,6 +326,24 @@ def _shift_issue(
         f"PSI {psi:.3f} and Wasserstein {effect:.2f} std",
         f"PSI <= {psi_limit} or Wasserstein <= {SHIFT_MIN_EFFECT} std",
     )
+
+
+# Entities sharing yesterday's value form a group whose common step is its median change once
+# it has this many members (a market, the homeowners with 5 emails); smaller groups take the
+# median change of all entities.
+_GROUP_MIN = 20
+
+
+def _shared_step(before: np.ndarray, now: np.ndarray) -> np.ndarray:
+    """``before`` moved by the step its entities share: each group of equal values by its
+    members' median change (the whole population's for a small group)."""
+    change = now - before
+    _, group, counts = np.unique(before, return_inverse=True, return_counts=True)
+    order = np.lexsort((change, group))
+    starts = np.cumsum(counts) - counts
+    step = change[order][starts + (counts - 1) // 2]
+    step = np.where(counts >= _GROUP_MIN, step, np.median(change))
+    return np.asarray(before + step[group], dtype=np.float64)
 
 
 def _scale_issue(

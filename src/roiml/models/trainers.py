@@ -111,9 +111,13 @@ def _parts(rows: pa.Table, split: Split, column: str = AS_OF) -> dict[str, np.nd
     return {name: np.flatnonzero(part == name) for name in ("train", "valid", "test")}
 
 
-def _reference(matrix: np.ndarray, names: list[str], seed: int) -> pa.Table:
-    picked = matrix[sample_rows(len(matrix), _REFERENCE_ROWS, seed)]
-    return pa.table({n: pa.array(picked[:, i], pa.float64()) for i, n in enumerate(names)})
+def _reference(matrix: np.ndarray, names: list[str], seed: int, as_of: pa.ChunkedArray) -> pa.Table:
+    """A sample of the training inputs and the instant each is as of: monitoring moves clocks
+    and calendars of these rows to the day it judges (see roiml.monitoring.reference)."""
+    index = sample_rows(len(matrix), _REFERENCE_ROWS, seed)
+    picked = matrix[index]
+    columns = {n: pa.array(picked[:, i], pa.float64()) for i, n in enumerate(names)}
+    return pa.table({AS_OF: as_of.take(pa.array(index)).cast(pa.timestamp("us")), **columns})
 
 
 def _seed(config: TrainingConfig) -> int:
@@ -197,7 +201,7 @@ def train_move_probability(
         metrics=metrics,
         training_window=split.as_dict(),
         extra={"horizon_days": config.horizon_days, "thresholds": {"HIGH": high, "MEDIUM": medium}},
-        reference=_reference(matrix[train], names, _seed(config)),
+        reference=_reference(matrix[train], names, _seed(config), rows[AS_OF].take(train)),
     )
     return TrainedModel(artifact, metrics, baselines, _row_counts(parts, len(train)))
 
@@ -291,7 +295,7 @@ def train_transaction_type(
         metrics=metrics,
         training_window=split.as_dict(),
         extra={"horizon_days": config.horizon_days, "decision_weights": weights.tolist()},
-        reference=_reference(matrix[train], names, _seed(config)),
+        reference=_reference(matrix[train], names, _seed(config), rows[AS_OF].take(train)),
     )
     return TrainedModel(artifact, metrics, baselines, _row_counts(parts, len(train)))
 
@@ -399,7 +403,7 @@ def train_contact_timing(
         metrics=metrics,
         training_window=split.as_dict(),
         extra={"horizon_days": config.horizon_days, "global_best_slot": global_best},
-        reference=_reference(matrix[train], names, _seed(config)),
+        reference=_reference(matrix[train], names, _seed(config), rows[AS_OF].take(train)),
     )
     counts = _row_counts(parts, len(train))
     counts["test_snapshots"] = len(test_slots)
@@ -502,7 +506,7 @@ def train_property_value(
             "interval_margin": margin,
             "target": "log_price",
         },
-        reference=_reference(matrix[train], names, _seed(config)),
+        reference=_reference(matrix[train], names, _seed(config), rows[AS_OF].take(train)),
     )
     return TrainedModel(artifact, metrics, baselines, _row_counts(parts, len(train)))
 

@@ -11,6 +11,16 @@ docs/MONITORING.md for why):
   threshold, so the smaller side decides.
 * categorical (at most ``categorical_max_levels`` distinct reference values), ``auto``:
   chi-square at p < 0.05 (corrected) for small samples, else PSI > 0.2.
+* in ``auto``, a significant difference must also be a large one: a small sample drifts only
+  if its p-value passes *and* its effect (Wasserstein / std, or PSI) passes the large-sample
+  line. Every feature's ``score`` is that effect over its line, so a bar reads "how many times
+  the allowed move", never a p-value pinned at a cap.
+
+A feature's relation to time (:class:`roiml.features.definition.TimeRelation`) changes what is
+compared: CALENDAR values are the date's and are not judged; a CLOCK is judged on values the
+caller has moved to a common instant (or not at all when it could not); a SHARED value is one
+step for everyone, so its move is measured against the spread the model was trained on
+(``scales``) and judged at ``shared_threshold`` such spreads.
 """
 
 from __future__ import annotations
@@ -23,16 +33,26 @@ from typing import Any, Literal
 import numpy as np
 
 from roiml.errors import ConfigurationError
+from roiml.features.definition import TimeRelation
 from roiml.monitoring.statistics import categorical_statistics, numeric_statistics
 from roiml.settings import Settings
 
-__all__ = ["DriftPolicy", "DriftRule", "FeatureDrift", "detect_drift"]
+__all__ = [
+    "NOT_JUDGED",
+    "SHARED_STEP",
+    "DriftPolicy",
+    "DriftRule",
+    "FeatureDrift",
+    "detect_drift",
+]
 
 Method = Literal["wasserstein", "psi", "ks", "chi2"]
 _NUMERIC: frozenset[str] = frozenset({"wasserstein", "psi", "ks"})
 _CATEGORICAL: frozenset[str] = frozenset({"psi", "chi2"})
 _PVALUE: frozenset[str] = frozenset({"ks", "chi2"})
 _SCORE_CAP = 1e6
+# Methods of a feature given no verdict, and the one judging a shared value's step.
+NOT_JUDGED, SHARED_STEP = "not_judged", "shared_step"
 
 
 @dataclass(frozen=True)
@@ -74,6 +94,7 @@ class DriftPolicy:
     small_sample_rows: int = 1000
     categorical_max_levels: int = 2
     bonferroni: bool = True
+    shared_threshold: float = 0.5
     rules: Mapping[str, DriftRule] = field(default_factory=dict)
 
     @classmethod
@@ -90,6 +111,7 @@ class DriftPolicy:
             small_sample_rows=settings.monitoring_small_sample_rows,
             categorical_max_levels=settings.monitoring_categorical_max_levels,
             bonferroni=settings.monitoring_bonferroni,
+            shared_threshold=settings.monitoring_shared_threshold,
             rules={
                 name: DriftRule.parse(text)
                 for name, text in settings.monitoring_drift_rules.items()
@@ -104,6 +126,11 @@ class DriftPolicy:
             "ks": self.ks_pvalue,
             "chi2": self.chi2_pvalue,
         }[method]
+
+    def automatic(self, name: str, kind: str) -> bool:
+        """Whether ``name``'s method is picked by sample size (no rule, ``auto`` method)."""
+        configured = self.numeric_method if kind == "numeric" else self.categorical_method
+        return name not in self.rules and configured == "auto"
 
     def method_for(self, name: str, kind: str, smaller_side: int) -> tuple[str, float]:
         """The deciding method and its (uncorrected) threshold for one feature."""
@@ -144,6 +171,8 @@ class FeatureDrift:
     null_rate_current: float | None
     mean_reference: float | None
     mean_current: float | None
+    relation: str = TimeRelation.ORDINARY.value
+    note: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The entry as stored in ``ml_monitoring.feature_drift`` (NaN becomes null)."""
@@ -156,11 +185,18 @@ def detect_drift(
     names: Sequence[str],
     policy: DriftPolicy | None = None,
     threads: int = 1,
+    *,
+    relations: Mapping[str, TimeRelation] | None = None,
+    scales: np.ndarray | None = None,
+    unjudged: Mapping[str, str] | None = None,
 ) -> dict[str, FeatureDrift]:
     """Drift of every column of ``current`` against ``reference`` (rows x ``names``; NaN = null).
 
     All statistics come from one vectorised pass; the policy then decides per feature. A feature
     with no values on one side is reported with null statistics and ``drifted`` False.
+    ``relations`` gives each feature's relation to time (default ORDINARY); ``scales`` the
+    spread a SHARED feature's step is measured in (default: the reference's standard
+    deviation); ``unjudged`` features (name -> why) get statistics but no verdict.
     """
     policy = policy or DriftPolicy()
     reference = np.asarray(reference, dtype=np.float64).reshape(-1, len(names))
@@ -172,12 +208,23 @@ def detect_drift(
         reference[:, categorical_index], current[:, categorical_index]
     )
     where = {column: i for i, column in enumerate(categorical_index)}
-    n_tests = len(names)
+    relations = relations or {}
+    unjudged = dict(unjudged or {})
+    for name in names:
+        if relations.get(name) is TimeRelation.CALENDAR:
+            unjudged.setdefault(name, "a calendar value: the date's own, one per day")
+    spread = numeric.reference_std if scales is None else np.asarray(scales, dtype=np.float64)
+    n_tests = max(1, len(names) - len(unjudged.keys() & set(names)))
     out: dict[str, FeatureDrift] = {}
     for i, name in enumerate(names):
         kind = kinds[i]
+        relation = relations.get(name, TimeRelation.ORDINARY)
         n_ref, n_cur = int(numeric.n_reference[i]), int(numeric.n_current[i])
         method, threshold = policy.method_for(name, kind, min(n_ref, n_cur))
+        if relation is TimeRelation.SHARED and name not in policy.rules:
+            method, threshold = SHARED_STEP, policy.shared_threshold
+        if name in unjudged:
+            method, threshold = NOT_JUDGED, math.nan
         if method in _PVALUE and policy.bonferroni and n_tests > 1:
             # Many features tested at once: without the correction 5 % of stable features
             # would be flagged every day by chance.
@@ -199,8 +246,16 @@ def detect_drift(
                 "wasserstein": float(numeric.wasserstein[i]),
                 "chi2": math.nan,
             }
+        values[SHARED_STEP] = float(numeric.wasserstein_raw[i]) / max(float(spread[i]), 0.001)
+        values[NOT_JUDGED] = math.nan
         statistic = values["ks_pvalue"] if method == "ks" else values[method]
-        drifted, score = _verdict(method, statistic, threshold)
+        if method in _PVALUE and policy.automatic(name, kind):
+            # Significance alone is not drift: at a few hundred rows a tiny move can pass it.
+            effect = values["psi"] if kind == "categorical" else values["wasserstein"]
+            line = policy.psi_threshold if kind == "categorical" else policy.wasserstein_threshold
+            drifted, score = _effect_verdict(statistic, threshold, effect, line)
+        else:
+            drifted, score = _verdict(method, statistic, threshold)
         out[name] = FeatureDrift(
             kind=kind,
             method=method,
@@ -219,12 +274,24 @@ def detect_drift(
             null_rate_current=_share_null(n_cur, current.shape[0]),
             mean_reference=float(numeric.mean_reference[i]) if kind == "numeric" else math.nan,
             mean_current=float(numeric.mean_current[i]) if kind == "numeric" else math.nan,
+            relation=relation.value,
+            note=unjudged.get(name),
         )
     return out
 
 
+def _effect_verdict(
+    pvalue: float, alpha: float, effect: float, line: float
+) -> tuple[bool, float | None]:
+    """Drift when the difference is both significant and larger than the effect ``line``; the
+    score is the effect over its line either way."""
+    if not math.isfinite(pvalue) or not math.isfinite(effect):
+        return False, None
+    return bool(pvalue < alpha and effect > line), effect / line
+
+
 def _verdict(method: str, statistic: float, threshold: float) -> tuple[bool, float | None]:
-    if not math.isfinite(statistic):
+    if method == NOT_JUDGED or not math.isfinite(statistic):
         return False, None
     if method in _PVALUE:
         score = min(threshold / max(statistic, 1e-300), _SCORE_CAP)

@@ -37,6 +37,7 @@ from roiml.monitoring.drift import DriftPolicy, FeatureDrift, detect_drift
 from roiml.monitoring.evaluate import Labels, assess_performance, registered_metrics
 from roiml.monitoring.outcomes import first_transactions
 from roiml.monitoring.period import PeriodPredictions
+from roiml.monitoring.reference import drift_reference, relations_of
 from roiml.settings import Settings
 
 __all__ = ["ArtifactLoader", "ModelPeriodResult", "run_monitoring"]
@@ -199,14 +200,25 @@ def _monitor_one(
         log.warning("monitoring %s v%s: %s", ctx.name, ctx.version, result.notes[-1])
     else:
         names = artifact.feature_names
-        reference_matrix = artifact.matrix(reference)
         current_matrix = period.matrix(names)
+        served = _served_before(ctx) if ctx.settings.monitoring_reference_days else None
+        basis = drift_reference(artifact, served, period, current_matrix, minimum)
+        assert basis is not None  # the artifact has a reference
         drift = detect_drift(
-            reference_matrix, current_matrix, names, policy, ctx.settings.monitoring_threads
+            basis.matrix,
+            current_matrix,
+            names,
+            policy,
+            ctx.settings.monitoring_threads,
+            relations=relations_of(names),
+            scales=basis.scales,
+            unjudged=basis.unjudged,
         )
+        performance["drift_reference"] = {"source": basis.source, "rows": basis.rows}
+        result.notes.append(f"drift against {basis.description}")
         row["feature_drift"] = {name: d.as_json() for name, d in drift.items()}
         drifted = [name for name, d in drift.items() if d.drifted]
-        score = _score_drift(artifact, reference_matrix, period, policy)
+        score = _score_drift(artifact, basis.matrix, period, policy)
         performance["prediction_score"] = score.as_json() if score else None
         row["prediction_drift"] = score.statistic if score else None
         prediction_drifted = bool(score and score.drifted)
@@ -287,7 +299,23 @@ def _version_number(version: str) -> int:
     return int(version) if version.isdigit() else -1
 
 
-def _load_predictions(ctx: _Context) -> PeriodPredictions:
+def _served_before(ctx: _Context) -> PeriodPredictions:
+    """The model's predictions (any version) of the ``monitoring_reference_days`` before the
+    period: what its traffic looked like just before."""
+    days = timedelta(days=ctx.settings.monitoring_reference_days)
+    return _load_predictions(ctx, ctx.start - days, ctx.start, version=None)
+
+
+def _load_predictions(
+    ctx: _Context,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    version: str | None = "",
+) -> PeriodPredictions:
+    """Predictions of ``ctx``'s model in [start, end) (default: the period), of ``version``
+    (default: the context's; None: any)."""
+    start, end = start or ctx.start, end or ctx.end
+    wanted = ctx.version if version == "" else version
     columns = (
         MLPrediction.entity_id,
         MLPrediction.as_of_date,
@@ -307,9 +335,9 @@ def _load_predictions(ctx: _Context) -> PeriodPredictions:
             .where(
                 MLPrediction.tenant_id == ctx.tenant_id,
                 MLPrediction.model_name == ctx.name,
-                MLPrediction.model_version == ctx.version,
-                MLPrediction.predicted_at >= ctx.start,
-                MLPrediction.predicted_at < ctx.end,
+                MLPrediction.predicted_at >= start,
+                MLPrediction.predicted_at < end,
+                *([] if wanted is None else [MLPrediction.model_version == wanted]),
             )
             .order_by(MLPrediction.predicted_at, MLPrediction.prediction_id)
         ).all()

@@ -274,10 +274,11 @@ _PROPERTY: tuple[FeatureDefinition, ...] = (
         fill=0,
     ),
 )
-# Clocks grow a year a year (a home's age steps on January 1st, which the clock rule absorbs:
-# one year against the spread of ages). Market-wide scores and the gap to the weekly rate move
-# for everyone at once when figures are published.
-_CLOCKS = {"property_age_years", "ownership_years", "years_since_mortgage_start"}
+# Clocks grow a year a year. A home's age is whole years (year of as-of minus year built): it
+# steps once, on January 1st, by 1 against a spread of decades, so it is judged as it is.
+# Market-wide scores and the gap to the weekly rate move for everyone at once when figures are
+# published.
+_CLOCKS = {"ownership_years", "years_since_mortgage_start"}
 _SHARED = {"market_heat_score", "mortgage_rate_gap"}
 PROPERTY = tuple(
     replace(feature, time_relation=TimeRelation.CLOCK, clock_per_day=PER_YEAR)
