@@ -53,8 +53,10 @@ from roiml.db.enums import (
 )
 from roiml.db.migrate import upgrade
 from roiml.db.ml_models import MLFeature, MLModel, MLMonitoring, MLPrediction, PipelineRun
-from roiml.monitoring.dashboard import load_dashboard
+from roiml.monitoring.dashboard import DashboardData, load_dashboard, render_page
 from roiml.monitoring.dashboard.parse import drift_features, performance_metrics
+from roiml.monitoring.dashboard.queries import NOT_JUDGED
+from roiml.monitoring.dashboard.schemas import ModelDrift, ModelPerformance
 from roiml.serving.app import Components, asgi
 from roiml.serving.metrics import ServingMetrics
 from roiml.serving.model_cache import ModelCache, ModelUnavailableError
@@ -300,6 +302,18 @@ def _seed(engine: Engine) -> tuple[Counts, Counts]:
             },
             "feature_drift": {},
         },
+        # Judged on one prediction: no verdict, so neither "stable" nor "drifting".
+        {
+            "tenant_id": TENANT,
+            "model_name": "contact_timing_model",
+            "model_version": "4",
+            "period_start": period,
+            "period_end": period + timedelta(days=1),
+            "status": "TOO_FEW_PREDICTIONS",
+            "prediction_count": 1,
+            "performance_metrics": {"kind": None, "notes": ["1 predictions ..., fewer than 50"]},
+            "feature_drift": {},
+        },
         {
             "tenant_id": OTHER_TENANT,
             "model_name": "move_probability_model",
@@ -432,6 +446,14 @@ def test_drift_is_the_latest_period_most_drifted_first(client: TestClient) -> No
         "move_probability_model",
         "property_value_model",
         "transaction_type_model",
+        "contact_timing_model",
+    }
+    judged = {name: model["judged"] for name, model in drift.items()}
+    assert judged == {
+        "move_probability_model": True,
+        "property_value_model": True,
+        "transaction_type_model": False,  # NO_REFERENCE
+        "contact_timing_model": False,  # TOO_FEW_PREDICTIONS
     }
     move = drift["move_probability_model"]
     names = [feature["feature"] for feature in move["features"]]
@@ -586,6 +608,99 @@ def test_the_dashboard_answers_as_documented(dashboard_schema: schemathesis.Base
             case.call_and_validate(checks=checks)
 
         check()
+
+
+# --- periods without a verdict --------------------------------------------------------------------
+
+
+def _period(name: str, status: str, count: int, drifted: bool = False) -> ModelDrift:
+    start = datetime.combine(NOW.date(), datetime.min.time())
+    return ModelDrift(
+        model_name=name,
+        model_version="1",
+        period_start=start,
+        period_end=start + timedelta(days=1),
+        status=status,
+        judged=status not in NOT_JUDGED,
+        prediction_count=count,
+        drift_detected=drifted,
+    )
+
+
+def _tile(html: str, key: str) -> tuple[str, str, str]:
+    """The (state, value, note) of the tile ``key`` on a rendered page."""
+    tail = html.split(f'data-tile="{key}"', 1)[1]
+    state = html.split(f'data-tile="{key}"', 1)[0].rsplit('class="tile ', 1)[1].split('"')[0]
+    value = tail.split('<div class="tile-value">', 1)[1].split("</div>", 1)[0]
+    note = tail.split('<div class="tile-note">', 1)[1].split("</div>", 1)[0]
+    return state, value, note
+
+
+def _page(*periods: ModelDrift) -> str:
+    data = DashboardData(
+        tenant_id=TENANT,
+        days=7,
+        since=NOW - timedelta(days=6),
+        until=NOW,
+        generated_at=NOW,
+        drift=list(periods),
+        performance=[
+            ModelPerformance(
+                model_name=period.model_name,
+                model_version=period.model_version,
+                period_start=period.period_start,
+                period_end=period.period_end,
+                status=period.status,
+                judged=period.judged,
+            )
+            for period in periods
+        ],
+    )
+    return render_page(data, base_path="/api/ml/dashboard")
+
+
+def test_periods_judged_on_too_few_predictions_are_not_green() -> None:
+    # What the demo showed before it scored the population: one prediction per model.
+    names = list(MODELS)
+    html = _page(*(_period(name, "TOO_FEW_PREDICTIONS", 1) for name in names))
+    state, value, note = _tile(html, "drift")
+    assert (state, value) == ("unjudged", "not judged"), "never a green 0 of 4"
+    assert note == "4 of 4 models: 4 too few predictions"
+    for name in names:
+        figure = html.split(f'data-chart="drift-{name}"', 1)[1].split("</figure>", 1)[0]
+        assert 'data-badge="not judged"' in figure
+        assert "Not judged: 1 prediction, too few for a verdict" in figure
+        assert "features drifted" not in figure, "no clean bill of health per model either"
+        performance = html.split(f'data-chart="performance-{name}"', 1)[1].split("</figure>")[0]
+        assert 'data-badge="not judged"' in performance
+    none = _page(_period(names[0], "NO_PREDICTIONS", 0), _period(names[1], "NO_REFERENCE", 80))
+    state, value, note = _tile(none, "drift")
+    assert (state, value) == ("unjudged", "not judged")
+    assert "1 no predictions" in note and "1 no training reference" in note
+    assert "Not judged: no predictions in the period" in none
+
+
+def test_the_drift_tile_counts_only_judged_periods() -> None:
+    names = list(MODELS)
+    all_ok = _page(*(_period(name, "OK", 3000) for name in names))
+    assert _tile(all_ok, "drift") == ("good", "0 of 4", "latest monitoring period")
+    assert "data-badge" not in all_ok
+    half = _page(
+        _period(names[0], "OK", 3000),
+        _period(names[1], "OK", 3000),
+        _period(names[2], "TOO_FEW_PREDICTIONS", 12),
+        _period(names[3], "FAILED", 0),
+    )
+    state, value, note = _tile(half, "drift")
+    assert (state, value) == ("unjudged", "0 of 2 judged"), "half unjudged is not all clear"
+    assert note == "2 not judged: 1 too few predictions, 1 monitoring failed"
+    drifting = _page(
+        _period(names[0], "DRIFT", 3000, drifted=True), _period(names[1], "NO_PREDICTIONS", 0)
+    )
+    assert _tile(drifting, "drift")[:2] == ("bad", "1 of 1 judged")
+    # A row marked drifted but without a verdict (an older job's shape) does not count.
+    stale = _page(_period(names[0], "TOO_FEW_PREDICTIONS", 3, drifted=True))
+    assert _tile(stale, "drift")[:2] == ("unjudged", "not judged")
 
 
 # --- tolerant parsing -----------------------------------------------------------------------------
@@ -774,6 +889,29 @@ def test_the_page_draws_every_chart_in_chromium(
     assert all(bar["width"] > 0 for bar in drift)
     assert drift[0]["width"] > drift[3]["width"] > drift[-1]["width"]
     assert charts["drift-transaction_type_model"]["empty"], "no reference: an empty state"
+    assert charts["drift-contact_timing_model"]["empty"]
+    tiles = browser.call(
+        "Runtime.evaluate",
+        expression="JSON.stringify([...document.querySelectorAll('.tile')].map(t => "
+        "[t.dataset.tile, t.className, t.querySelector('.tile-value').textContent, "
+        "getComputedStyle(t).borderLeftColor]))",
+        returnByValue=True,
+    )["result"]["value"]
+    drawn = {key: (cls, value, colour) for key, cls, value, colour in json.loads(tiles)}
+    assert drawn["drift"][:2] == ("tile bad", "1 of 2 judged")
+    badges = browser.call(
+        "Runtime.evaluate",
+        expression="JSON.stringify([...document.querySelectorAll('figure[data-badge]')].map("
+        "f => [f.dataset.chart, f.querySelector('.badge').getBoundingClientRect().width]))",
+        returnByValue=True,
+    )["result"]["value"]
+    shown = dict(json.loads(badges))
+    assert set(shown) == {
+        f"{kind}-{name}"
+        for kind in ("drift", "performance")
+        for name in ("transaction_type_model", "contact_timing_model")
+    }
+    assert all(width > 40 for width in shown.values()), "each badge is drawn, readable"
     metrics = {m["label"]: m for m in charts["performance-move_probability_model"]["metrics"]}
     assert metrics["auc"] == {"label": "auc", "worse": "true", "dots": 2}
     assert metrics["accuracy"]["worse"] == "false"

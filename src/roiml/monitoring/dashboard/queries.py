@@ -28,10 +28,14 @@ from roiml.monitoring.dashboard.schemas import (
     PipelineDay,
     PipelineStep,
 )
+from roiml.monitoring.job import NO_PREDICTIONS, NO_REFERENCE, TOO_FEW_PREDICTIONS
 
-__all__ = ["MAX_DAYS", "load_dashboard", "window"]
+__all__ = ["MAX_DAYS", "NOT_JUDGED", "load_dashboard", "window"]
 
 MAX_DAYS = 366
+# Statuses of a period monitoring gave no verdict on (roiml.monitoring.job): drift and decay
+# were not computed, so "0 drifting" would be a claim the data cannot make.
+NOT_JUDGED = frozenset({NO_PREDICTIONS, TOO_FEW_PREDICTIONS, NO_REFERENCE, "FAILED"})
 # The step name under which the pipeline records a whole day's run (roiml.pipeline.steps).
 _WHOLE_RUN = "run"
 
@@ -176,6 +180,7 @@ def _drift(row: MLMonitoring) -> ModelDrift:
         period_start=row.period_start,
         period_end=row.period_end,
         status=row.status,
+        judged=row.status not in NOT_JUDGED,
         prediction_count=row.prediction_count,
         error_rate=row.error_rate,
         p95_latency_ms=row.p95_latency_ms,
@@ -210,6 +215,8 @@ def _performance(
         model_version=row.model_version,
         period_start=row.period_start,
         period_end=row.period_end,
+        status=row.status,
+        judged=row.status not in NOT_JUDGED,
         labelled=labelled if isinstance(labelled, int) and not isinstance(labelled, bool) else None,
         label_coverage=float(coverage) if isinstance(coverage, int | float) else None,
         decayed=decayed if isinstance(decayed, bool) else None,

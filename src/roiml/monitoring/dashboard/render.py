@@ -3,7 +3,7 @@ CSS and SVG, no script, nothing fetched), so it renders offline and behind any p
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta
 from functools import cache
 from html import escape
@@ -45,6 +45,14 @@ _TOP_CLASSES = 5
 # Daily pipeline: data a day old is expected; two days old means a run was missed.
 _FRESH_HOURS, _STALE_HOURS = 30.0, 54.0
 _RANGES = (7, 30, 90)
+# Why a period got no verdict, as the drift tile says it (statuses of roiml.monitoring.job).
+_NOT_JUDGED_WHY = {
+    "TOO_FEW_PREDICTIONS": "too few predictions",
+    "NO_PREDICTIONS": "no predictions",
+    "NO_REFERENCE": "no training reference",
+    "FAILED": "monitoring failed",
+}
+NOT_JUDGED_BADGE = "not judged"
 
 
 @cache
@@ -156,7 +164,6 @@ def _tiles(data: DashboardData) -> str:
         if weight
         else None
     )
-    drifting = sum(model.drift_detected for model in data.drift)
     alerts = sum(model.alert_count for model in data.drift)
     run = next((step for step in data.pipeline_steps if step.step == "run"), None)
     freshness = run.age_hours if run is not None else None
@@ -170,13 +177,7 @@ def _tiles(data: DashboardData) -> str:
     tiles = [
         ("predictions", "Predictions", fmt(served), f"in {data.days} days", "neutral"),
         ("latency", "Mean latency", fmt(latency, " ms"), "per prediction, logged", "neutral"),
-        (
-            "drift",
-            "Models drifting",
-            f"{drifting} of {len(data.drift)}",
-            "latest monitoring period",
-            "bad" if drifting else "good" if data.drift else "neutral",
-        ),
+        ("drift", "Models drifting", *_drifting(data.drift)),
         ("alerts", "Alerts", fmt(alerts), "in the latest periods", "bad" if alerts else "neutral"),
         (
             "freshness",
@@ -198,6 +199,45 @@ def _tiles(data: DashboardData) -> str:
         )
         + "</section>"
     )
+
+
+def _drifting(models: list[ModelDrift]) -> tuple[str, str, str]:
+    """The drift tile's value, note and state. Green only when every model's latest period got a
+    verdict and none drifted: a period judged on too few predictions (or none, or without a
+    reference) says nothing about drift, and reads "not judged", never "0 drifting"."""
+    if not models:
+        return "0 of 0", "no monitoring yet", "neutral"
+    judged = [model for model in models if model.judged]
+    drifting = sum(model.drift_detected for model in judged)
+    unjudged = [model for model in models if not model.judged]
+    why = ", ".join(
+        f"{count} {_NOT_JUDGED_WHY.get(status, status.lower())}"
+        for status, count in Counter(model.status for model in unjudged).most_common()
+    )
+    if not judged:
+        return "not judged", f"{len(unjudged)} of {len(models)} models: {why}", "unjudged"
+    if not unjudged:
+        return (
+            f"{drifting} of {len(judged)}",
+            "latest monitoring period",
+            ("bad" if drifting else "good"),
+        )
+    value = f"{drifting} of {len(judged)} judged"
+    note = f"{len(unjudged)} not judged: {why}"
+    return value, note, "bad" if drifting else "unjudged"
+
+
+def _not_judged(status: str, count: int) -> str:
+    """Why a model's latest period has no verdict, for its charts."""
+    if status == "TOO_FEW_PREDICTIONS":
+        return (
+            f"Not judged: {fmt(count)} prediction{'s' if count != 1 else ''}, too few for a verdict"
+        )
+    if status == "NO_PREDICTIONS":
+        return "Not judged: no predictions in the period"
+    if status == "NO_REFERENCE":
+        return "Not judged: the version has no training reference to compare with"
+    return f"Not judged: monitoring gave no verdict ({status})"
 
 
 def _traffic(data: DashboardData, days: list[date], colours: dict[str, str]) -> list[str]:
@@ -281,10 +321,12 @@ def _drift(model: ModelDrift) -> str:
         )
         for feature in scored[:_TOP_DRIFT]
     ]
-    note = (
-        f"v{model.model_version} · period {model.period_start:%Y-%m-%d} · status {model.status} · "
-        f"{model.drifted_count} of {model.feature_count} features drifted"
-    )
+    note = f"v{model.model_version} · period {model.period_start:%Y-%m-%d} · status {model.status}"
+    if model.judged:
+        note += f" · {model.drifted_count} of {model.feature_count} features drifted"
+    else:
+        # No verdict: "0 of 0 features drifted" would read as a clean bill of health.
+        note += f" · {fmt(model.prediction_count)} predictions"
     if len(scored) > _TOP_DRIFT:
         note += f" · top {_TOP_DRIFT} shown"
     if len(scored) < model.feature_count:
@@ -295,11 +337,10 @@ def _drift(model: ModelDrift) -> str:
         note += f" · prediction score {score.method or ''} {fmt(score.statistic)} ({verdict})"
     if model.alerts:
         note += " · alerts: " + "; ".join(model.alerts)
-    empty = (
-        f"No predictions in this period ({model.status})"
-        if model.status in ("NO_PREDICTIONS", "TOO_FEW_PREDICTIONS")
-        else f"No feature drift computed ({model.status})"
-    )
+    if model.judged:
+        empty = f"No feature drift computed ({model.status})"
+    else:
+        empty = _not_judged(model.status, model.prediction_count)
     return bar_chart(
         f"drift-{model.model_name}",
         f"Drift · {model.model_name}",
@@ -310,6 +351,7 @@ def _drift(model: ModelDrift) -> str:
         reference_label="threshold",
         legend=[("drifted", BAD), ("near (≥ 0.75)", WARN), ("stable", GOOD)],
         note=note,
+        badge="" if model.judged else NOT_JUDGED_BADGE,
     )
 
 
@@ -319,6 +361,8 @@ def _performance(model: ModelPerformance) -> str:
         for m in model.metrics
     ]
     note = f"v{model.model_version} · period {model.period_start:%Y-%m-%d}"
+    if not model.judged and model.status:
+        note += f" · status {model.status}"
     if model.labelled is not None:
         note += f" · {fmt(model.labelled)} labelled"
         if model.label_coverage is not None:
@@ -333,6 +377,7 @@ def _performance(model: ModelPerformance) -> str:
         rows,
         empty_message="No realised or registered metrics yet",
         note=note,
+        badge="" if model.judged else NOT_JUDGED_BADGE,
     )
 
 

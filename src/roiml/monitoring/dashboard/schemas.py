@@ -69,6 +69,12 @@ class ModelDrift(BaseModel):
     period_start: UtcDatetime
     period_end: UtcDatetime
     status: str
+    judged: bool = Field(
+        True,
+        description="Whether monitoring gave this period a verdict; false when it had no or too "
+        "few predictions, no training reference, or the run failed (drift is then unknown, "
+        "not absent).",
+    )
     prediction_count: int
     error_rate: float | None = None
     p95_latency_ms: float | None = None
@@ -101,6 +107,8 @@ class ModelPerformance(BaseModel):
     model_version: str
     period_start: UtcDatetime
     period_end: UtcDatetime
+    status: str | None = None
+    judged: bool = Field(True, description="As for drift: whether the period got a verdict.")
     labelled: int | None = None
     label_coverage: float | None = None
     decayed: bool | None = None

@@ -80,12 +80,26 @@ def _attrs(values: Mapping[str, object]) -> str:
     return "".join(f' {name}="{escape(str(value))}"' for name, value in values.items())
 
 
-def _figure(chart_id: str, title: str, body: str, legend: str = "", note: str = "") -> str:
+def _caption(title: str, badge: str) -> str:
+    """The figure's caption; a ``badge`` (e.g. "not judged") follows the title as a pill."""
+    pill = f' <span class="badge">{escape(badge)}</span>' if badge else ""
+    return f"<figcaption>{escape(title)}{pill}</figcaption>"
+
+
+def _opening(chart_id: str, badge: str, empty: bool = False) -> str:
+    attrs = {"data-chart": chart_id}
+    if empty:
+        attrs["data-empty"] = "true"
+    if badge:
+        attrs["data-badge"] = badge
+    return f'<figure class="chart"{_attrs(attrs)}>'
+
+
+def _figure(
+    chart_id: str, title: str, body: str, legend: str = "", note: str = "", badge: str = ""
+) -> str:
     note_html = f'<p class="chart-note">{escape(note)}</p>' if note else ""
-    return (
-        f'<figure class="chart" data-chart="{escape(chart_id)}">'
-        f"<figcaption>{escape(title)}</figcaption>{note_html}{legend}{body}</figure>"
-    )
+    return f"{_opening(chart_id, badge)}{_caption(title, badge)}{note_html}{legend}{body}</figure>"
 
 
 def _svg(title: str, width: int, height: int, content: str) -> str:
@@ -96,7 +110,9 @@ def _svg(title: str, width: int, height: int, content: str) -> str:
     )
 
 
-def _empty(chart_id: str, title: str, message: str, height: int = 160) -> str:
+def _empty(
+    chart_id: str, title: str, message: str, height: int = 160, note: str = "", badge: str = ""
+) -> str:
     body = _svg(
         title,
         _WIDTH,
@@ -106,9 +122,9 @@ def _empty(chart_id: str, title: str, message: str, height: int = 160) -> str:
         f'<text class="empty-message" x="{_WIDTH / 2}" y="{height / 2 + 5}" '
         f'text-anchor="middle" fill="{_AXIS}" font-size="15">{escape(message)}</text>',
     )
+    note_html = f'<p class="chart-note">{escape(note)}</p>' if note else ""
     return (
-        f'<figure class="chart" data-chart="{escape(chart_id)}" data-empty="true">'
-        f"<figcaption>{escape(title)}</figcaption>{body}</figure>"
+        f"{_opening(chart_id, badge, empty=True)}{_caption(title, badge)}{note_html}{body}</figure>"
     )
 
 
@@ -237,10 +253,12 @@ def bar_chart(
     reference_label: str = "",
     legend: Sequence[tuple[str, str]] = (),
     note: str = "",
+    badge: str = "",
 ) -> str:
-    """Horizontal bars, one row each, optionally a vertical reference line across all rows."""
+    """Horizontal bars, one row each, optionally a vertical reference line across all rows;
+    ``badge`` is a short state shown beside the title (and as ``data-badge``)."""
     if not bars:
-        return _empty(chart_id, title, empty_message)
+        return _empty(chart_id, title, empty_message, note=note, badge=badge)
     label_w, right, top, row_h, bottom = 200, 78, 22, 24, 36
     inner_w = _WIDTH - label_w - right
     height = top + row_h * len(bars) + bottom
@@ -299,7 +317,7 @@ def bar_chart(
             f"{escape(reference_label)}</text>"
         )
     body = _svg(title, _WIDTH, height, "".join(parts))
-    return _figure(chart_id, title, body, _legend(legend) if legend else "", note)
+    return _figure(chart_id, title, body, _legend(legend) if legend else "", note, badge)
 
 
 # --- 100 % stacks -------------------------------------------------------------------------------
@@ -406,13 +424,19 @@ class Comparison:
 
 
 def dumbbell_chart(
-    chart_id: str, title: str, rows: Sequence[Comparison], *, empty_message: str, note: str = ""
+    chart_id: str,
+    title: str,
+    rows: Sequence[Comparison],
+    *,
+    empty_message: str,
+    note: str = "",
+    badge: str = "",
 ) -> str:
     """A row per metric on a 0-1 axis (its own 0-max axis when a value exceeds 1); the realised
     dot is green when it is no worse than at registration, vermillion when it is."""
     rows = [r for r in rows if any(v is not None for v in (r.realised, r.registered, r.estimated))]
     if not rows:
-        return _empty(chart_id, title, empty_message, height=120)
+        return _empty(chart_id, title, empty_message, height=120, note=note, badge=badge)
     label_w, right, top, row_h = 110, 170, 26, 30
     inner_w = _WIDTH - label_w - right
     height = top + row_h * len(rows) + 10
@@ -496,7 +520,8 @@ def dumbbell_chart(
         f'<li><span class="dot" style="background:{BAD}"></span>realised, worse</li>'
         '<li><span class="diamond"></span>estimated (CBPE)</li></ul>'
     )
-    return _figure(chart_id, title, _svg(title, _WIDTH, height, "".join(parts)), legend, note)
+    body = _svg(title, _WIDTH, height, "".join(parts))
+    return _figure(chart_id, title, body, legend, note, badge)
 
 
 # --- a strip of days ----------------------------------------------------------------------------
