@@ -1,19 +1,26 @@
 """``roiml demo``: the main job end to end on the embedded default (SQLite, local files).
 
-Every part of the product's data flow runs in it, from the world to monitoring.
+Every part of the product's data flow runs in it, from the world to monitoring, as of one day:
+``--today`` (default: ``ROIML_TODAY``, else the real date, UTC). The world ends on it, the
+features and the models are as of it, the whole population is scored through the API with the
+API's clock on it, monitoring judges it, and the API served at the end answers as of it.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as dt_time
 
 import typer
+from sqlalchemy import select
 
 from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
 from roiml.db.migrate import upgrade
-from roiml.settings import Settings
+from roiml.errors import ConfigurationError
+from roiml.settings import Settings, check_today
 from roiml.world.config import WorldConfig
 from roiml.world.generate import generate_world
 from roiml.world.stats import world_stats
@@ -24,12 +31,22 @@ def demo(
     users: int = typer.Option(10_000, "--users", help="Homeowners in the demo world."),
     seed: int = typer.Option(42, "--seed", help="Seed of the demo world."),
     serve: bool = typer.Option(True, "--serve/--no-serve", help="Serve the API at the end."),
+    today_text: str | None = typer.Option(
+        None,
+        "--today",
+        metavar="YYYY-MM-DD",
+        help="The demo's today: the world ends on it; features, models, the API's now and "
+        "monitoring are as of it (default: ROIML_TODAY, else the real date, UTC).",
+    ),
 ) -> None:
     """Generate a world up to today, compute features, train, register and promote the four
-    models, predict, monitor, and serve the API (with its monitoring dashboard)."""
+    models, score every homeowner through the API, monitor the day, and serve the API (with its
+    monitoring dashboard), all as of one day (--today)."""
     settings = settings_or_exit()
-    # The world ends today, so the API's "now" lands on fresh features.
-    today = datetime.now(UTC).date()
+    today = _today(today_text, settings)
+    # Pinned in the settings, so every API built from them (the in-process calls and the
+    # server at the end) answers as of this day: the world ends on it, its features are fresh.
+    settings = settings.model_copy(update={"today": today})
     config = WorldConfig(
         users=users,
         start=today - timedelta(days=730),
@@ -61,16 +78,39 @@ def demo(
     console.print(f"   transactions in the window: {stats['transactions_in_window']}")
     _features(settings, config)
     _models(settings, config)
-    _predictions(settings)
+    shown = _predictions(settings)
+    _population(settings, config, shown)
     _monitoring(settings, config)
     if serve:
         from roiml.serving.server import serve as run
 
+        if settings.api_workers > 1:
+            # Spawned workers read their settings afresh from the environment: pin it there.
+            os.environ["ROIML_TODAY"] = today.isoformat()
         base = f"http://{settings.api_host}:{settings.api_port}/api/ml"
         console.print(
-            f"[bold]8. serving[/bold] {base}/docs, dashboard {base}/dashboard (Ctrl-C stops)"
+            f"[bold]8. serving[/bold] {base}/docs, dashboard {base}/dashboard, answering as of "
+            f"{today} (Ctrl-C stops)"
         )
         run(settings, settings.api_host, settings.api_port, settings.api_workers)
+
+
+def _today(text: str | None, settings: Settings) -> date:
+    """The demo's today: ``--today``, else the settings' pinned day, else the real UTC date."""
+    if text is None:
+        return settings.today or datetime.now(UTC).date()
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
+            raise ValueError("not of the form YYYY-MM-DD")
+        day = date.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"--today {text!r} is not a date ({exc}); give YYYY-MM-DD, e.g. 2027-03-01"
+        ) from None
+    try:
+        return check_today(day)
+    except ValueError as exc:
+        raise ConfigurationError(f"--today: {exc}") from None
 
 
 def _models(settings: Settings, config: WorldConfig) -> None:
@@ -93,16 +133,20 @@ def _models(settings: Settings, config: WorldConfig) -> None:
             )
 
 
-def _predictions(settings: Settings) -> None:
-    """Ask the API (in process) for one explained prediction of each model."""
+def _predictions(settings: Settings, entity_id: str = "user_1") -> str:
+    """Ask the API (in process) for one explained prediction of each model; the homeowner."""
     from fastapi.testclient import TestClient
+    from prometheus_client import CollectorRegistry
 
-    from roiml.serving.app import asgi
+    from roiml.serving.app import asgi, registry_components
+    from roiml.serving.metrics import ServingMetrics
 
-    console.print("[bold]5. predictions[/bold] through the API, in process:")
-    with TestClient(asgi(settings)) as client:
+    console.print(f"[bold]5. predictions[/bold] of {entity_id} through the API, in process:")
+    # Metrics of its own: the API served at the end registers the process's default set.
+    parts = registry_components(settings, metrics=ServingMetrics(CollectorRegistry()))
+    with TestClient(asgi(settings, parts)) as client:
         for route in ("move-probability", "transaction-type", "contact-timing", "property-value"):
-            response = client.post(f"/v1/predict/{route}", json={"entity_id": "user_1"})
+            response = client.post(f"/v1/predict/{route}", json={"entity_id": entity_id})
             body = response.json()
             if response.status_code != 200:
                 console.print(f"   {route}: {response.status_code} {body.get('detail')}")
@@ -114,26 +158,79 @@ def _predictions(settings: Settings) -> None:
                 f"   {route}: {body['predicted_value']:.3f} {body['predicted_class'] or ''} "
                 f"({body['feature_source']}, {body['latency_ms']:.1f} ms) because {top}"
             )
-    console.print("[bold]6. prediction log[/bold] every answer above is in ml_predictions")
+    return entity_id
+
+
+def _population(settings: Settings, config: WorldConfig, scored: str) -> None:
+    """Score every other homeowner with every model through the batch route, as of today, so
+    that each model has one prediction per homeowner today (``scored`` had its own above)."""
+    from roiml.db.source_models import User
+    from roiml.serving.app import serving_clock
+    from roiml.serving.population import score_population
+    from roiml.serving.schemas import MAX_BATCH
+
+    with open_engine(settings) as engine, engine.connect() as conn:
+        population = list(
+            conn.scalars(
+                select(User.user_id)
+                .where(User.tenant_id == config.tenant_id)
+                .order_by(User.user_id)
+            )
+        )
+    others = [user for user in population if user != scored]
+    now = serving_clock(settings)()
+    started = time.perf_counter()
+    counts = score_population(settings, config.tenant_id, others, now)
+    seconds = time.perf_counter() - started
+    console.print(
+        f"[bold]6. population[/bold] {len(population):,} homeowners x {len(counts)} models "
+        f"through /v1/predict/batch (chunks of {MAX_BATCH:,}) as of {now:%Y-%m-%d %H:%M} UTC "
+        f"in {seconds:.1f} s ({scored} above, the others here):"
+    )
+    for name, count in counts.items():
+        missing = len(others) - count
+        note = f", {missing:,} unanswered (see the log)" if missing else ""
+        console.print(f"   {name}: {count:,} here{note}")
+    console.print("   every answer is in ml_predictions, the prediction log")
 
 
 def _monitoring(settings: Settings, config: WorldConfig) -> None:
     """Monitor today's predictions: drift against each model's training reference, health."""
-    from roiml.monitoring.job import run_monitoring
+    from roiml.monitoring.job import (
+        NO_PREDICTIONS,
+        NO_REFERENCE,
+        TOO_FEW_PREDICTIONS,
+        run_monitoring,
+    )
+    from roiml.serving.app import serving_clock
 
-    console.print("[bold]7. monitoring[/bold] today's predictions against each training reference:")
+    today = config.end
+    console.print(
+        f"[bold]7. monitoring[/bold] {today}'s predictions against each training reference:"
+    )
     with open_engine(settings) as engine:
-        results = run_monitoring(settings, engine, config.tenant_id, datetime.now(UTC).date())
+        results = run_monitoring(
+            settings, engine, config.tenant_id, today, now=serving_clock(settings)()
+        )
     for result in results:
+        if result.status in (NO_PREDICTIONS, TOO_FEW_PREDICTIONS, NO_REFERENCE):
+            verdict = f"not judged ({result.status})"
+        else:
+            verdict = f"verdict {result.status}"
         drifted = ", ".join(result.drifted_features[:3]) or "none"
+        more = len(result.drifted_features) - 3
+        if more > 0:
+            drifted += f" and {more} more"
         console.print(
-            f"   {result.model_name} v{result.model_version}: {result.status}, "
-            f"{result.prediction_count} predictions, drifted features: {drifted}"
+            f"   {result.model_name} v{result.model_version}: {verdict} on "
+            f"{result.prediction_count:,} predictions; drifted features: {drifted}"
         )
 
 
 def _features(settings: Settings, config: WorldConfig) -> None:
     """Materialize the world's last two days into cold, warm and hot; read them back."""
+    from roiml.features.api import as_of_midnight
+    from roiml.pipeline.runs import record_step
     from roiml.store.materialize import materialize_day
     from roiml.store.online import open_online_store
     from roiml.store.retrieval import FeatureStore
@@ -146,10 +243,14 @@ def _features(settings: Settings, config: WorldConfig) -> None:
         store.clear()  # the world was just replaced: features of the old one are meaningless
         for day in (last - timedelta(days=1), last):
             started = time.perf_counter()
-            # Replayed history: as if the nightly run had happened at 02:00 that day.
-            result = materialize_day(
-                store, day, now=datetime.combine(day, dt_time(2)), on_time=True
-            )
+            # Recorded as the daily pipeline records a day's run, so the dashboard's freshness
+            # shows the features the demo made rather than "no run".
+            with record_step(engine, config.tenant_id, as_of_midnight(day), "run", None) as run:
+                # Replayed history: as if the nightly run had happened at 02:00 that day.
+                result = materialize_day(
+                    store, day, now=datetime.combine(day, dt_time(2)), on_time=True
+                )
+                run.rows = result.rows
             console.print(
                 f"[bold]3. features[/bold] {day}: {result.rows:,} users x "
                 f"{len(store.catalog.features)} features, {result.report.render()}, "
