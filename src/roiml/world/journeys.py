@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from roiml.world.macro import Macro
+from roiml.world.macro import Macro, year_fraction
 from roiml.world.population import Population
 
 __all__ = ["MOVE_LAG", "Journeys", "LagDistribution", "journey_cells", "simulate_journeys"]
@@ -181,8 +181,9 @@ def _hazards(
     has_loan = state.loan[rows][:, None] > 0
     rate_gap = np.where(has_loan, state.rate[rows][:, None] - market_rate, 0.0)
     heat = macro.market_heat[state.market[rows][:, None], abs_days[None, :]]
-    day_of_year = (abs_days - macro.day(macro.origin.replace(month=1, day=1))) % 365.25
-    season = 0.3 * np.sin(2 * np.pi * (day_of_year - 50) / 365.25)[None, :]
+    # Spring up, autumn down: by the calendar's day of the year (1 January is 0).
+    season = 0.3 * np.sin(2 * np.pi * (year_fraction(macro.origin, abs_days) - 50 / 365.25))
+    season = season[None, :]
     age = pop.age[rows][:, None] + np.arange(days)[None, :] / 365.25
     tenure_effect = (
         -1.7 * np.exp(-tenure / 1.2)

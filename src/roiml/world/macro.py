@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from roiml.world.config import WorldConfig
 
-__all__ = ["HISTORY_YEARS", "Macro", "build_macro"]
+__all__ = ["HISTORY_YEARS", "Macro", "build_macro", "year_fraction"]
 
 HISTORY_YEARS = 40
 
@@ -45,6 +45,28 @@ class Macro:
 
 # Day offset, from the 1st, of the day a month's market figures are read at.
 _MID_MONTH = 14
+
+
+def year_fraction(origin: date, day_offsets: np.ndarray) -> np.ndarray:
+    """Share of its calendar year gone at each day (offset from ``origin``): 0 on 1 January.
+
+    Seasons follow the calendar, whatever day a world starts on (and leap years are years).
+    """
+    dates = np.datetime64(origin, "D") + np.asarray(day_offsets).astype("timedelta64[D]")
+    year = dates.astype("datetime64[Y]")
+    first = year.astype("datetime64[D]")
+    length = (year + 1).astype("datetime64[D]") - first
+    return (dates - first).astype(np.int64) / length.astype(np.int64)
+
+
+def _week_of(origin: date, day_offsets: np.ndarray | int) -> np.ndarray:
+    """Index of the rate week holding each day (offset from ``origin``).
+
+    Rate weeks run Thursday to Wednesday, as a weekly survey published on Thursdays: the rate
+    changes on the day its survey appears, the same calendar days in every world.
+    """
+    to_thursday = (origin.weekday() - 3) % 7
+    return (np.asarray(day_offsets) + to_thursday) // 7
 
 
 def _month_starts(first: date, last: date) -> list[date]:
@@ -77,11 +99,11 @@ def build_macro(config: WorldConfig, rng: np.random.Generator) -> Macro:
     weeks = total_days // 7 + 2
     rate_weekly = _weekly_rate(rng, weeks)
     if config.shift_from is not None and config.rate_shock:
-        # The shock lands on the first weekly survey at or after shift_from and stays.
-        first_week = -(-(config.shift_from - origin).days // 7)
+        # The shock lands on the first weekly survey (a Thursday) at or after shift_from, stays.
+        first_week = _week_of(origin, (config.shift_from - origin).days + 6)
         rate_weekly[first_week:] = np.clip(rate_weekly[first_week:] + config.rate_shock, 0.5, 20)
     days = np.arange(total_days)
-    rate_daily = rate_weekly[days // 7]
+    rate_daily = rate_weekly[_week_of(origin, days)]
 
     n_markets = config.markets
     market_ids = np.array([f"mkt_{i:03d}" for i in range(n_markets)])
@@ -90,7 +112,7 @@ def build_macro(config: WorldConfig, rng: np.random.Generator) -> Macro:
     trend = rng.normal(0.045, 0.012, n_markets) / 365.0
     cycle_phase = rng.uniform(0, 2 * np.pi, n_markets)
     years = (days - start_offset) / 365.25
-    season = 0.025 * np.sin(2 * np.pi * (days / 365.25) - 1.2)  # peaks in early summer
+    season = 0.025 * np.sin(2 * np.pi * year_fraction(origin, days) - 1.2)  # early summer peak
     rate_effect = -0.03 * (rate_daily - 6.0)
     cycle = 0.06 * np.sin(2 * np.pi * years[None, :] / 7.5 + cycle_phase[:, None])
     noise_steps = rng.normal(0, 0.0025, (n_markets, total_days // 30 + 2))
@@ -194,10 +216,12 @@ def _economic_indicators(
     dates = np.arange(
         np.datetime64(first, "D"), np.datetime64(config.end, "D"), np.timedelta64(7, "D")
     )
-    weeks = ((dates - np.datetime64(origin, "D")).astype(np.int64)) // 7
-    rate30 = rate_weekly[weeks]
+    rate30 = rate_weekly[_week_of(origin, (dates - np.datetime64(origin, "D")).astype(np.int64))]
     n = len(dates)
-    monthly = np.arange(n) // 4
+    # The random walks of unemployment and inflation step with the calendar month (the surveys
+    # of a month share its step), not every four surveys from wherever the history begins.
+    month = dates.astype("datetime64[M]").astype(np.int64)
+    monthly = month - month[0]
     unemployment = np.clip(
         4.5 + np.cumsum(rng.normal(0, 0.08, monthly[-1] + 1))[monthly] + 0.15 * (rate30 - 6),
         2.8,
