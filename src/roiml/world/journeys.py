@@ -178,7 +178,11 @@ def _hazards(
     )
     equity = np.clip(1.0 - balance / value, -0.5, 1.0)
     market_rate = macro.rate_30y[abs_days][None, :]
-    has_loan = state.loan[rows][:, None] > 0
+    # A mortgage counts until its last year: one paid off, or about to be by the time a
+    # refinance would close, neither locks its owner in nor is refinanced (before, owners of a
+    # loan paid off years ago refinanced it: a REFINANCE of a zero loan).
+    term_months = state.term[rows][:, None] * 12.0
+    has_loan = (state.loan[rows][:, None] > 0) & (months_paid < term_months - 12.0)
     rate_gap = np.where(has_loan, state.rate[rows][:, None] - market_rate, 0.0)
     heat = macro.market_heat[state.market[rows][:, None], abs_days[None, :]]
     # Spring up, autumn down: by the calendar's day of the year (1 January is 0).
