@@ -20,7 +20,7 @@ from roiml.world.journeys import INVEST, MOVE, REFINANCE, Journeys, journey_cell
 from roiml.world.macro import Macro
 from roiml.world.population import PROPERTY_TYPES, Population
 
-__all__ = ["Engagement", "simulate_engagement"]
+__all__ = ["NEWSLETTER_ANCHOR", "Engagement", "simulate_engagement"]
 
 # When people at large use the portal, by hour of day (sums to 1).
 _POP_HOURS = np.array(
@@ -32,6 +32,9 @@ _DOC_ROUTINE = np.array(["TAX_STATEMENT", "INSURANCE", "HOME_VALUE_REPORT", "DEE
 _DOC_MOVE = np.array(["DEED", "TITLE_POLICY", "HOME_VALUE_REPORT", "CLOSING_DISCLOSURE"])
 _DOC_REFI = np.array(["MORTGAGE_NOTE", "CLOSING_DISCLOSURE", "HOME_VALUE_REPORT"])
 _ALERT_TYPES = np.array(["PRICE_CHANGE", "NEW_LISTING", "MARKET_UPDATE", "HOME_VALUE", "RATE_DROP"])
+# A newsletter Tuesday: newsletters go out every 14 days from it, before and after. (The first
+# Tuesday of 2023, so worlds starting on 1 January 2023 keep the Tuesdays they always had.)
+NEWSLETTER_ANCHOR = date(2023, 1, 3)
 
 
 @dataclass
@@ -103,12 +106,16 @@ def _delay_to_habit(
 
 
 def _email_schedule(start: date, days: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(window day, second of day, type) of the tenant's campaign sends."""
+    """(window day, second of day, type) of the tenant's campaign sends.
+
+    The schedule is the calendar's: a day is a newsletter day (every other Tuesday, counted
+    from :data:`NEWSLETTER_ANCHOR`), a first Thursday or a 15th whatever day the world starts.
+    """
     day_index = np.arange(days)
     weekday = (start.weekday() + day_index) % 7
     dates = np.datetime64(start, "D") + day_index.astype("timedelta64[D]")
     dom = (dates - dates.astype("datetime64[M]")).astype(np.int64) + 1
-    newsletter = (weekday == 1) & ((day_index // 7) % 2 == 0)
+    newsletter = (dates - np.datetime64(NEWSLETTER_ANCHOR, "D")).astype(np.int64) % 14 == 0
     market_report = (weekday == 3) & (dom <= 7)
     home_value = dom == 15
     sends = [
@@ -120,6 +127,37 @@ def _email_schedule(start: date, days: int) -> tuple[np.ndarray, np.ndarray, np.
     out_sec = np.concatenate([np.full(len(s[0]), s[1]) for s in sends])
     out_type = np.concatenate([np.full(len(s[0]), s[2]) for s in sends])
     return out_day, out_sec, out_type
+
+
+def _window_dates(start: date, days: int) -> np.ndarray:
+    return np.datetime64(start, "D") + np.arange(days).astype("timedelta64[D]")
+
+
+def _anniversaries(
+    users: np.ndarray, origin: date, purchase_day: np.ndarray, start: date, days: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(user, window day) of each purchase anniversary in the window: the purchase's month and
+    day in every later year (29 February falls on the 28th in other years)."""
+    bought = np.datetime64(origin, "D") + purchase_day.astype("timedelta64[D]")
+    month = bought.astype("datetime64[M]")
+    month_of_year = month - bought.astype("datetime64[Y]").astype("datetime64[M]")
+    day_of_month = (bought - month.astype("datetime64[D]")).astype(np.int64)
+    first = np.datetime64(start, "D")
+    last_year = (first + np.timedelta64(days - 1, "D")).astype("datetime64[Y]")
+    out_users, out_days = [], []
+    year = first.astype("datetime64[Y]")
+    while year <= last_year:
+        in_year = year.astype("datetime64[M]") + month_of_year
+        month_days = (
+            (in_year + 1).astype("datetime64[D]") - in_year.astype("datetime64[D]")
+        ).astype(np.int64)
+        when = in_year.astype("datetime64[D]") + np.minimum(day_of_month, month_days - 1)
+        window_day = (when - first).astype(np.int64)
+        keep = (window_day >= 0) & (window_day < days) & (when > bought)
+        out_users.append(users[keep])
+        out_days.append(window_day[keep])
+        year = year + 1
+    return np.concatenate(out_users), np.concatenate(out_days)
 
 
 def simulate_engagement(
@@ -305,14 +343,13 @@ def simulate_engagement(
     day = np.tile(send_day, len(recipients))
     seconds = np.tile(send_second, len(recipients))
     etype = np.tile(send_type, len(recipients))
-    anniversary = (pop.purchase_day - macro.start_offset) % 365
-    ann_users = np.concatenate([recipients] * 11)
-    ann_day = np.concatenate([anniversary[recipients] + 365 * k for k in range(11)])
-    keep = ann_day < days
-    users = np.concatenate([users, ann_users[keep]])
-    day = np.concatenate([day, ann_day[keep]])
-    seconds = np.concatenate([seconds, np.full(int(keep.sum()), 9 * 3600)])
-    etype = np.concatenate([etype, np.full(int(keep.sum()), "ANNIVERSARY")])
+    ann_users, ann_day = _anniversaries(
+        recipients, macro.origin, pop.purchase_day[recipients], start, days
+    )
+    users = np.concatenate([users, ann_users])
+    day = np.concatenate([day, ann_day])
+    seconds = np.concatenate([seconds, np.full(len(ann_day), 9 * 3600)])
+    etype = np.concatenate([etype, np.full(len(ann_day), "ANNIVERSARY")])
     m = len(users)
     sent_weekday = (start.weekday() + day) % 7
     hour_gap = np.abs(np.mod(seconds / 3600 - pop.pref_hour[users] + 12, 24) - 12)
@@ -336,7 +373,10 @@ def simulate_engagement(
     )
     click_seconds = open_seconds + rng.integers(5, 600, m)
     unsub = (rng.random(m) < 0.0008) & ~opened
-    campaign = np.char.add(np.char.add(etype.astype(str), "_"), day.astype(str))
+    # A campaign is named by its type and calendar day (NEWSLETTER_20230103), not by its
+    # offset in the window: the same send has the same name in every world.
+    day_label = np.char.replace(np.datetime_as_string(_window_dates(start, days)), "-", "")
+    campaign = np.char.add(np.char.add(etype.astype(str), "_"), day_label[day])
     emails = pa.table(
         {
             "user_idx": users,
