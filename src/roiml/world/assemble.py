@@ -50,26 +50,44 @@ def _with_user_ids(table: pa.Table, user_ids: pa.Array) -> pa.Table:
 
 
 def _property_at(
-    pop: Population, journeys: Journeys, users: np.ndarray, days: np.ndarray
+    pop: Population,
+    journeys: Journeys,
+    purchased_at: np.ndarray,
+    users: np.ndarray,
+    moments: np.ndarray,
 ) -> np.ndarray:
-    """The primary home each user owned on each window day (the latest BUY closed before it)."""
+    """The primary home each user owned at each moment: the latest bought before it.
+
+    ``purchased_at`` holds the purchase moment of each of ``journeys.new_properties``; a home
+    counts from its closing on, not from the start of its closing day.
+    """
     home = pop.properties["property_id"].to_numpy(zero_copy_only=False)[users].astype(object)
-    new = journeys.new_properties.filter(journeys.new_properties["is_primary_residence"])
-    if new.num_rows == 0 or len(users) == 0:
+    new = journeys.new_properties
+    primary = new["is_primary_residence"].to_numpy(zero_copy_only=False).astype(bool)
+    if not primary.any() or len(users) == 0:
         return home
-    span = np.int64(1 << 20)
-    keys = new["user_idx"].to_numpy() * span + new["purchased_day"].to_numpy()
+    seconds = np.timedelta64(1, "s")
+    base = purchased_at[primary].min()
+    span = np.int64(1 << 34)  # seconds: over five centuries
+    keys = new["user_idx"].to_numpy()[primary] * span + (purchased_at[primary] - base) // seconds
     order = np.argsort(keys)
     keys = keys[order]
-    ids = new["property_id"].to_numpy(zero_copy_only=False)[order]
-    probe = users.astype(np.int64) * span + days.astype(np.int64)
-    pos = np.searchsorted(keys, probe, side="right") - 1
+    ids = new["property_id"].to_numpy(zero_copy_only=False)[primary][order]
+    probe = users.astype(np.int64) * span + np.maximum((moments - base) // seconds, -1)
+    pos = np.searchsorted(keys, probe, side="left") - 1  # the last purchase strictly before
     same_user = (pos >= 0) & (keys[np.maximum(pos, 0)] // span == users)
     return np.where(same_user, ids[np.maximum(pos, 0)], home)
 
 
+def _closed_at(closings: pa.Table, types: list[str], property_ids: pa.Array) -> pa.Array:
+    """The closing moment of the ``types`` transaction of each property (null if none)."""
+    chosen = closings.filter(pc.is_in(closings["transaction_type"], pa.array(types)))
+    position = pc.index_in(property_ids, value_set=chosen["property_id"])
+    return pc.take(chosen["closed_at"], position)
+
+
 def _new_property_rows(
-    pop: Population, journeys: Journeys, macro: Macro, rng: np.random.Generator
+    pop: Population, journeys: Journeys, macro: Macro, closings: pa.Table, rng: np.random.Generator
 ) -> pa.Table:
     new = journeys.new_properties
     m = new.num_rows
@@ -77,7 +95,8 @@ def _new_property_rows(
     ptype = new["property_type"].to_numpy(zero_copy_only=False)
     bedrooms = np.clip(np.round(sqft / 650 + rng.normal(0.3, 0.6, m)), 1, 7).astype(np.int64)
     is_condo_like = (ptype == "CONDO") | (ptype == "TOWNHOUSE")
-    purchased = _day_timestamps(macro, new["purchased_day"].to_numpy(), rng)
+    # Bought at the moment its BUY (or INVESTMENT) transaction closed.
+    purchased = _closed_at(closings, ["BUY", "INVESTMENT"], new["property_id"])
     loan = new["mortgage_amount"].to_numpy()
     return pa.table(
         {
@@ -116,26 +135,21 @@ def _new_property_rows(
     )
 
 
-def _mark_sold(
-    properties: pa.Table, journeys: Journeys, macro: Macro, rng: np.random.Generator
-) -> pa.Table:
-    if len(journeys.sold_property_ids) == 0:
-        return properties
-    sold_ids = pa.array(journeys.sold_property_ids.astype(str))
-    position = pc.index_in(properties["property_id"], value_set=sold_ids)
-    sold_at = _day_timestamps(macro, np.asarray(journeys.sold_days), rng)
-    values = pc.take(sold_at, position)  # null where the home was not sold
+def _mark_sold(properties: pa.Table, closings: pa.Table) -> pa.Table:
+    """``sold_at``: the moment the home's SELL transaction closed (null while unsold)."""
     column = properties.schema.get_field_index("sold_at")
-    return properties.set_column(column, "sold_at", values)
+    sold_at = _closed_at(closings, ["SELL"], properties["property_id"])
+    return properties.set_column(column, "sold_at", sold_at.cast(pa.timestamp("us")))
 
 
-def _transactions(
+def _simulated_transactions(
     pop: Population, journeys: Journeys, macro: Macro, rng: np.random.Generator
 ) -> pa.Table:
+    """The closings of the window (the homes' purchase and sale moments come from them)."""
     tx = journeys.transactions
     user_ids = pa.array(pop.user_ids)
     agent_of = pop.users["agent_id"]
-    simulated = pa.table(
+    return pa.table(
         {
             "user_id": user_ids.take(tx["user_idx"]),
             "property_id": tx["property_id"],
@@ -147,9 +161,6 @@ def _transactions(
             "loan_amount": pc.round(tx["loan_amount"], -2),
             "interest_rate": pc.round(tx["interest_rate"], 3),
         }
-    )
-    return pa.concat_tables(
-        [pop.purchases, pop.prior_refinances, simulated], promote_options="permissive"
     )
 
 
@@ -206,24 +217,26 @@ def assemble_block(
     """Source rows (without tenant) and truth rows of one block."""
     user_ids = pa.array(pop.user_ids)
     end = np.datetime64(start, "D") + np.timedelta64(days, "D")
-    properties = pa.concat_tables(
-        [pop.properties, _new_property_rows(pop, journeys, macro, rng)],
-        promote_options="permissive",
-    )
-    properties = _mark_sold(properties, journeys, macro, rng)
+    closings = _simulated_transactions(pop, journeys, macro, rng)
+    new_homes = _new_property_rows(pop, journeys, macro, closings, rng)
+    properties = pa.concat_tables([pop.properties, new_homes], promote_options="permissive")
+    properties = _mark_sold(properties, closings)
     docs = engagement.document_access_events
-    doc_days = (
-        (docs["occurred_at"].to_numpy() - np.datetime64(start, "us")) // np.timedelta64(1, "D")
-    ).astype(np.int64)
-    docs = docs.add_column(
-        1,
-        "property_id",
-        pa.array(_property_at(pop, journeys, docs["user_idx"].to_numpy(), doc_days)),
+    home = _property_at(
+        pop,
+        journeys,
+        new_homes["purchased_at"].to_numpy(zero_copy_only=False),
+        docs["user_idx"].to_numpy(),
+        docs["occurred_at"].to_numpy(),
+    )
+    docs = docs.add_column(1, "property_id", pa.array(home))
+    transactions = pa.concat_tables(
+        [pop.purchases, pop.prior_refinances, closings], promote_options="permissive"
     )
     source = {
         "users": pop.users,
         "properties": properties,
-        "transactions": _transactions(pop, journeys, macro, rng),
+        "transactions": transactions,
         "document_access_events": _with_user_ids(docs, user_ids),
         "email_events": _with_user_ids(
             _before_end(engagement.email_events, ("opened_at", "clicked_at"), end), user_ids

@@ -157,9 +157,11 @@ def build_population(
         }
     )
     property_ids = np.char.add("prop_", index.astype(str))
-    year_built = np.minimum(
-        start.year - 1 - tenure_years.astype(int) + 1, np.round(rng.normal(1988, 22, n))
-    )
+    # Built no later than the year it was bought (the year of the purchase date, not the
+    # start's year less whole years of tenure: a home bought in July 2022 for a world starting
+    # on 1 January 2023 could be built in 2023).
+    bought_in = (origin + purchase_day.astype("timedelta64[D]")).astype("datetime64[Y]")
+    year_built = np.minimum(bought_in.astype(np.int64) + 1970, np.round(rng.normal(1988, 22, n)))
     bedrooms = np.clip(np.round(sqft / 650 + rng.normal(0.3, 0.6, n)), 1, 7)
     bathrooms = np.clip(np.round((bedrooms * 0.6 + rng.normal(0.4, 0.4, n)) * 2) / 2, 1, 6)
     is_condo_like = (ptype == 1) | (ptype == 2)
