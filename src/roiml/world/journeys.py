@@ -70,8 +70,6 @@ class Journeys:
     life_events: np.ndarray  # (users, days) life-event boost, for the record
     transactions: pa.Table = field(repr=False)
     new_properties: pa.Table = field(repr=False)
-    sold_property_ids: np.ndarray = field(repr=False, default_factory=lambda: np.array([]))
-    sold_days: np.ndarray = field(repr=False, default_factory=lambda: np.array([]))
     value_state: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
 
 
@@ -266,8 +264,6 @@ def simulate_journeys(
     }
     tx_parts: list[dict[str, np.ndarray]] = []
     prop_parts: list[dict[str, np.ndarray]] = []
-    sold_ids: list[np.ndarray] = []
-    sold_days: list[np.ndarray] = []
     window = np.arange(days)
     next_property = np.ones(n, dtype=np.int64)
 
@@ -343,8 +339,6 @@ def simulate_journeys(
         )
         tx_parts.append(tx)
         prop_parts.append(props)
-        sold_ids.append(props["_sold_ids"])
-        sold_days.append(props["_sold_days"])
         done = rows[closed]
         moved_out = done[sell_only[closed]]
         at_risk[moved_out] = False
@@ -373,8 +367,6 @@ def simulate_journeys(
         life_events=life,
         transactions=transactions,
         new_properties=new_properties,
-        sold_property_ids=np.concatenate(sold_ids) if sold_ids else np.array([], dtype=str),
-        sold_days=np.concatenate(sold_days) if sold_days else np.array([], dtype=np.int64),
         value_state={
             "market": state.market,
             "purchase_day": state.purchase_day,
@@ -545,7 +537,6 @@ def _apply_closings(
         np.full(int(sells.sum()), np.nan),
         np.full(int(sells.sum()), np.nan),
     )
-    props_sold = (state.property_id[rows][sells], sell_day[sells])
     # BUY of the next home: first when buying first, else some days after selling.
     buy_day = np.where(buy_first, close, close + rng.integers(0, 45, m))
     buys = is_move & ~sell_only & (buy_day < days)
@@ -586,7 +577,5 @@ def _apply_closings(
     prop_out = {
         name: (np.concatenate(parts) if parts else np.zeros(0)) for name, parts in props.items()
     }
-    prop_out["_sold_ids"] = props_sold[0]
-    prop_out["_sold_days"] = props_sold[1]
     tx_out["_second_day"] = second_day
     return tx_out, prop_out
