@@ -136,7 +136,7 @@ class Settings(BaseSettings):
     )
     monitoring_psi_bins: int = Field(default=10, ge=2, le=100)
     monitoring_shared_threshold: float = Field(
-        default=0.5,
+        default=1.0,
         gt=0,
         description="A SHARED feature (one step for everyone: a rate, a month of market figures, "
         "a campaign) drifts when it moved by more than this many training-reference standard "

@@ -22,8 +22,9 @@ def _cell(value: object) -> str:
 def _time(feature: FeatureDefinition) -> str:
     if feature.time_relation is TimeRelation.CLOCK:
         per_day = feature.clock_per_day
-        return "clock +1/day" if per_day == 1 else f"clock +1/{1 / per_day:g} per day"
-    return feature.time_relation.value.lower()
+        text = "clock +1/day" if per_day == 1 else f"clock +1/{1 / per_day:g} per day"
+        return f"{text}, restarts" if feature.restarts else text
+    return feature.time_relation.value.lower().replace("_", " ")
 
 
 def render_catalog(catalog: Catalog = CATALOG) -> str:
@@ -45,8 +46,10 @@ def render_catalog(catalog: Catalog = CATALOG) -> str:
         "which decides how the daily gate and drift monitoring judge it "
         "(docs/FEATURE_STORE.md, docs/MONITORING.md): `ordinary` (judged as it is), `calendar` "
         "(the date's own value, not judged), `clock +x/day` (grows by x a day; judged beyond "
-        "that), `shared` (moves for everyone at once when a source publishes or a campaign is "
-        "sent; judged beyond the common step).",
+        "that; `restarts`: at frequent events, so its population does not grow), `shared` (one "
+        "value for many, stepping when a source publishes; judged beyond the common step), "
+        "`tenant events` (a window over the tenant's sends, which reach everyone the same day; "
+        "judged beyond the common step).",
         "",
         "| category | sub-category | features |",
         "|---|---|---:|",

@@ -52,11 +52,15 @@ class TimeRelation(StrEnum):
     # an event resets it: judged on what the clock does not explain, values moved back to a
     # common instant.
     CLOCK = "CLOCK"
-    # Moves for everyone at once when a shared source publishes or sends: a tenant's campaign
-    # entering a 30-day count, a month of market figures, a weekly rate. A step all entities
-    # share is the calendar, not a data fault; what is judged is the part of the move the
-    # entities do not share, and the size of the shared step against the spread the model knew.
+    # One value for many entities (everyone, or every home of a market) that steps when a
+    # source publishes: a weekly rate, a month of market figures. A step all entities share is
+    # the calendar, not a data fault; what is judged is the part of the move the entities do not
+    # share, and the size of the shared step against the spread the model knew.
     SHARED = "SHARED"
+    # A windowed count (or rate) of the tenant's own events that reach everyone at once: a
+    # campaign send enters every homeowner's 30-day count the same day. Each entity has its own
+    # value; the step everyone takes is the calendar, how differently they move is judged.
+    TENANT_EVENTS = "TENANT_EVENTS"
 
 
 @dataclass(frozen=True)
@@ -146,9 +150,12 @@ class FeatureDefinition:
     version: int = 1
     deprecated: bool = False
     # How the values move with the calendar (see TimeRelation); a CLOCK grows by
-    # ``clock_per_day`` of its unit each day (1 for days, 1 / 365.25 for years).
+    # ``clock_per_day`` of its unit each day (1 for days, 1 / 365.25 for years). A clock that
+    # ``restarts`` at frequent events (days since the last session) has a population whose
+    # values do not grow: monitoring compares it as it is and moves only the ages to a day.
     time_relation: TimeRelation = TimeRelation.ORDINARY
     clock_per_day: float = 0.0
+    restarts: bool = False
 
     def __post_init__(self) -> None:
         clock = self.time_relation is TimeRelation.CLOCK
@@ -157,6 +164,8 @@ class FeatureDefinition:
                 f"feature {self.name}: a CLOCK feature needs clock_per_day > 0, and only a "
                 f"CLOCK feature has one (got {self.time_relation}, {self.clock_per_day})"
             )
+        if self.restarts and not clock:
+            raise ValueError(f"feature {self.name}: only a CLOCK restarts")
 
     @property
     def feature_set(self) -> str:

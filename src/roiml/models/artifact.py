@@ -7,7 +7,8 @@ Layout::
 
     meta.json            name, model type, feature list, classes, parameters, metrics, window, extra
     booster-<part>.txt   one LightGBM text model per part ("main"; or "weekday"/"hour"; ...)
-    reference.parquet    a sample of the training inputs, the reference distribution for drift
+    reference.parquet    a sample of the training inputs and of the latest snapshot, with the
+                         instant of each row: the reference distributions for drift
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ import pyarrow.parquet as pq
 from roiml.db.enums import ModelType
 from roiml.errors import ModelError
 
-__all__ = ["MODEL_NAMES", "ModelArtifact", "model_type_of"]
+__all__ = ["MODEL_NAMES", "REFERENCE_PART", "ModelArtifact", "model_type_of"]
 
 FORMAT_VERSION = 1
+# reference.parquet's column saying which sample a row belongs to: "train" (the training inputs)
+# or "latest" (the population at the latest snapshot); with ``as_of``, the instant of each row.
+REFERENCE_PART = "part"
 
 # The registered name of each model type, as in the seed.
 MODEL_NAMES: dict[ModelType, str] = {

@@ -26,7 +26,7 @@ from roiml.errors import TrainingError
 from roiml.features.catalog import CATALOG
 from roiml.features.engine import FeatureEngine
 from roiml.features.frame import AS_OF, ENTITY_ID
-from roiml.models.artifact import MODEL_NAMES, ModelArtifact
+from roiml.models.artifact import MODEL_NAMES, REFERENCE_PART, ModelArtifact
 from roiml.models.boosting import fit_booster, sample_rows
 from roiml.models.config import TrainingConfig
 from roiml.models.dataset import Snapshots, Split, split_by_time
@@ -111,13 +111,44 @@ def _parts(rows: pa.Table, split: Split, column: str = AS_OF) -> dict[str, np.nd
     return {name: np.flatnonzero(part == name) for name in ("train", "valid", "test")}
 
 
-def _reference(matrix: np.ndarray, names: list[str], seed: int, as_of: pa.ChunkedArray) -> pa.Table:
-    """A sample of the training inputs and the instant each is as of: monitoring moves clocks
-    and calendars of these rows to the day it judges (see roiml.monitoring.reference)."""
+def _reference(
+    matrix: np.ndarray,
+    names: list[str],
+    seed: int,
+    as_of: pa.ChunkedArray,
+    snapshots: Snapshots,
+) -> pa.Table:
+    """The drift reference: a sample of the training inputs (``part`` "train") and of the
+    population at the latest snapshot (``part`` "latest"), each row with the instant it is as
+    of. Training rows end a purge gap or more before the data does; the latest snapshot is what
+    the population looked like when the model was trained, the reference of its first served
+    day (see roiml.monitoring.reference). A model input the snapshot lacks (a request
+    parameter such as a horizon) takes values drawn from the training rows."""
     index = sample_rows(len(matrix), _REFERENCE_ROWS, seed)
-    picked = matrix[index]
-    columns = {n: pa.array(picked[:, i], pa.float64()) for i, n in enumerate(names)}
-    return pa.table({AS_OF: as_of.take(pa.array(index)).cast(pa.timestamp("us")), **columns})
+    train = matrix[index]
+    frame = snapshots.features
+    latest_rows = frame.filter(pc.equal(frame[AS_OF], pc.max(frame[AS_OF])))
+    latest_rows = latest_rows.take(
+        pa.array(sample_rows(latest_rows.num_rows, _REFERENCE_ROWS, seed))
+    )
+    size = latest_rows.num_rows
+    draw = np.random.default_rng(seed).integers(0, max(len(train), 1), size)
+    latest = np.empty((size, len(names)))
+    for i, name in enumerate(names):  # columns, not rows
+        if name in latest_rows.column_names:
+            latest[:, i] = latest_rows[name].cast(pa.float64()).to_numpy(zero_copy_only=False)
+        else:
+            latest[:, i] = train[draw, i] if len(train) else np.nan
+    stamps = pa.concat_arrays(
+        [
+            as_of.take(pa.array(index)).combine_chunks().cast(pa.timestamp("us")),
+            latest_rows[AS_OF].combine_chunks().cast(pa.timestamp("us")),
+        ]
+    )
+    values = np.concatenate([train, latest])
+    parts = pa.array(["train"] * len(train) + ["latest"] * size)
+    columns = {n: pa.array(values[:, i], pa.float64()) for i, n in enumerate(names)}
+    return pa.table({AS_OF: stamps, REFERENCE_PART: parts, **columns})
 
 
 def _seed(config: TrainingConfig) -> int:
@@ -201,7 +232,9 @@ def train_move_probability(
         metrics=metrics,
         training_window=split.as_dict(),
         extra={"horizon_days": config.horizon_days, "thresholds": {"HIGH": high, "MEDIUM": medium}},
-        reference=_reference(matrix[train], names, _seed(config), rows[AS_OF].take(train)),
+        reference=_reference(
+            matrix[train], names, _seed(config), rows[AS_OF].take(train), snapshots
+        ),
     )
     return TrainedModel(artifact, metrics, baselines, _row_counts(parts, len(train)))
 
@@ -295,7 +328,9 @@ def train_transaction_type(
         metrics=metrics,
         training_window=split.as_dict(),
         extra={"horizon_days": config.horizon_days, "decision_weights": weights.tolist()},
-        reference=_reference(matrix[train], names, _seed(config), rows[AS_OF].take(train)),
+        reference=_reference(
+            matrix[train], names, _seed(config), rows[AS_OF].take(train), snapshots
+        ),
     )
     return TrainedModel(artifact, metrics, baselines, _row_counts(parts, len(train)))
 
@@ -403,7 +438,9 @@ def train_contact_timing(
         metrics=metrics,
         training_window=split.as_dict(),
         extra={"horizon_days": config.horizon_days, "global_best_slot": global_best},
-        reference=_reference(matrix[train], names, _seed(config), rows[AS_OF].take(train)),
+        reference=_reference(
+            matrix[train], names, _seed(config), rows[AS_OF].take(train), snapshots
+        ),
     )
     counts = _row_counts(parts, len(train))
     counts["test_snapshots"] = len(test_slots)
@@ -506,7 +543,9 @@ def train_property_value(
             "interval_margin": margin,
             "target": "log_price",
         },
-        reference=_reference(matrix[train], names, _seed(config), rows[AS_OF].take(train)),
+        reference=_reference(
+            matrix[train], names, _seed(config), rows[AS_OF].take(train), snapshots
+        ),
     )
     return TrainedModel(artifact, metrics, baselines, _row_counts(parts, len(train)))
 

@@ -94,7 +94,7 @@ class DriftPolicy:
     small_sample_rows: int = 1000
     categorical_max_levels: int = 2
     bonferroni: bool = True
-    shared_threshold: float = 0.5
+    shared_threshold: float = 1.0
     rules: Mapping[str, DriftRule] = field(default_factory=dict)
 
     @classmethod
@@ -201,6 +201,8 @@ def detect_drift(
     policy = policy or DriftPolicy()
     reference = np.asarray(reference, dtype=np.float64).reshape(-1, len(names))
     current = np.asarray(current, dtype=np.float64).reshape(-1, len(names))
+    relations = relations or {}
+    unjudged = dict(unjudged or {})
     numeric = numeric_statistics(reference, current, policy.psi_bins, threads)
     kinds = _kinds(reference, names, policy)
     categorical_index = [i for i, kind in enumerate(kinds) if kind == "categorical"]
@@ -208,12 +210,12 @@ def detect_drift(
         reference[:, categorical_index], current[:, categorical_index]
     )
     where = {column: i for i, column in enumerate(categorical_index)}
-    relations = relations or {}
-    unjudged = dict(unjudged or {})
+
     for name in names:
         if relations.get(name) is TimeRelation.CALENDAR:
             unjudged.setdefault(name, "a calendar value: the date's own, one per day")
     spread = numeric.reference_std if scales is None else np.asarray(scales, dtype=np.float64)
+    spread = np.where(np.isfinite(spread), spread, numeric.reference_std)
     n_tests = max(1, len(names) - len(unjudged.keys() & set(names)))
     out: dict[str, FeatureDrift] = {}
     for i, name in enumerate(names):

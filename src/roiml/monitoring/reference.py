@@ -4,8 +4,10 @@ A day of predictions is not a sample of the training window. It has one weekday 
 every "days since" clock is further on than in the training rows, and a weekly rate or a month
 of market figures is one value for everyone. Compared with the pooled training inputs, such a
 day always "drifts" (all four models paged on an unchanged world). So the reference is, first,
-the model's own served traffic of the days just before (``monitoring_reference_days``), and the
-training reference only until those days hold enough predictions. Either is then *aligned* to
+the model's own served traffic of the days just before (``monitoring_reference_days``); until
+those days hold enough predictions (the first days of a deployment), the population as of the
+model's latest snapshot (what it looked like when the model was trained; training rows end a
+purge gap of a horizon or more earlier, and the world moved on since). Either is then *aligned* to
 the period by each feature's :class:`~roiml.features.definition.TimeRelation`:
 
 * CALENDAR columns take the period's own value (they are not judged, but the model's expected
@@ -13,6 +15,9 @@ the period by each feature's :class:`~roiml.features.definition.TimeRelation`:
 * CLOCK columns are moved on by their ``clock_per_day`` times the days from each reference
   row's instant to the period's, so only what the clock does not explain is compared; a
   reference without instants (a model trained before they were kept) leaves them unjudged;
+* TENANT_EVENTS columns (a 30-day count of the tenant's sends and the rates over it) are moved,
+  day by day of the reference, to the period's median: each day sat at its own point of the
+  send calendar, and a week of them pooled is a blur of levels no single day has;
 * SHARED and ORDINARY columns stay as they are; a SHARED step is measured in ``scales``, the
   spread of the training reference, since a week of one shared value has no spread of its own.
 """
@@ -23,16 +28,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from roiml.features.catalog import CATALOG, Catalog
-from roiml.features.definition import TimeRelation
+from roiml.features.definition import FeatureDefinition, TimeRelation
 from roiml.features.frame import AS_OF
-from roiml.models.artifact import ModelArtifact
+from roiml.models.artifact import REFERENCE_PART, ModelArtifact
 from roiml.monitoring.period import PeriodPredictions
 
 __all__ = ["DriftReference", "align_reference", "drift_reference", "relations_of"]
 
-SERVED, TRAINING = "served", "training"
+SERVED, LATEST, TRAINING = "served", "latest_snapshot", "training"
 _DAY_US = 86_400e6
 
 
@@ -69,11 +76,14 @@ def align_reference(
     current: np.ndarray,
     instant: int,
     catalog: Catalog = CATALOG,
+    *,
+    drawn_inputs: bool = False,
 ) -> tuple[np.ndarray, dict[str, str]]:
     """``matrix`` (reference rows as of ``at``, datetime64[us]) as of ``instant``: calendar
     columns set to ``current``'s most common value, clocks moved on (``instant``: microseconds
     since the epoch). Returns the aligned copy
-    and the features that cannot be judged, with why."""
+    and the features that cannot be judged, with why (``drawn_inputs``: the rows' model inputs
+    outside the catalog were drawn, not observed)."""
     aligned = np.array(matrix, dtype=np.float64, copy=True)
     unjudged: dict[str, str] = {}
     elapsed = None
@@ -81,14 +91,27 @@ def align_reference(
         stamps = np.asarray(at, dtype="datetime64[us]")
         elapsed = (instant - stamps.astype(np.int64)) / _DAY_US
         elapsed = np.where(np.isnat(stamps), np.nan, elapsed)
+    days = None if elapsed is None else np.floor(-np.nan_to_num(elapsed)).astype(np.int64)
     for i, name in enumerate(names):
         definition = catalog.features.get(name)
         if definition is None:
+            if drawn_inputs:
+                unjudged[name] = (
+                    "a model input that is no homeowner feature (a request parameter): the "
+                    "latest snapshot has none, so the reference's values are drawn"
+                )
             continue
-        if definition.time_relation is TimeRelation.CALENDAR:
+        if _follows_sends(definition) and days is not None:
+            # Each reference day sat at its own point of the tenant's send calendar (a send in
+            # or out of the window moves everyone; opens restart many clocks at once): it is
+            # moved to the day's level, and the shape of the values is what is compared.
+            aligned[:, i] = _to_level(aligned[:, i], days, _mean(current[:, i]))
+        elif definition.time_relation is TimeRelation.CALENDAR:
             today = _most_common(current[:, i]) if current.size else np.nan
             aligned[:, i] = np.where(np.isnan(aligned[:, i]), np.nan, today)
-        elif definition.time_relation is TimeRelation.CLOCK:
+        elif definition.time_relation is TimeRelation.CLOCK and not definition.restarts:
+            # An age moves on with the calendar; a clock restarted by frequent events (days
+            # since the last session) has a population that does not grow, compared as it is.
             if elapsed is None:
                 unjudged[name] = (
                     "a clock, and the reference rows carry no instant to move it on from "
@@ -108,10 +131,11 @@ def drift_reference(
     catalog: Catalog = CATALOG,
 ) -> DriftReference | None:
     """The reference for ``current``: ``served`` traffic of the days before when it holds at
-    least ``minimum`` predictions, else the artifact's training reference; None without
-    either."""
+    least ``minimum`` predictions; else the population at the model's latest snapshot (the
+    first days after a deployment); else its training rows of the latest 30 days; None
+    without any."""
     names = artifact.feature_names
-    training = artifact.reference
+    training, latest = _parts(artifact.reference)
     scales: np.ndarray | None = None
     at: np.ndarray | None
     if training is not None and training.num_rows:
@@ -125,19 +149,87 @@ def drift_reference(
             f"{_day(int(stamps.max()))}, moved to {_day(instant)}"
         )
         source = SERVED
-    elif training is not None and training.num_rows:
-        matrix = artifact.matrix(training)
-        at = (
-            np.asarray(training[AS_OF].to_numpy(zero_copy_only=False), dtype="datetime64[us]")
-            if AS_OF in training.column_names
-            else None
+    elif latest is not None and latest.num_rows >= max(minimum, 1):
+        matrix, at = artifact.matrix(latest), _instants(latest)
+        description = (
+            f"{latest.num_rows:,} homeowners as of the model's latest snapshot "
+            f"({_day(int(np.nanmax(at.astype(np.int64))))}), moved to {_day(instant)}"
+            if at is not None
+            else f"{latest.num_rows:,} homeowners as of the model's latest snapshot"
         )
-        description = f"{training.num_rows:,} training rows, moved to {_day(instant)}"
+        source = LATEST
+    elif training is not None and training.num_rows:
+        matrix, at = artifact.matrix(training), _instants(training)
+        matrix, at, span = _latest(matrix, at, minimum)
+        description = f"{len(matrix):,} training rows{span}, moved to {_day(instant)}"
         source = TRAINING
     else:
         return None
-    aligned, unjudged = align_reference(matrix, at, names, current_matrix, instant, catalog)
+    aligned, unjudged = align_reference(
+        matrix, at, names, current_matrix, instant, catalog, drawn_inputs=source == LATEST
+    )
     return DriftReference(aligned, source, description, scales, unjudged)
+
+
+# The training rows nearest the served day: the snapshots of the last this many days of the
+# training window (when they hold enough rows), not two years pooled.
+_LATEST_TRAINING_DAYS = 30
+
+
+def _latest(
+    matrix: np.ndarray, at: np.ndarray | None, minimum: int
+) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """The rows of the latest ``_LATEST_TRAINING_DAYS`` of ``at`` when at least ``minimum``."""
+    if at is None or len(at) == 0 or np.isnat(at).all():
+        return matrix, at, ""
+    stamps = at.astype(np.int64)
+    newest = int(stamps[~np.isnat(at)].max())
+    keep = ~np.isnat(at) & (stamps >= newest - _LATEST_TRAINING_DAYS * _DAY_US)
+    if int(keep.sum()) < max(minimum, 1):
+        return matrix, at, ""
+    return matrix[keep], at[keep], f" as of {_day(int(stamps[keep].min()))} to {_day(newest)}"
+
+
+def _parts(reference: pa.Table | None) -> tuple[pa.Table | None, pa.Table | None]:
+    """(training rows, latest-snapshot rows) of an artifact's reference; a reference without
+    parts (a model trained before they were kept) is all training rows."""
+    if reference is None or REFERENCE_PART not in reference.column_names:
+        return reference, None
+    part = reference[REFERENCE_PART]
+    latest = reference.filter(pc.equal(part, "latest"))
+    return reference.filter(pc.equal(part, "train")), latest if latest.num_rows else None
+
+
+def _instants(table: pa.Table) -> np.ndarray | None:
+    if AS_OF not in table.column_names:
+        return None
+    return np.asarray(table[AS_OF].to_numpy(zero_copy_only=False), dtype="datetime64[us]")
+
+
+def _follows_sends(definition: FeatureDefinition) -> bool:
+    """Whether the tenant's send calendar sets the feature's level: a window over its sends, or
+    a clock that their opens restart."""
+    return definition.time_relation is TimeRelation.TENANT_EVENTS or (
+        definition.time_relation is TimeRelation.CLOCK and definition.restarts
+    )
+
+
+def _mean(column: np.ndarray) -> float:
+    present = column[~np.isnan(column)]
+    return float(np.mean(present)) if present.size else np.nan
+
+
+def _to_level(column: np.ndarray, days: np.ndarray, level: float) -> np.ndarray:
+    """``column`` with each day's rows moved so that the day's mean is ``level``."""
+    if np.isnan(level):
+        return column
+    out = column.copy()
+    for day in np.unique(days):  # a week of days, or a month of snapshots: not per row
+        rows = days == day
+        mean = _mean(column[rows])
+        if not np.isnan(mean):
+            out[rows] += level - mean
+    return out
 
 
 def _most_common(column: np.ndarray) -> float:

@@ -74,7 +74,7 @@ def _rate(name: str, sub: str, group: str, days: int, event: str, what: str) -> 
         # A campaign sent the day before as-of enters every recipient's denominator before anyone
         # could answer it, so the whole population's rate steps down at once on send days: a
         # day-over-day shift by construction, not a data fault (it failed the demo's gate).
-        time_relation=TimeRelation.SHARED,
+        time_relation=TimeRelation.TENANT_EVENTS,
     )
 
 
@@ -95,6 +95,7 @@ def _since(
         needs=(join,),
         time_relation=TimeRelation.CLOCK,
         clock_per_day=PER_DAY,
+        restarts=True,
     )
 
 
@@ -142,7 +143,7 @@ BEHAVIORAL: tuple[FeatureDefinition, ...] = (
     # send enters or leaves the window.
     replace(
         _count("emails_received_30d", "email_engagement", "emails", 30, "emails received"),
-        time_relation=TimeRelation.SHARED,
+        time_relation=TimeRelation.TENANT_EVENTS,
     ),
     _since(
         "days_since_last_email_open",

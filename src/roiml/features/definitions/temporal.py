@@ -89,9 +89,15 @@ _TEMPORAL: tuple[FeatureDefinition, ...] = (
     ),
 )
 # Every temporal feature is a clock or a calendar: it moves from one day to the next by design.
-_CLOCKS = {"days_since_signup", "days_since_last_activity"}
+# The latest of four activity clocks restarts whenever any of them does.
+_CLOCKS = {"days_since_signup": False, "days_since_last_activity": True}
 TEMPORAL = tuple(
-    replace(feature, time_relation=TimeRelation.CLOCK, clock_per_day=PER_DAY)
+    replace(
+        feature,
+        time_relation=TimeRelation.CLOCK,
+        clock_per_day=PER_DAY,
+        restarts=_CLOCKS[feature.name],
+    )
     if feature.name in _CLOCKS
     else replace(feature, time_relation=TimeRelation.CALENDAR)
     for feature in _TEMPORAL
