@@ -142,6 +142,13 @@ class Settings(BaseSettings):
         "a campaign) drifts when it moved by more than this many training-reference standard "
         "deviations against the reference.",
     )
+    monitoring_mean_threshold: float = Field(
+        default=0.3,
+        gt=0,
+        description="A feature the tenant's sends shape (rates over its emails, clocks their "
+        "opens restart) drifts when its mean moved by more than this many reference standard "
+        "deviations.",
+    )
     monitoring_reference_days: int = Field(
         default=7,
         ge=0,

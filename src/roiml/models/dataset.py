@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -60,6 +61,9 @@ class Snapshots:
     data_end: datetime
     every_days: int
     features: pa.Table  # entity_id, as_of, one float64 column per catalog feature
+    # Every user as of the first midnight at or after the data's end: the population the model
+    # meets on its first served day (monitoring's reference until it has served traffic).
+    latest: pa.Table | None = None
 
     @property
     def grid(self) -> list[datetime]:
@@ -163,15 +167,26 @@ def load_snapshots(
     names = list(CATALOG.features)
     key = _cache_key(tenant_id, every_days, data_start, data_end, sources, names)
     path = cache_dir / f"snapshots-{key}.parquet"
+    computer = feature_engine or FeatureEngine(threads=2)
+    features = _cached(path, lambda: _compute(sources, grid, names, computer))
+    live = _midnight(data_end)
+    live += timedelta(days=1) if live < data_end else timedelta(0)
+    latest = _cached(
+        cache_dir / f"latest-{key}.parquet", lambda: _compute(sources, [live], names, computer)
+    )
+    return Snapshots(sources, data_start, data_end, every_days, features, latest)
+
+
+def _cached(path: Path, compute: Callable[[], pa.Table]) -> pa.Table:
+    """``compute()``'s table, read from ``path`` when an earlier run wrote it."""
     if path.exists():
-        features = pq.read_table(path)
-    else:
-        features = _compute(sources, grid, names, feature_engine or FeatureEngine(threads=2))
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        staging = path.with_suffix(".tmp")
-        pq.write_table(features, staging, compression="zstd")
-        staging.replace(path)
-    return Snapshots(sources, data_start, data_end, every_days, features)
+        return pq.read_table(path)
+    table = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_suffix(".tmp")
+    pq.write_table(table, staging, compression="zstd")
+    staging.replace(path)
+    return table
 
 
 def _compute(

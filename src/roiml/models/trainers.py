@@ -119,15 +119,19 @@ def _reference(
     snapshots: Snapshots,
 ) -> pa.Table:
     """The drift reference: a sample of the training inputs (``part`` "train") and of the
-    population at the latest snapshot (``part`` "latest"), each row with the instant it is as
-    of. Training rows end a purge gap or more before the data does; the latest snapshot is what
-    the population looked like when the model was trained, the reference of its first served
-    day (see roiml.monitoring.reference). A model input the snapshot lacks (a request
-    parameter such as a horizon) takes values drawn from the training rows."""
+    population as of the data's end (``part`` "latest"; the grid's last snapshot when that was
+    not computed), each row with the instant it is as of. Training rows end a purge gap or more
+    before the data does; the latest rows are the population the model meets on its first
+    served day (see roiml.monitoring.reference). A model input they lack (a request parameter
+    such as a horizon) takes values drawn from the training rows."""
     index = sample_rows(len(matrix), _REFERENCE_ROWS, seed)
     train = matrix[index]
     frame = snapshots.features
-    latest_rows = frame.filter(pc.equal(frame[AS_OF], pc.max(frame[AS_OF])))
+    latest_rows = (
+        snapshots.latest
+        if snapshots.latest is not None
+        else frame.filter(pc.equal(frame[AS_OF], pc.max(frame[AS_OF])))
+    )
     latest_rows = latest_rows.take(
         pa.array(sample_rows(latest_rows.num_rows, _REFERENCE_ROWS, seed))
     )

@@ -20,13 +20,15 @@ A feature's relation to time (:class:`roiml.features.definition.TimeRelation`) c
 compared: CALENDAR values are the date's and are not judged; a CLOCK is judged on values the
 caller has moved to a common instant (or not at all when it could not); a SHARED value is one
 step for everyone, so its move is measured against the spread the model was trained on
-(``scales``) and judged at ``shared_threshold`` such spreads.
+(``scales``) and judged at ``shared_threshold`` such spreads; a feature the tenant's sends
+shape (``by_mean``: the rates over its emails, the clocks their opens restart) is judged on the
+move of its mean, at ``mean_threshold`` standard deviations.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -38,6 +40,7 @@ from roiml.monitoring.statistics import categorical_statistics, numeric_statisti
 from roiml.settings import Settings
 
 __all__ = [
+    "MEAN_SHIFT",
     "NOT_JUDGED",
     "SHARED_STEP",
     "DriftPolicy",
@@ -52,7 +55,7 @@ _CATEGORICAL: frozenset[str] = frozenset({"psi", "chi2"})
 _PVALUE: frozenset[str] = frozenset({"ks", "chi2"})
 _SCORE_CAP = 1e6
 # Methods of a feature given no verdict, and the one judging a shared value's step.
-NOT_JUDGED, SHARED_STEP = "not_judged", "shared_step"
+NOT_JUDGED, SHARED_STEP, MEAN_SHIFT = "not_judged", "shared_step", "mean_shift"
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class DriftPolicy:
     categorical_max_levels: int = 2
     bonferroni: bool = True
     shared_threshold: float = 1.0
+    mean_threshold: float = 0.3
     rules: Mapping[str, DriftRule] = field(default_factory=dict)
 
     @classmethod
@@ -112,6 +116,7 @@ class DriftPolicy:
             categorical_max_levels=settings.monitoring_categorical_max_levels,
             bonferroni=settings.monitoring_bonferroni,
             shared_threshold=settings.monitoring_shared_threshold,
+            mean_threshold=settings.monitoring_mean_threshold,
             rules={
                 name: DriftRule.parse(text)
                 for name, text in settings.monitoring_drift_rules.items()
@@ -189,6 +194,7 @@ def detect_drift(
     relations: Mapping[str, TimeRelation] | None = None,
     scales: np.ndarray | None = None,
     unjudged: Mapping[str, str] | None = None,
+    by_mean: Collection[str] = (),
 ) -> dict[str, FeatureDrift]:
     """Drift of every column of ``current`` against ``reference`` (rows x ``names``; NaN = null).
 
@@ -196,7 +202,8 @@ def detect_drift(
     with no values on one side is reported with null statistics and ``drifted`` False.
     ``relations`` gives each feature's relation to time (default ORDINARY); ``scales`` the
     spread a SHARED feature's step is measured in (default: the reference's standard
-    deviation); ``unjudged`` features (name -> why) get statistics but no verdict.
+    deviation); ``unjudged`` features (name -> why) get statistics but no verdict; ``by_mean``
+    features are judged on the move of their mean, in reference standard deviations.
     """
     policy = policy or DriftPolicy()
     reference = np.asarray(reference, dtype=np.float64).reshape(-1, len(names))
@@ -225,6 +232,8 @@ def detect_drift(
         method, threshold = policy.method_for(name, kind, min(n_ref, n_cur))
         if relation is TimeRelation.SHARED and name not in policy.rules:
             method, threshold = SHARED_STEP, policy.shared_threshold
+        elif name in by_mean and name not in policy.rules:
+            method, threshold = MEAN_SHIFT, policy.mean_threshold
         if name in unjudged:
             method, threshold = NOT_JUDGED, math.nan
         if method in _PVALUE and policy.bonferroni and n_tests > 1:
@@ -250,6 +259,9 @@ def detect_drift(
             }
         values[SHARED_STEP] = float(numeric.wasserstein_raw[i]) / max(float(spread[i]), 0.001)
         values[NOT_JUDGED] = math.nan
+        values[MEAN_SHIFT] = abs(
+            float(numeric.mean_current[i]) - float(numeric.mean_reference[i])
+        ) / max(float(numeric.reference_std[i]), 0.001)
         statistic = values["ks_pvalue"] if method == "ks" else values[method]
         if method in _PVALUE and policy.automatic(name, kind):
             # Significance alone is not drift: at a few hundred rows a tiny move can pass it.

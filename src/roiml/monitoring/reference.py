@@ -15,9 +15,9 @@ the period by each feature's :class:`~roiml.features.definition.TimeRelation`:
 * CLOCK columns are moved on by their ``clock_per_day`` times the days from each reference
   row's instant to the period's, so only what the clock does not explain is compared; a
   reference without instants (a model trained before they were kept) leaves them unjudged;
-* TENANT_EVENTS columns (a 30-day count of the tenant's sends and the rates over it) are moved,
-  day by day of the reference, to the period's median: each day sat at its own point of the
-  send calendar, and a week of them pooled is a blur of levels no single day has;
+* TENANT_EVENTS columns follow the tenant's send calendar: a count of sends is the calendar's
+  and is not judged; rates over sends (and clocks their opens restart) are judged on their mean
+  (:func:`follows_sends`);
 * SHARED and ORDINARY columns stay as they are; a SHARED step is measured in ``scales``, the
   spread of the training reference, since a week of one shared value has no spread of its own.
 """
@@ -31,13 +31,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from roiml.db.enums import DataType
 from roiml.features.catalog import CATALOG, Catalog
 from roiml.features.definition import FeatureDefinition, TimeRelation
 from roiml.features.frame import AS_OF
 from roiml.models.artifact import REFERENCE_PART, ModelArtifact
 from roiml.monitoring.period import PeriodPredictions
 
-__all__ = ["DriftReference", "align_reference", "drift_reference", "relations_of"]
+__all__ = [
+    "DriftReference",
+    "align_reference",
+    "drift_reference",
+    "follows_sends",
+    "relations_of",
+]
 
 SERVED, LATEST, TRAINING = "served", "latest_snapshot", "training"
 _DAY_US = 86_400e6
@@ -91,7 +98,6 @@ def align_reference(
         stamps = np.asarray(at, dtype="datetime64[us]")
         elapsed = (instant - stamps.astype(np.int64)) / _DAY_US
         elapsed = np.where(np.isnat(stamps), np.nan, elapsed)
-    days = None if elapsed is None else np.floor(-np.nan_to_num(elapsed)).astype(np.int64)
     for i, name in enumerate(names):
         definition = catalog.features.get(name)
         if definition is None:
@@ -101,11 +107,14 @@ def align_reference(
                     "latest snapshot has none, so the reference's values are drawn"
                 )
             continue
-        if _follows_sends(definition) and days is not None:
-            # Each reference day sat at its own point of the tenant's send calendar (a send in
-            # or out of the window moves everyone; opens restart many clocks at once): it is
-            # moved to the day's level, and the shape of the values is what is compared.
-            aligned[:, i] = _to_level(aligned[:, i], days, _mean(current[:, i]))
+        if (
+            definition.time_relation is TimeRelation.TENANT_EVENTS
+            and definition.dtype is DataType.INTEGER
+        ):
+            unjudged[name] = (
+                "a count of the tenant's sends: its level is the send calendar (the daily gate "
+                "judges its data, paired, beyond the step everyone takes)"
+            )
         elif definition.time_relation is TimeRelation.CALENDAR:
             today = _most_common(current[:, i]) if current.size else np.nan
             aligned[:, i] = np.where(np.isnan(aligned[:, i]), np.nan, today)
@@ -206,30 +215,16 @@ def _instants(table: pa.Table) -> np.ndarray | None:
     return np.asarray(table[AS_OF].to_numpy(zero_copy_only=False), dtype="datetime64[us]")
 
 
-def _follows_sends(definition: FeatureDefinition) -> bool:
-    """Whether the tenant's send calendar sets the feature's level: a window over its sends, or
-    a clock that their opens restart."""
+def follows_sends(definition: FeatureDefinition | None) -> bool:
+    """Whether the tenant's send calendar shapes the feature: a rate over its sends, or a clock
+    that their opens restart. Each send changes the denominators (opens over 3 emails, then
+    over 4: another lattice of values) and restarts many clocks at once, so a day's values take
+    the shape of its point in the calendar; their *mean* is what behaviour sets."""
+    if definition is None:
+        return False
     return definition.time_relation is TimeRelation.TENANT_EVENTS or (
         definition.time_relation is TimeRelation.CLOCK and definition.restarts
     )
-
-
-def _mean(column: np.ndarray) -> float:
-    present = column[~np.isnan(column)]
-    return float(np.mean(present)) if present.size else np.nan
-
-
-def _to_level(column: np.ndarray, days: np.ndarray, level: float) -> np.ndarray:
-    """``column`` with each day's rows moved so that the day's mean is ``level``."""
-    if np.isnan(level):
-        return column
-    out = column.copy()
-    for day in np.unique(days):  # a week of days, or a month of snapshots: not per row
-        rows = days == day
-        mean = _mean(column[rows])
-        if not np.isnan(mean):
-            out[rows] += level - mean
-    return out
 
 
 def _most_common(column: np.ndarray) -> float:
