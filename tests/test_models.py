@@ -11,6 +11,7 @@ import duckdb
 import lightgbm as lgb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from typer.testing import CliRunner
 
@@ -21,7 +22,7 @@ from roiml.db.enums import ModelType
 from roiml.errors import ModelError, TrainingError
 from roiml.models import ModelArtifact, model_type_of
 from roiml.models.config import SplitConfig, load_config
-from roiml.models.dataset import split_by_time
+from roiml.models.dataset import load_snapshots, split_by_time
 from roiml.models.explain import contributions, top_features
 from roiml.models.labels import move_labels, next_transaction_labels, sale_labels
 from roiml.models.predict import predict, value_interval
@@ -403,3 +404,28 @@ def test_tune_scores_trials_on_validation_and_writes_a_config_train_reads(
     assert load_config("move_probability_model", written.parent) == first.best
     with pytest.raises(TrainingError, match="at least 1"):
         tune_model(ModelType.MOVE_PROBABILITY, model_world.snapshots, config, 0)
+
+
+def test_snapshots_until_know_only_what_was_known_then(model_world: World, tmp_path: Path) -> None:
+    until = datetime(2024, 9, 1)
+    engine = make_engine(model_world.settings.resolved_database_url)
+    try:
+        known = load_snapshots(engine, TENANT, tmp_path, 28, until=until)
+    finally:
+        engine.dispose()
+    assert max(known.grid) < until and known.data_end <= until
+    emails = known.sources.tables["email_events"]
+    for column in ("sent_at", "opened_at", "clicked_at"):
+        latest = pc.max(emails[column]).as_py()
+        assert latest is None or latest < until, column
+    # The population the model meets on its first day: everyone as of the cut-off's midnight.
+    assert known.latest is not None
+    assert set(known.latest["as_of"].to_pylist()) == {until}
+    # Every snapshot the cut-off keeps is the same as computed on all the data.
+    full = model_world.snapshots.features
+    day = max(known.grid)
+    before = known.features.filter(pc.equal(known.features["as_of"], day))
+    after = full.filter(pc.equal(full["as_of"], day)).select(before.column_names)
+    assert before.num_rows == after.num_rows
+    for name in ("session_count_30d", "days_since_signup", "transaction_count_total"):
+        assert before[name].to_pylist() == after[name].to_pylist(), name

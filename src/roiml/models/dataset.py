@@ -140,19 +140,26 @@ def load_snapshots(
     cache_dir: Path,
     every_days: int = 14,
     feature_engine: FeatureEngine | None = None,
+    until: datetime | None = None,
 ) -> Snapshots:
     """Every user as of every ``every_days``-th midnight, with every catalog feature.
 
     Features are computed through the one engine (so they equal the daily batch's) and cached
     under ``cache_dir``, keyed by the data's extent and the catalog, so the four models share
-    one computation.
+    one computation. ``until`` trains as of that instant on data that goes on past it: only
+    rows stamped before it are read, and an email opened or clicked at or after it counts as
+    not (yet) opened or clicked.
     """
-    far_past, far_future = datetime(1900, 1, 1), datetime(2200, 1, 1)
+    far_past, far_future = datetime(1900, 1, 1), until or datetime(2200, 1, 1)
     sources = load_sources(engine, tenant_id, _ALL_TABLES, far_past, far_future, None)
+    if until is not None:
+        sources = _as_known_at(sources, until)
     users = sources.tables["users"]
     if users.num_rows == 0:
         raise TrainingError(f"tenant {tenant_id!r} has no users; generate or import data first")
     data_start, data_end = _data_extent(sources)
+    if until is not None:
+        data_end = min(data_end, until)
     first = _midnight(data_start) + timedelta(days=LOOKBACK_DAYS)
     grid: list[datetime] = []
     day = first
@@ -175,6 +182,24 @@ def load_snapshots(
         cache_dir / f"latest-{key}.parquet", lambda: _compute(sources, [live], names, computer)
     )
     return Snapshots(sources, data_start, data_end, every_days, features, latest)
+
+
+def _as_known_at(sources: SourceTables, until: datetime) -> SourceTables:
+    """``sources`` as known at ``until``: a later answer to an earlier email is not known."""
+    tables = dict(sources.tables)
+    emails = tables.get("email_events")
+    if emails is not None:
+        for column in ("opened_at", "clicked_at"):
+            if column not in emails.column_names:
+                continue
+            index = emails.schema.get_field_index(column)
+            values = emails[column]
+            later = pc.fill_null(pc.greater_equal(values, pa.scalar(until, values.type)), False)
+            emails = emails.set_column(
+                index, column, pc.if_else(later, pa.scalar(None, values.type), values)
+            )
+        tables["email_events"] = emails
+    return SourceTables(tables=tables)
 
 
 def _cached(path: Path, compute: Callable[[], pa.Table]) -> pa.Table:

@@ -6,6 +6,7 @@ import resource
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -43,14 +44,20 @@ def train_models(
     config_dir: Path | None = None,
     every_days: int = 14,
     snapshots: Snapshots | None = None,
+    until: datetime | None = None,
 ) -> list[TrainingReport]:
-    """Train ``models`` on the tenant's data; each artifact is written under
-    ``<data_dir>/models/<tenant>/<model>/<UTC timestamp>/``. Registering is the caller's step."""
+    """Train ``models`` on the tenant's data (known before ``until``, default all of it); each
+    artifact is written under ``<data_dir>/models/<tenant>/<model>/<UTC timestamp>/``.
+    Registering is the caller's step."""
     configs = {model: load_config(MODEL_NAMES[model], config_dir) for model in models}
     started = time.perf_counter()
     if snapshots is None:
         snapshots = load_snapshots(
-            engine, tenant_id, settings.data_dir / "training" / tenant_id, every_days
+            engine,
+            tenant_id,
+            settings.data_dir / "training" / tenant_id,
+            every_days,
+            until=until,
         )
     snapshot_seconds = time.perf_counter() - started
     truth = settings.world_dir / tenant_id / "truth"
