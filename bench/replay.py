@@ -35,8 +35,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from datetime import time as dt_time
@@ -47,11 +46,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Engine, delete, func, select, update
 
 from roiml.db import Base
 from roiml.db.engine import make_engine
-from roiml.db.enums import ModelType, PredictionType
+from roiml.db.enums import ModelType
 from roiml.db.migrate import upgrade
 from roiml.errors import PipelineError
 from roiml.features.catalog import CATALOG
@@ -65,6 +64,7 @@ from roiml.models.config import SplitConfig, load_config
 from roiml.models.train import TrainingReport, train_models
 from roiml.pipeline.steps import PipelineContext, run_day
 from roiml.pipeline.workspace import Workspace
+from roiml.serving.population import score_population
 from roiml.settings import Settings
 from roiml.store.materialize import previous_day
 from roiml.store.online import open_online_store
@@ -77,8 +77,10 @@ __all__ = [
     "Fault",
     "Replay",
     "detection",
+    "next_survey",
     "prepare",
     "replay_days",
+    "replay_faults",
     "summarize",
 ]
 
@@ -90,7 +92,9 @@ HISTORY_DAYS = 730  # the world's history before the replay: what the models are
 PIPELINE_HOUR = 2  # the nightly run, as the demo replays a day
 SERVING_HOUR = 9  # the day's predictions
 MONITORING_HOUR = 1  # the night after: monitoring of the day that ended
-BATCH = 1000  # the batch route's limit
+# Days replayed before a fault reaches the input: the first has no served traffic before it
+# (monitoring compares it with the training reference), the second does, as every later day.
+PRE_FAULT_DAYS = 2
 
 # --------------------------------------------------------------------------------------------
 # faults
@@ -124,7 +128,7 @@ def _midnight(day: date) -> datetime:
     return datetime.combine(day, dt_time())
 
 
-def _next_survey(engine: Engine, tenant: str, since: date) -> date:
+def next_survey(engine: Engine, tenant: str, since: date) -> date:
     """The first weekly economic survey observed on or after ``since``."""
     econ = _table("economic_indicators")
     with engine.connect() as conn:
@@ -142,7 +146,34 @@ def _next_survey(engine: Engine, tenant: str, since: date) -> date:
 def _survey_visible(engine: Engine, tenant: str, nominal: date) -> date:
     # A survey observed on day X is known once X is over (ts = X + 1 day) and a feature as of
     # midnight M sees rows with ts < M: the first pipeline day that reads it is X + 2.
-    return _next_survey(engine, tenant, nominal) + timedelta(days=2)
+    return next_survey(engine, tenant, nominal) + timedelta(days=2)
+
+
+def _campaign_visible(engine: Engine, tenant: str, nominal: date) -> date:
+    """The day after the tenant's first campaign send on or after ``nominal`` (a day on which
+    a tenth of the homeowners or more were emailed): opens change with the emails they open,
+    and between sends only a few anniversary emails go out."""
+    emails, users = _table("email_events"), _table("users")
+    with engine.connect() as conn:
+        population = conn.execute(
+            select(func.count()).select_from(users).where(users.c.tenant_id == tenant)
+        ).scalar_one()
+        sent: list[datetime] = list(
+            conn.execute(
+                select(emails.c.sent_at).where(
+                    emails.c.tenant_id == tenant,
+                    emails.c.sent_at >= _midnight(nominal),
+                    emails.c.sent_at < _midnight(nominal + timedelta(days=45)),
+                )
+            ).scalars()
+        )
+        per_day: dict[date, int] = {}
+        for moment in sent:
+            per_day[moment.date()] = per_day.get(moment.date(), 0) + 1
+    for day in sorted(per_day):
+        if per_day[day] * 10 >= population:
+            return day + timedelta(days=1)
+    raise ValueError(f"no campaign send on or after {nominal} for tenant {tenant!r}")
 
 
 def _rows_visible(engine: Engine, tenant: str, nominal: date) -> date:
@@ -174,6 +205,8 @@ def _rate_as_fraction(engine: Engine, tenant: str, day: date, start: date) -> No
     if day != start:
         return
     first = start - timedelta(days=2)
+    if next_survey(engine, tenant, first) != first:
+        raise ValueError(f"no survey observed on {first}: the fault cannot first appear on {start}")
     econ = _table("economic_indicators")
     with engine.begin() as conn:
         conn.execute(
@@ -198,7 +231,7 @@ FAULTS: dict[str, Fault] = {
             "homeowners open emails at +1.5 log-odds (world shift)",
             ("email_events",),
             world={"email_open_shift": 1.5},
-            first_day=_rows_visible,
+            first_day=_campaign_visible,
         ),
         Fault(
             "half_sessions",
@@ -401,20 +434,50 @@ def _promote(replay: Replay, tenant: str, reports: Sequence[TrainingReport] | No
         registry.promote_model(artifact.name, version.version, "production", "bench replay")
 
 
-def add_fault_world(replay: Replay, fault: Fault, nominal: date) -> tuple[str, date]:
-    """A copy of the world for ``fault`` (its own tenant, the same seed; a world shift starts
-    on ``nominal``), with the undrifted world's models in production. Returns the tenant and
-    the day the fault first reaches the pipeline's input."""
-    tenant = f"{fault.name.replace('_', '-')}-{nominal:%Y%m%d}"
-    shift: dict[str, Any] = dict(fault.world)
+@dataclass
+class FaultWorld:
+    """A copy of the world carrying one or more faults, and the day each first reaches the
+    pipeline's input."""
+
+    tenant: str
+    faults: list[tuple[Fault, date]]
+
+    def start(self, name: str) -> date:
+        return next(start for fault, start in self.faults if fault.name == name)
+
+
+def add_fault_world(replay: Replay, faults: Sequence[Fault], nominal: date) -> FaultWorld:
+    """A copy of the world (its own tenant, the same seed, the same end) carrying ``faults``,
+    with the undrifted world's models in production.
+
+    World shifts start on ``nominal`` (and reach the input when their data first does); the
+    data faults all start on one day, the first at which each of them can (a fault on a weekly
+    table waits for its next row). Several faults share a world only if no feature is computed
+    from tables of two of them: each one's detection stays its own.
+    """
+    seen: set[str] = set()
+    for fault in faults:
+        related = related_features(fault)
+        if seen & related:
+            raise ValueError(f"{fault.name} shares features with another fault of the world")
+        seen |= related
+    tenant = "-".join(f.name.replace("_", "-") for f in faults)[:48] + f"-{nominal:%Y%m%d}"
+    shift: dict[str, Any] = {k: v for f in faults for k, v in f.world.items()}
     if shift:
         shift["shift_from"] = nominal
     config = _world(replay.users, replay.seed, replay.first_day, replay.last_day, tenant, **shift)
     generate_world(replay.engine, replay.settings.data_dir, config, replace=True)
     _promote(replay, tenant, None)
     replay.tenants[tenant] = nominal
-    first = fault.first_day(replay.engine, tenant, nominal) if fault.first_day else nominal
-    return tenant, first
+
+    def first_day(fault: Fault) -> date:
+        return fault.first_day(replay.engine, tenant, nominal) if fault.first_day else nominal
+
+    data = [f for f in faults if f.apply is not None]
+    data_start = max((first_day(f) for f in data), default=nominal)
+    return FaultWorld(
+        tenant, [(f, data_start if f.apply is not None else first_day(f)) for f in faults]
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -504,55 +567,6 @@ def _population(engine: Engine, tenant: str, day: date) -> list[str]:
         )
 
 
-class Api:
-    """The API in process (registry-backed, as served), its clock set by the replay."""
-
-    def __init__(self, settings: Settings) -> None:
-        from fastapi.testclient import TestClient
-
-        from roiml.serving.app import asgi, registry_components
-
-        self.now = datetime(2000, 1, 1)
-        self.components = registry_components(settings)
-        self.components.clock = lambda: self.now
-        self._client_context = TestClient(asgi(settings, self.components))
-        self.client = self._client_context.__enter__()
-
-    def score(self, entity_ids: Sequence[str], now: datetime) -> tuple[int, int]:
-        """Every model for every entity through the batch route; (predictions, errors)."""
-        self.now = now
-        answered = errors = 0
-        items = [
-            {"entity_id": entity, "prediction_type": kind.value}
-            for kind in PredictionType
-            for entity in entity_ids
-        ]
-        for offset in range(0, len(items), BATCH):
-            response = self.client.post(
-                "/v1/predict/batch", json={"requests": items[offset : offset + BATCH]}
-            )
-            if response.status_code != 200:
-                raise RuntimeError(f"batch route: {response.status_code} {response.text[:500]}")
-            body = response.json()
-            answered += len(body["predictions"])
-            errors += len(body["errors"])
-        if not self.components.prediction_log.flush(timeout=120):
-            raise RuntimeError("the prediction log did not flush in 120 s")
-        return answered, errors
-
-    def close(self) -> None:
-        self._client_context.__exit__(None, None, None)
-
-
-@contextmanager
-def api(settings: Settings) -> Iterator[Api]:
-    served = Api(settings)
-    try:
-        yield served
-    finally:
-        served.close()
-
-
 def _artifact_loader(replay: Replay, settings: Settings) -> Callable[[str, str], ModelArtifact]:
     """Monitoring's artifact loader, from the registry, each version loaded once per run."""
     from roiml.registry import ModelRegistry
@@ -572,18 +586,18 @@ def run_one_day(
     replay: Replay,
     tenant: str,
     day: date,
-    served: Api,
     load_artifact: Callable[[str, str], ModelArtifact],
-    fault: Fault | None = None,
-    fault_start: date | None = None,
+    faults: Sequence[tuple[Fault, date]] = (),
 ) -> DayRecord:
     """The pipeline, a day of predictions and monitoring for ``day``."""
     from roiml.monitoring.job import run_monitoring
 
-    settings = replay.for_tenant(tenant)
+    # The product's today pinned to the replayed day (the API's clock follows it).
+    settings = replay.for_tenant(tenant).model_copy(update={"today": day})
     seconds: dict[str, float] = {}
-    if fault is not None and fault.apply is not None and fault_start and day >= fault_start:
-        fault.apply(replay.engine, tenant, day, fault_start)
+    for fault, start in faults:
+        if fault.apply is not None and day >= start:
+            fault.apply(replay.engine, tenant, day, start)
     started = time.perf_counter()
     store = FeatureStore(replay.engine, tenant, settings.data_dir, open_online_store(settings))
     ctx = PipelineContext(
@@ -614,7 +628,11 @@ def run_one_day(
 
     started = time.perf_counter()
     population = _population(replay.engine, tenant, day)
-    answered, errors = served.score(population, _midnight(day) + timedelta(hours=SERVING_HOUR))
+    counts = score_population(
+        settings, tenant, population, _midnight(day) + timedelta(hours=SERVING_HOUR)
+    )
+    answered = sum(counts.values())
+    errors = len(counts) * len(population) - answered
     seconds["predictions"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -647,8 +665,7 @@ def replay_days(
     first: date,
     last: date,
     *,
-    fault: Fault | None = None,
-    fault_start: date | None = None,
+    faults: Sequence[tuple[Fault, date]] = (),
     warm_up: bool = True,
     progress: Callable[[DayRecord], None] | None = None,
 ) -> list[DayRecord]:
@@ -671,20 +688,12 @@ def replay_days(
             store.online.close()
     records = []
     load = _artifact_loader(replay, settings)
-    with api(settings) as served:
-        for offset in range((last - first).days + 1):
-            record = run_one_day(
-                replay,
-                tenant,
-                first + timedelta(days=offset),
-                served,
-                load,
-                fault,
-                fault_start,
-            )
-            records.append(record)
-            if progress is not None:
-                progress(record)
+    for offset in range((last - first).days + 1):
+        day = first + timedelta(days=offset)
+        record = run_one_day(replay, tenant, day, load, faults)
+        records.append(record)
+        if progress is not None:
+            progress(record)
     return records
 
 
@@ -692,29 +701,59 @@ def replay_days(
 # verdicts
 
 
-def detection(records: Sequence[DayRecord], fault: Fault, start: date) -> dict[str, Any]:
+def detection(
+    records: Sequence[DayRecord],
+    fault: Fault,
+    start: date,
+    control: Sequence[DayRecord] = (),
+) -> dict[str, Any]:
     """When ``fault`` (first in the input on ``start``) was caught: the first day at or after
-    ``start`` with a gate failure or a drift flag on a related feature; and what fired before."""
+    ``start`` with a gate failure or a drift flag on a related feature, and the delay in days.
+
+    With ``control`` (the undrifted world's records of the same days), a flag the undrifted
+    world raised too that day is not counted: it is a false alarm that happened to land on a
+    related feature, not the fault's detection. ``raw_day`` is the first day with any related
+    flag. ``before`` lists related flags (beyond the control's) on days before ``start``.
+    """
     related = related_features(fault)
-    found: dict[str, Any] = {"fault": fault.name, "start": start.isoformat(), "day": None}
-    found["before"] = [
-        {"day": r.day.isoformat(), "features": sorted(r.flagged())}
-        for r in records
-        if r.day < start and r.flagged()
-    ]
+    twin = {r.day: r for r in control}
+
+    def net(record: DayRecord) -> tuple[list[str], list[str]]:
+        same = twin.get(record.day)
+        gate = {i.feature for i in record.issues} & related
+        drift = record.drifted & related
+        if same is not None:
+            gate -= {i.feature for i in same.issues}
+            drift -= same.drifted
+        return sorted(gate), sorted(drift)
+
+    found: dict[str, Any] = {
+        "fault": fault.name,
+        "start": start.isoformat(),
+        "day": None,
+        "delay_days": None,
+        "raw_day": None,
+        "controlled": bool(control),
+        "before": [],
+    }
     for record in records:
+        gate, drift = net(record)
         if record.day < start:
+            if gate or drift:
+                found["before"].append(
+                    {"day": record.day.isoformat(), "gate": gate, "drift": drift}
+                )
             continue
-        gate = sorted({i.feature for i in record.issues} & related)
-        drift = sorted(record.drifted & related)
-        if gate or drift:
+        if found["raw_day"] is None and record.flagged() & related:
+            found["raw_day"] = record.day.isoformat()
+        if (gate or drift) and found["day"] is None:
             found.update(
                 day=record.day.isoformat(),
                 delay_days=(record.day - start).days,
                 gate=gate,
                 drift=drift,
             )
-            break
+    found["days_replayed"] = [records[0].day.isoformat(), records[-1].day.isoformat()]
     return found
 
 
@@ -742,6 +781,16 @@ def summarize(records: Sequence[DayRecord]) -> dict[str, Any]:
         for r in records
         if r.shadow_issues
     ]
+    gate_by_feature: dict[str, list[str]] = {}
+    for record in records:
+        for issue in record.issues:
+            gate_by_feature.setdefault(issue.feature, []).append(record.day.isoformat())
+    drift_by_feature: dict[str, dict[str, list[str]]] = {}
+    for record in records:
+        for name, model in record.models.items():
+            for feature in model.drifted:
+                days = drift_by_feature.setdefault(feature, {})
+                days.setdefault(record.day.isoformat(), []).append(name)
     per_day = [sum(r.seconds.values()) for r in records]
     statuses: dict[str, dict[str, int]] = {}
     for record in records:
@@ -752,9 +801,14 @@ def summarize(records: Sequence[DayRecord]) -> dict[str, Any]:
         "days": len(records),
         "gate_failures": len(failures),
         "gate_failures_by_day": failures,
+        "gate_failures_by_feature": gate_by_feature,
         "hidden_gate_failures": shadow,
         "drift_alert_days": len(alerts),
         "drift_alerts_by_day": alerts,
+        "drift_alerts_by_feature": {
+            feature: {"days": len(days), "first": min(days), "last": max(days), "by_day": days}
+            for feature, days in sorted(drift_by_feature.items())
+        },
         "statuses": statuses,
         "predictions": sum(r.predictions for r in records),
         "prediction_errors": sum(r.prediction_errors for r in records),
@@ -784,7 +838,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--first-day", default="2024-11-01", help="The replay's first day.")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
-        "--fault-days", type=int, default=5, help="Days replayed around each fault's start."
+        "--fault-days",
+        type=int,
+        default=10,
+        help=f"Days replayed per fault: {PRE_FAULT_DAYS} before it reaches the input, the rest on.",
     )
     parser.add_argument(
         "--repeats", type=int, default=1, help="Fault starts per fault, spread over the span."
@@ -825,7 +882,7 @@ def main(argv: list[str]) -> None:
 
         records = replay_days(replay, CLEAN, first, last, progress=show)
         out["undrifted"] = summarize(records)
-        out["faults"] = _faults(replay, args, first, last, show)
+        out["faults"] = _faults(replay, args, records, show)
     finally:
         if not args.keep:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -840,26 +897,24 @@ def main(argv: list[str]) -> None:
 def _faults(
     replay: Replay,
     args: argparse.Namespace,
-    first: date,
-    last: date,
+    control: Sequence[DayRecord],
     show: Callable[[DayRecord], None],
 ) -> dict[str, Any]:
     names = [n for n in args.faults.split(",") if n]
-    before = args.fault_days // 2
-    after = args.fault_days - before - 1
-    span = (last - first).days - args.fault_days - 14
+    after = max(args.fault_days - PRE_FAULT_DAYS - 1, 0)
+    # Room at the end for the fault's window and for a weekly table's wait (up to 7 days).
+    span = (replay.last_day - replay.first_day).days - PRE_FAULT_DAYS - after - 10
+    if span < 0:
+        raise SystemExit(f"--days is too short for --fault-days {args.fault_days}")
     found: dict[str, Any] = {}
     for name in names:
-        fault = FAULTS[name]
         runs = []
         for repeat in range(args.repeats):
-            nominal = first + timedelta(days=before + 7 + span * repeat // max(args.repeats, 1))
-            tenant, start = add_fault_world(replay, fault, nominal)
-            window = (start - timedelta(days=before), start + timedelta(days=after))
-            records = replay_days(
-                replay, tenant, *window, fault=fault, fault_start=start, progress=show
+            offset = PRE_FAULT_DAYS + 1 + span * repeat // max(args.repeats - 1, 1)
+            nominal = replay.first_day + timedelta(days=min(offset, PRE_FAULT_DAYS + 1 + span))
+            runs += replay_faults(
+                replay, [FAULTS[name]], nominal, after, control=control, progress=show
             )
-            runs.append(detection(records, fault, start))
         delays = [r["delay_days"] for r in runs if r["day"] is not None]
         found[name] = {
             "runs": runs,
@@ -867,3 +922,26 @@ def _faults(
             "delay_days_median": statistics.median(delays) if delays else None,
         }
     return found
+
+
+def replay_faults(
+    replay: Replay,
+    faults: Sequence[Fault],
+    nominal: date,
+    after: int,
+    *,
+    control: Sequence[DayRecord] = (),
+    progress: Callable[[DayRecord], None] | None = None,
+) -> list[dict[str, Any]]:
+    """A world carrying ``faults`` (starting at ``nominal``), replayed from
+    ``PRE_FAULT_DAYS`` days before the first fault reaches the input to ``after`` days after
+    the last does; each fault's :func:`detection`, against the undrifted ``control``."""
+    world = add_fault_world(replay, faults, nominal)
+    starts = [start for _, start in world.faults]
+    first = min(starts) - timedelta(days=PRE_FAULT_DAYS)
+    last = min(max(starts) + timedelta(days=after), replay.last_day)
+    records = replay_days(replay, world.tenant, first, last, faults=world.faults, progress=progress)
+    # The first day's monitoring has no served traffic before it and judges against the
+    # training reference (the undrifted replay's first day measures what that does): it
+    # starts the served history and is not judged for the fault.
+    return [detection(records[1:], fault, start, control) for fault, start in world.faults]
