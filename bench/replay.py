@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 from sqlalchemy import Engine, delete, func, select, update
@@ -56,9 +55,7 @@ from roiml.errors import PipelineError
 from roiml.features.catalog import CATALOG
 from roiml.features.engine import FeatureEngine
 from roiml.features.frame import AS_OF, ENTITY_ID
-from roiml.features.sources import SourceTables, load_sources
 from roiml.features.validation import validate_frame
-from roiml.models import dataset
 from roiml.models.artifact import ModelArtifact
 from roiml.models.config import SplitConfig, load_config
 from roiml.models.train import TrainingReport, train_models
@@ -303,42 +300,6 @@ def small_configs(target: Path) -> Path:
     return target
 
 
-def snapshots_before(
-    engine: Engine, tenant: str, until: datetime, cache_dir: Path, every_days: int
-) -> dataset.Snapshots:
-    """:func:`roiml.models.dataset.load_snapshots`, but over the source rows stamped before
-    ``until`` only (opens and clicks after it unknown): training as of ``until`` on a world
-    that goes on past it. ``load_snapshots`` itself reads every row the tenant has."""
-    sources = load_sources(engine, tenant, dataset._ALL_TABLES, datetime(1900, 1, 1), until, None)
-    tables = dict(sources.tables)
-    emails = tables["email_events"]
-    for column in ("opened_at", "clicked_at"):
-        index = emails.schema.get_field_index(column)
-        values = emails[column]
-        later = pc.fill_null(pc.greater_equal(values, pa.scalar(until, values.type)), False)
-        emails = emails.set_column(
-            index, column, pc.if_else(later, pa.scalar(None, values.type), values)
-        )
-    tables["email_events"] = emails
-    sources = SourceTables(tables=tables)
-    data_start, data_end = dataset._data_extent(sources)
-    data_end = min(data_end, until)
-    grid, day = [], dataset._midnight(data_start) + timedelta(days=dataset.LOOKBACK_DAYS)
-    while day < data_end:
-        grid.append(day)
-        day += timedelta(days=every_days)
-    names = list(CATALOG.features)
-    key = dataset._cache_key(tenant, every_days, data_start, data_end, sources, names)
-    path = cache_dir / f"snapshots-{key}.parquet"
-    if path.exists():
-        features = pq.read_table(path)
-    else:
-        features = dataset._compute(sources, grid, names, FeatureEngine(threads=2))
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        pq.write_table(features, path, compression="zstd")
-    return dataset.Snapshots(sources, data_start, data_end, every_days, features)
-
-
 def _world(
     users: int, seed: int, first_day: date, last_day: date, tenant: str, **shift: Any
 ) -> WorldConfig:
@@ -384,20 +345,16 @@ def prepare(
     )
     seconds["world"] = time.perf_counter() - started
     started = time.perf_counter()
-    snapshots = snapshots_before(
-        engine,
-        CLEAN,
-        _midnight(first_day),
-        settings.data_dir / "training" / CLEAN,
-        every_days,
-    )
+    # As of the first day's midnight: the rows stamped before it, opens and clicks after it
+    # unknown, though the world goes on to the last day.
     reports = train_models(
         settings,
         engine,
         CLEAN,
         list(ModelType),
         config_dir=small_configs(root / "config"),
-        snapshots=snapshots,
+        every_days=every_days,
+        until=_midnight(first_day),
     )
     seconds["train"] = time.perf_counter() - started
     replay = Replay(
