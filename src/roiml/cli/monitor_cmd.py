@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import typer
 from rich.markup import escape
@@ -17,9 +17,11 @@ from roiml.errors import ConfigurationError
 app = typer.Typer(help="Model monitoring: drift, performance, alerts.", no_args_is_help=True)
 
 
-def _period(value: str | None) -> date:
+def _period(value: str | None, today: date | None) -> date:
     if value is None:
-        return date.today() - timedelta(days=1)
+        # Yesterday by the product's clock: the pinned today, else the UTC date (date.today()
+        # is the machine's local date, a day off around midnight away from UTC).
+        return (today or datetime.now(UTC).date()) - timedelta(days=1)
     try:
         return date.fromisoformat(value)
     except ValueError as exc:
@@ -30,7 +32,9 @@ def _period(value: str | None) -> date:
 @handle_errors
 def run_cmd(
     period: str | None = typer.Option(
-        None, "--period", help="The day to monitor, YYYY-MM-DD (default: yesterday, UTC)."
+        None,
+        "--period",
+        help="The day to monitor, YYYY-MM-DD (default: yesterday by ROIML_TODAY, else UTC).",
     ),
     tenant: str | None = typer.Option(None, "--tenant", help="Tenant (default: ROIML_TENANT_ID)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
@@ -46,7 +50,7 @@ def run_cmd(
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    day = _period(period)
+    day = _period(period, settings.today)
     with open_engine(settings) as engine:
         results = run_monitoring(settings, engine, tenant or settings.tenant_id, day)
     if as_json:
