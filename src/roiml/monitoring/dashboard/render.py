@@ -176,7 +176,13 @@ def _tiles(data: DashboardData) -> str:
     )
     tiles = [
         ("predictions", "Predictions", fmt(served), f"in {data.days} days", "neutral"),
-        ("latency", "Mean latency", fmt(latency, " ms"), "per prediction, logged", "neutral"),
+        (
+            "latency",
+            "Mean latency",
+            fmt(latency, " ms"),
+            "of the call that served each prediction",
+            "neutral",
+        ),
         ("drift", "Models drifting", *_drifting(data.drift)),
         ("alerts", "Alerts", fmt(alerts), "in the latest periods", "bad" if alerts else "neutral"),
         (
@@ -227,12 +233,14 @@ def _drifting(models: list[ModelDrift]) -> tuple[str, str, str]:
     return value, note, "bad" if drifting else "unjudged"
 
 
+def _predictions(count: int) -> str:
+    return f"{fmt(count)} prediction{'' if count == 1 else 's'}"
+
+
 def _not_judged(status: str, count: int) -> str:
     """Why a model's latest period has no verdict, for its charts."""
     if status == "TOO_FEW_PREDICTIONS":
-        return (
-            f"Not judged: {fmt(count)} prediction{'s' if count != 1 else ''}, too few for a verdict"
-        )
+        return f"Not judged: {_predictions(count)}, too few for a verdict"
     if status == "NO_PREDICTIONS":
         return "Not judged: no predictions in the period"
     if status == "NO_REFERENCE":
@@ -326,7 +334,7 @@ def _drift(model: ModelDrift) -> str:
         note += f" · {model.drifted_count} of {model.feature_count} features drifted"
     else:
         # No verdict: "0 of 0 features drifted" would read as a clean bill of health.
-        note += f" · {fmt(model.prediction_count)} predictions"
+        note += f" · {_predictions(model.prediction_count)}"
     if len(scored) > _TOP_DRIFT:
         note += f" · top {_TOP_DRIFT} shown"
     if len(scored) < model.feature_count:
