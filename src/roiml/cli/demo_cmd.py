@@ -119,9 +119,13 @@ def _models(settings: Settings, config: WorldConfig) -> None:
     from roiml.models.train import train_models
     from roiml.registry import ModelRegistry
 
-    console.print("[bold]4. models[/bold] training the four on 14-day snapshots ...")
+    until = datetime.combine(config.end, dt_time())
+    console.print(
+        f"[bold]4. models[/bold] training the four on 14-day snapshots, as of {until} ..."
+    )
     with open_engine(settings) as engine:
-        reports = train_models(settings, engine, config.tenant_id, list(ModelType))
+        # As of today's midnight: the world ends there, and nothing after it is known.
+        reports = train_models(settings, engine, config.tenant_id, list(ModelType), until=until)
         registry = ModelRegistry(settings, engine, config.tenant_id)
         for report in reports:
             version = registry.register_model(report.trained.artifact, tags={"by": "roiml demo"})
