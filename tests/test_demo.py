@@ -27,7 +27,9 @@ from roiml.settings import Settings, check_today
 
 # The smallest world on which all four models train: at 1,000 homeowners the transaction-type
 # model has too few INVESTMENT labels (41 of the 50 it needs), at 1,500 the value model too few
-# sales (152 of 200); 2,000 gives it about 200.
+# sales (152 of 200); 2,000 gives it about 200 and passed on every date below. One run takes
+# 2-3 minutes on two cores (training the contact-timing model is most of it), 4-7 when the
+# cores are shared; the seven take about 17 minutes.
 USERS = 2_000
 TENANT = "demo"
 STEPS = (
