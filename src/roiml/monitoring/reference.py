@@ -18,8 +18,10 @@ the period by each feature's :class:`~roiml.features.definition.TimeRelation`:
 * TENANT_EVENTS columns follow the tenant's send calendar: a count of sends is the calendar's
   and is not judged; rates over sends (and clocks their opens restart) are judged on their mean
   (:func:`follows_sends`);
-* SHARED and ORDINARY columns stay as they are; a SHARED step is measured in ``scales``, the
-  spread of the training reference, since a week of one shared value has no spread of its own.
+* SHARED and ORDINARY columns stay as they are; a SHARED step is measured in ``scales``: how
+  far the value moves by itself over the days between the reference and the period (its
+  snapshot-to-snapshot moves in training, per root day), since a week of one shared value has
+  no spread of its own and the spread of a short training window says little.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ __all__ = [
 
 SERVED, LATEST, TRAINING = "served", "latest_snapshot", "training"
 _DAY_US = 86_400e6
+# A shared value's own moves are judged at this many root-mean-square moves: a random walk's
+# four-sigma move over the days between (by chance once in some 16,000 checks).
+_OWN_MOVE_SIGMAS = 4.0
 
 
 @dataclass
@@ -57,7 +62,9 @@ class DriftReference:
     matrix: np.ndarray  # rows x the model's features
     source: str  # SERVED or TRAINING
     description: str
-    scales: np.ndarray | None  # per feature: the training reference's standard deviation
+    # per feature: the training rows' standard deviation; for a SHARED one, how far it moves
+    # by itself over the time between the reference and the day
+    scales: np.ndarray | None
     unjudged: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -177,7 +184,54 @@ def drift_reference(
     aligned, unjudged = align_reference(
         matrix, at, names, current_matrix, instant, catalog, drawn_inputs=source == LATEST
     )
+    if scales is not None and training is not None:
+        scales = _shared_scales(artifact, training, names, scales, at, instant, catalog)
     return DriftReference(aligned, source, description, scales, unjudged)
+
+
+def _shared_scales(
+    artifact: ModelArtifact,
+    training: pa.Table,
+    names: Sequence[str],
+    scales: np.ndarray,
+    at: np.ndarray | None,
+    instant: int,
+    catalog: Catalog,
+) -> np.ndarray:
+    """``scales`` with each SHARED feature's replaced by the largest move it makes by itself
+    over the time between the reference and the day: four times the root mean square of its
+    (median) change from one training snapshot to the next, per root day, times the root of
+    the days between. A weekly rate wanders; the spread of a short training window says little
+    of how far."""
+    instants = _instants(training)
+    shared = [
+        i
+        for i, n in enumerate(names)
+        if n in catalog.features and catalog.features[n].time_relation is TimeRelation.SHARED
+    ]
+    if instants is None or not shared or at is None or len(at) == 0:
+        return scales
+    stamps = instants.astype(np.int64)
+    days, group = np.unique(stamps, return_inverse=True)
+    if days.size < 3:
+        return scales
+    gap_days = max(1.0, (instant - float(np.median(at.astype(np.int64)))) / _DAY_US)
+    matrix = artifact.matrix(training)
+    out = scales.copy()
+    between = np.diff(days) / _DAY_US
+    for i in shared:  # a dozen columns; each a median per snapshot, not per row
+        medians = np.array([_median(matrix[group == g, i]) for g in range(days.size)])
+        per_root_day = np.diff(medians) / np.sqrt(between)
+        per_root_day = per_root_day[np.isfinite(per_root_day)]
+        if per_root_day.size:
+            rms = float(np.sqrt(np.mean(per_root_day**2)))
+            out[i] = _OWN_MOVE_SIGMAS * rms * np.sqrt(gap_days)
+    return out
+
+
+def _median(column: np.ndarray) -> float:
+    present = column[~np.isnan(column)]
+    return float(np.median(present)) if present.size else np.nan
 
 
 # The training rows nearest the served day: the snapshots of the last this many days of the
