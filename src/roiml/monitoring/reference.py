@@ -201,8 +201,8 @@ def _shared_scales(
     """``scales`` with each SHARED feature's replaced by the largest move it makes by itself
     over the time between the reference and the day: four times the root mean square of its
     (median) change from one training snapshot to the next, per root day, times the root of
-    the days between. A weekly rate wanders; the spread of a short training window says little
-    of how far."""
+    the days between (at least the snapshots' spacing). A weekly rate wanders; the spread of a
+    short training window says little of how far."""
     instants = _instants(training)
     shared = [
         i
@@ -215,10 +215,13 @@ def _shared_scales(
     days, group = np.unique(stamps, return_inverse=True)
     if days.size < 3:
         return scales
-    gap_days = max(1.0, (instant - float(np.median(at.astype(np.int64)))) / _DAY_US)
+    between = np.diff(days) / _DAY_US
+    # A series published weekly or monthly can take a whole interval's move in one day: the
+    # days between are at least the snapshots' own spacing.
+    gap = (instant - float(np.median(at.astype(np.int64)))) / _DAY_US
+    gap_days = max(gap, float(np.median(between)))
     matrix = artifact.matrix(training)
     out = scales.copy()
-    between = np.diff(days) / _DAY_US
     for i in shared:  # a dozen columns; each a median per snapshot, not per row
         medians = np.array([_median(matrix[group == g, i]) for g in range(days.size)])
         per_root_day = np.diff(medians) / np.sqrt(between)
