@@ -23,7 +23,7 @@ from roiml.db.engine import make_engine
 from roiml.db.ml_models import MLModel, MLMonitoring, MLPrediction
 from roiml.db.source_models import User
 from roiml.serving.app import registry_components, serving_clock
-from roiml.settings import Settings, check_today
+from roiml.settings import Settings
 
 # The smallest world on which all four models train: at 1,000 homeowners the transaction-type
 # model has too few INVESTMENT labels (41 of the 50 it needs), at 1,500 the value model too few
@@ -146,7 +146,7 @@ def test_settings_pin_today_from_the_environment(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("ROIML_TODAY")
     assert Settings(_env_file=None).today is None
     with pytest.raises(ValueError, match="ten years"):
-        check_today(date(datetime.now(UTC).year + 11, 1, 1))
+        Settings(_env_file=None, today=date(datetime.now(UTC).year + 11, 1, 1))
 
 
 def test_the_api_clock_answers_as_of_the_pinned_day(tmp_path: Path) -> None:

@@ -15,19 +15,19 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["EARLIEST_TODAY", "Environment", "Settings", "check_today", "get_settings"]
+__all__ = ["Environment", "Settings", "get_settings"]
 
 # The range a pinned ``today`` may take: the product's data starts this century, and a world
 # or a replay more than ten years past the real date is a typo, not a demo.
-EARLIEST_TODAY = date(2000, 1, 1)
+_EARLIEST_TODAY = date(2000, 1, 1)
 _LATEST_TODAY_AHEAD = timedelta(days=3653)
 
 
-def check_today(value: date) -> date:
+def _check_today(value: date) -> date:
     """``value`` if it may be pinned as the product's today; ValueError saying why not."""
     latest = datetime.now(UTC).date() + _LATEST_TODAY_AHEAD
-    if value < EARLIEST_TODAY:
-        raise ValueError(f"today {value} is before {EARLIEST_TODAY}; give a date from then on")
+    if value < _EARLIEST_TODAY:
+        raise ValueError(f"today {value} is before {_EARLIEST_TODAY}; give a date from then on")
     if value > latest:
         raise ValueError(
             f"today {value} is more than ten years past the real date; give one up to {latest}"
@@ -198,7 +198,7 @@ class Settings(BaseSettings):
     @field_validator("today")
     @classmethod
     def _today_is_plausible(cls, value: date | None) -> date | None:
-        return None if value is None else check_today(value)
+        return None if value is None else _check_today(value)
 
     @model_validator(mode="after")
     def _production_needs_keys(self) -> Settings:

@@ -15,12 +15,13 @@ from datetime import UTC, date, datetime, timedelta
 from datetime import time as dt_time
 
 import typer
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
 from roiml.db.migrate import upgrade
 from roiml.errors import ConfigurationError
-from roiml.settings import Settings, check_today
+from roiml.settings import Settings
 from roiml.world.config import WorldConfig
 from roiml.world.generate import generate_world
 from roiml.world.stats import world_stats
@@ -42,11 +43,10 @@ def demo(
     """Generate a world up to today, compute features, train, register and promote the four
     models, score every homeowner through the API, monitor the day, and serve the API (with its
     monitoring dashboard), all as of one day (--today)."""
-    settings = settings_or_exit()
-    today = _today(today_text, settings)
     # Pinned in the settings, so every API built from them (the in-process calls and the
     # server at the end) answers as of this day: the world ends on it, its features are fresh.
-    settings = settings.model_copy(update={"today": today})
+    settings = _pinned(settings_or_exit(), today_text)
+    today = settings.today or datetime.now(UTC).date()
     config = WorldConfig(
         users=users,
         start=today - timedelta(days=730),
@@ -95,10 +95,11 @@ def demo(
         run(settings, settings.api_host, settings.api_port, settings.api_workers)
 
 
-def _today(text: str | None, settings: Settings) -> date:
-    """The demo's today: ``--today``, else the settings' pinned day, else the real UTC date."""
+def _pinned(settings: Settings, text: str | None) -> Settings:
+    """``settings`` with today pinned: to ``--today``, else to the settings' own pinned day,
+    else to the real UTC date. A malformed or implausible date is a ConfigurationError."""
     if text is None:
-        return settings.today or datetime.now(UTC).date()
+        return settings.model_copy(update={"today": settings.today or datetime.now(UTC).date()})
     try:
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
             raise ValueError("not of the form YYYY-MM-DD")
@@ -108,9 +109,11 @@ def _today(text: str | None, settings: Settings) -> date:
             f"--today {text!r} is not a date ({exc}); give YYYY-MM-DD, e.g. 2027-03-01"
         ) from None
     try:
-        return check_today(day)
-    except ValueError as exc:
-        raise ConfigurationError(f"--today: {exc}") from None
+        # Validated as ROIML_TODAY is (the settings' own rule on plausible days).
+        return type(settings).model_validate(settings.model_dump() | {"today": day})
+    except ValidationError as exc:
+        why = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        raise ConfigurationError(f"--today: {why}") from None
 
 
 def _models(settings: Settings, config: WorldConfig) -> None:
