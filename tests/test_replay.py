@@ -20,15 +20,16 @@ from bench.replay import (
     CLEAN,
     FAULTS,
     DayRecord,
+    GateIssue,
+    ModelDay,
     Replay,
+    detection,
     next_survey,
     prepare,
     replay_days,
     replay_faults,
     summarize,
 )
-
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 USERS = 1200
 # Across the 15th (a month of market figures published), a month's and a year's end, and
@@ -52,6 +53,8 @@ def undrifted(replay: Replay) -> list[DayRecord]:
     return replay_days(replay, CLEAN, FIRST, LAST)
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_35_undrifted_days_fail_no_gate_and_raise_no_drift_alert(
     undrifted: list[DayRecord],
@@ -67,6 +70,8 @@ def test_35_undrifted_days_fail_no_gate_and_raise_no_drift_alert(
     assert all(len(r.models) == 4 for r in undrifted)
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 @pytest.mark.timeout(1200)  # with the undrifted replay, when run alone
 @pytest.mark.parametrize(
     "names",
@@ -91,3 +96,27 @@ def test_each_fault_is_caught_on_the_first_day_it_reaches_the_input(
     print(json.dumps(found, indent=1))
     assert {v["fault"]: v["delay_days"] for v in found} == dict.fromkeys(names, 0)
     assert {v["fault"]: v["before"] for v in found} == {name: [] for name in names}
+
+
+def _day(day: date, gate: tuple[str, ...] = (), drift: tuple[str, ...] = ()) -> DayRecord:
+    issues = [GateIssue(f, "shift", "") for f in gate]
+    models = {"m": ModelDay("DRIFT" if drift else "OK", 10, list(drift), [])}
+    return DayRecord(day, not gate, True, issues, "", [], 10, 0, models, {})
+
+
+def test_detection_counts_related_flags_from_the_start_beyond_the_undrifted_twin() -> None:
+    fault, start = FAULTS["half_sessions"], date(2025, 1, 4)
+    days = [start + timedelta(days=i) for i in range(-1, 3)]
+    records = [
+        _day(days[0], drift=("session_count_30d",)),  # before the start: reported as such
+        _day(days[1], gate=("mortgage_rate_30y",), drift=("session_count_7d",)),
+        _day(days[2], drift=("session_count_7d",)),
+        _day(days[3]),
+    ]
+    # The undrifted world flagged session_count_7d on the start day too: not the fault's.
+    control = [_day(days[1], drift=("session_count_7d",))]
+    found = detection(records, fault, start, control)
+    assert found["before"] == [{"day": "2025-01-03", "gate": [], "drift": ["session_count_30d"]}]
+    assert (found["day"], found["delay_days"], found["raw_day"]) == ("2025-01-05", 1, "2025-01-04")
+    assert found["drift"] == ["session_count_7d"] and found["gate"] == []
+    assert detection(records[3:], fault, start)["day"] is None
