@@ -95,9 +95,10 @@ def render_page(data: DashboardData, *, base_path: str) -> str:
         _section("Class mix", "What the classifiers answered in the period.", [_class_mix(data)]),
         _section(
             "Drift",
-            "Each model's latest monitoring period: input features against the training "
-            "reference, most drifted first. Scores are statistic ÷ threshold, so 1 is the "
-            "alert line whatever the method.",
+            "Each model's latest monitoring period: input features against what the day "
+            "should look like (the model's served traffic of the days before, else the "
+            "population it was trained on), most drifted first. Scores are the effect over its "
+            "line, so 1 is the alert line whatever the method; calendar values are not judged.",
             [_drift(model) for model in data.drift] or [_no_monitoring("feature-drift")],
         ),
         _section(
