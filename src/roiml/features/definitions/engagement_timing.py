@@ -9,8 +9,10 @@ rounded to 12 decimals, so a value never depends on the order DuckDB's threads a
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from roiml.db.enums import DataType, FeatureCategory
-from roiml.features.definition import FeatureDefinition
+from roiml.features.definition import FeatureDefinition, TimeRelation
 
 __all__ = ["ENGAGEMENT_TIMING"]
 
@@ -125,12 +127,17 @@ ENGAGEMENT_TIMING: tuple[FeatureDefinition, ...] = (
         -1,
         1,
     ),
-    _feature(
-        "engagement_weekend_share_90d",
-        "Share of the last 90 days' engagements on Saturday or Sunday.",
-        _FLOAT,
-        f"count(*) FILTER (WHERE {_DOW} >= 5) / CAST(count(*) AS DOUBLE)",
-        0,
-        1,
+    # A send that falls on a weekend (the 15th's home-value email on a Sunday) is opened by many
+    # homeowners that weekend: everyone's weekend share moves with the tenant's calendar.
+    replace(
+        _feature(
+            "engagement_weekend_share_90d",
+            "Share of the last 90 days' engagements on Saturday or Sunday.",
+            _FLOAT,
+            f"count(*) FILTER (WHERE {_DOW} >= 5) / CAST(count(*) AS DOUBLE)",
+            0,
+            1,
+        ),
+        time_relation=TimeRelation.TENANT_EVENTS,
     ),
 )
