@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,31 @@ def test_get_settings_is_cached(monkeypatch: pytest.MonkeyPatch) -> None:
         assert get_settings().tenant_id == "second"
     finally:
         get_settings.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("pinned", "yesterday"),
+    [
+        ("2027-03-01", "2027-02-28"),
+        ("2026-12-07", "2026-12-06"),
+        ("2026-12-14", "2026-12-13"),
+        ("2027-01-31", "2027-01-30"),
+        ("2028-02-29", "2028-02-28"),
+        ("2028-03-01", "2028-02-29"),
+    ],
+)
+def test_the_products_today_is_the_pinned_day_and_monitoring_defaults_to_the_day_before(
+    monkeypatch: pytest.MonkeyPatch, pinned: str, yesterday: str
+) -> None:
+    from roiml.cli.monitor_cmd import _period
+
+    monkeypatch.setenv("ROIML_TODAY", pinned)
+    settings = Settings(_env_file=None)
+    assert settings.current_date() == date.fromisoformat(pinned)
+    assert _period(None, settings.current_date()) == date.fromisoformat(yesterday)
+
+
+def test_the_products_today_is_the_utc_date_when_not_pinned() -> None:
+    before = datetime.now(UTC).date()
+    today = Settings(_env_file=None).current_date()
+    assert before <= today <= datetime.now(UTC).date()

@@ -195,6 +195,11 @@ class Settings(BaseSettings):
             raise ValueError("tenant_id must be 1-64 letters, digits, '-' or '_'")
         return value
 
+    def current_date(self) -> date:
+        """The product's today: the pinned ``today``, else the real UTC date (never the
+        machine's local date)."""
+        return self.today or datetime.now(UTC).date()
+
     @field_validator("today")
     @classmethod
     def _today_is_plausible(cls, value: date | None) -> date | None:

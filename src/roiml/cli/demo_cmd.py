@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from datetime import time as dt_time
 
 import typer
@@ -46,7 +46,7 @@ def demo(
     # Pinned in the settings, so every API built from them (the in-process calls and the
     # server at the end) answers as of this day: the world ends on it, its features are fresh.
     settings = _pinned(settings_or_exit(), today_text)
-    today = settings.today or datetime.now(UTC).date()
+    today = settings.current_date()
     config = WorldConfig(
         users=users,
         start=today - timedelta(days=730),
@@ -99,7 +99,7 @@ def _pinned(settings: Settings, text: str | None) -> Settings:
     """``settings`` with today pinned: to ``--today``, else to the settings' own pinned day,
     else to the real UTC date. A malformed or implausible date is a ConfigurationError."""
     if text is None:
-        return settings.model_copy(update={"today": settings.today or datetime.now(UTC).date()})
+        return settings.model_copy(update={"today": settings.current_date()})
     try:
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
             raise ValueError("not of the form YYYY-MM-DD")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import typer
 from rich.markup import escape
@@ -17,11 +17,9 @@ from roiml.errors import ConfigurationError
 app = typer.Typer(help="Model monitoring: drift, performance, alerts.", no_args_is_help=True)
 
 
-def _period(value: str | None, today: date | None) -> date:
+def _period(value: str | None, today: date) -> date:
     if value is None:
-        # Yesterday by the product's clock: the pinned today, else the UTC date (date.today()
-        # is the machine's local date, a day off around midnight away from UTC).
-        return (today or datetime.now(UTC).date()) - timedelta(days=1)
+        return today - timedelta(days=1)  # yesterday by the product's clock
     try:
         return date.fromisoformat(value)
     except ValueError as exc:
@@ -50,7 +48,7 @@ def run_cmd(
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    day = _period(period, settings.today)
+    day = _period(period, settings.current_date())
     with open_engine(settings) as engine:
         results = run_monitoring(settings, engine, tenant or settings.tenant_id, day)
     if as_json:
