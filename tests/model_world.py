@@ -6,12 +6,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
 
-import yaml
+from bench.replay import small_configs  # the replay sizes its models for a small world too
 
 from roiml.db.engine import make_engine
 from roiml.db.enums import ModelType
 from roiml.db.migrate import upgrade
-from roiml.models.config import SplitConfig, load_config
 from roiml.models.dataset import Snapshots, load_snapshots
 from roiml.models.train import TrainingReport, train_models
 from roiml.settings import Settings
@@ -30,24 +29,6 @@ class World:
     settings: Settings
     config_dir: Path
     snapshots: Snapshots
-
-
-def small_configs(target: Path) -> Path:
-    """The shipped configs with label minimums and boosting rounds sized for a tiny world."""
-    target.mkdir(parents=True, exist_ok=True)
-    for model in ModelType:
-        name = f"{model.value.lower()}_model"
-        config = load_config(name)
-        config.min_positive_labels = 3
-        config.num_boost_round = 40
-        config.early_stopping_rounds = 10
-        config.split = SplitConfig(test_days=60, valid_days=28)
-        config.max_train_rows = 20_000
-        config.events_per_snapshot = 1
-        # One thread: the suite shares two cores, and OpenMP threads spin when oversubscribed.
-        config.lightgbm["num_threads"] = 1
-        (target / f"{name}.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
-    return target
 
 
 def build_world(root: Path) -> World:
