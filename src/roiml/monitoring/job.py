@@ -29,7 +29,6 @@ from roiml.db.engine import tenant_session
 from roiml.db.enums import ModelStatus, ModelType
 from roiml.db.ml_models import MLModel, MLMonitoring, MLPrediction
 from roiml.errors import ConfigurationError
-from roiml.features.catalog import CATALOG
 from roiml.models.artifact import MODEL_NAMES, ModelArtifact
 from roiml.models.predict import predict
 from roiml.monitoring.alerts import Alert, WebhookConfig, already_sent, deliver, store_alerts
@@ -38,7 +37,7 @@ from roiml.monitoring.drift import DriftPolicy, FeatureDrift, detect_drift
 from roiml.monitoring.evaluate import Labels, assess_performance, registered_metrics
 from roiml.monitoring.outcomes import first_transactions
 from roiml.monitoring.period import PeriodPredictions
-from roiml.monitoring.reference import drift_reference, follows_sends, relations_of
+from roiml.monitoring.reference import drift_reference
 from roiml.settings import Settings
 
 __all__ = ["ArtifactLoader", "ModelPeriodResult", "run_monitoring"]
@@ -211,10 +210,10 @@ def _monitor_one(
             names,
             policy,
             ctx.settings.monitoring_threads,
-            relations=relations_of(names),
+            relations=basis.relations,
             scales=basis.scales,
             unjudged=basis.unjudged,
-            by_mean=[n for n in names if follows_sends(CATALOG.features.get(n))],
+            by_mean=basis.by_mean,
         )
         performance["drift_reference"] = {"source": basis.source, "rows": basis.rows}
         result.notes.append(f"drift against {basis.description}")

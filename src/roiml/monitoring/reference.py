@@ -66,6 +66,8 @@ class DriftReference:
     # by itself over the time between the reference and the day
     scales: np.ndarray | None
     unjudged: dict[str, str] = field(default_factory=dict)
+    relations: dict[str, TimeRelation] = field(default_factory=dict)
+    by_mean: list[str] = field(default_factory=list)  # features the tenant's sends shape
 
     @property
     def rows(self) -> int:
@@ -186,7 +188,15 @@ def drift_reference(
     )
     if scales is not None and training is not None:
         scales = _shared_scales(artifact, training, names, scales, at, instant, catalog)
-    return DriftReference(aligned, source, description, scales, unjudged)
+    return DriftReference(
+        aligned,
+        source,
+        description,
+        scales,
+        unjudged,
+        relations_of(names, catalog),
+        [n for n in names if follows_sends(catalog.features.get(n))],
+    )
 
 
 def _shared_scales(
