@@ -20,7 +20,7 @@ shifts (a mortgage-rate shock, a change in email opening habits) and two data fa
 the source tables before each day's pipeline runs (half of a day's sessions lost on load, the
 30-year mortgage rate delivered as a fraction instead of a percent). A fault is detected on the
 first day, at or after ``F``, when the gate fails on, or monitoring flags, a feature computed from
-the table the fault touched.
+the table the fault touched, or the gate's arrival check fails on that table.
 
 The logic lives in functions a test can import (``tests/test_replay.py``).
 """
@@ -665,14 +665,16 @@ def detection(
     control: Sequence[DayRecord] = (),
 ) -> dict[str, Any]:
     """When ``fault`` (first in the input on ``start``) was caught: the first day at or after
-    ``start`` with a gate failure or a drift flag on a related feature, and the delay in days.
+    ``start`` with a gate failure or a drift flag on a related feature (or a failed arrival
+    check of a table the fault touched), and the delay in days.
 
     With ``control`` (the undrifted world's records of the same days), a flag the undrifted
     world raised too that day is not counted: it is a false alarm that happened to land on a
     related feature, not the fault's detection. ``raw_day`` is the first day with any related
     flag. ``before`` lists related flags (beyond the control's) on days before ``start``.
     """
-    related = related_features(fault)
+    # The arrival check names the source table itself, not a feature.
+    related = related_features(fault) | set(fault.tables)
     twin = {r.day: r for r in control}
 
     def net(record: DayRecord) -> tuple[list[str], list[str]]:

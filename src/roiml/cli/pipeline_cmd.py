@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
 from roiml.errors import PipelineError
+from roiml.features.sources import DAILY_FLOW_TABLES
 from roiml.pipeline.runs import list_runs
 from roiml.pipeline.shards import parse_shard
 from roiml.pipeline.steps import STEPS, PipelineContext, run_day, run_step
@@ -28,8 +29,24 @@ def _day(value: str, option: str) -> date:
         raise PipelineError(f"{option} {value!r} is not a date; use YYYY-MM-DD") from exc
 
 
+def _accepted(value: str | None) -> frozenset[str]:
+    names = frozenset(n.strip() for n in (value or "").split(",") if n.strip())
+    unknown = names - set(DAILY_FLOW_TABLES)
+    if unknown:
+        raise PipelineError(
+            f"--accept-arrivals {', '.join(sorted(unknown))}: not a table whose arrivals are "
+            f"checked; those are: {', '.join(DAILY_FLOW_TABLES)}"
+        )
+    return names
+
+
 def _context(
-    settings: Settings, engine: Engine, tenant: str | None, day: date, on_time: bool
+    settings: Settings,
+    engine: Engine,
+    tenant: str | None,
+    day: date,
+    on_time: bool,
+    accept_arrivals: frozenset[str] = frozenset(),
 ) -> PipelineContext:
     if not settings.data_dir.exists():
         raise PipelineError(
@@ -38,11 +55,17 @@ def _context(
     store = FeatureStore(
         engine, tenant or settings.tenant_id, settings.data_dir, open_online_store(settings)
     )
-    return PipelineContext(store=store, day=day, on_time=on_time)
+    return PipelineContext(store=store, day=day, on_time=on_time, accept_arrivals=accept_arrivals)
 
 
 _ON_TIME = typer.Option(
     False, "--on-time", help="Values count as created on their day (replaying a history)."
+)
+_ACCEPT_ARRIVALS = typer.Option(
+    None,
+    "--accept-arrivals",
+    help="TABLE[,TABLE]: the day's unusual row count of these tables is real (a holiday, an "
+    "upstream change); the validate step does not fail on it.",
 )
 
 
@@ -56,14 +79,16 @@ def step_cmd(
     ),
     tenant: str | None = typer.Option(None, "--tenant"),
     on_time: bool = _ON_TIME,
+    accept_arrivals: str | None = _ACCEPT_ARRIVALS,
 ) -> None:
     """Run one step for one day; steps hand data over through files under the data directory."""
+    accepted = _accepted(accept_arrivals)
     settings = settings_or_exit()
     parsed_day, parsed_shard = _day(day, "--date"), parse_shard(shard)
     if name not in STEPS:
         raise PipelineError(f"unknown step {name!r}; the steps are: {', '.join(STEPS)}")
     with open_engine(settings) as engine:
-        ctx = _context(settings, engine, tenant, parsed_day, on_time)
+        ctx = _context(settings, engine, tenant, parsed_day, on_time, accepted)
         started = time.perf_counter()
         rows = run_step(ctx, name, parsed_shard)
     console.print(
@@ -78,11 +103,13 @@ def run_cmd(
     day: str = typer.Option(..., "--date", help="The day, YYYY-MM-DD."),
     tenant: str | None = typer.Option(None, "--tenant"),
     on_time: bool = _ON_TIME,
+    accept_arrivals: str | None = _ACCEPT_ARRIVALS,
 ) -> None:
     """Every step for one day: extract, compute, validate, store, update statistics."""
+    accepted = _accepted(accept_arrivals)
     settings = settings_or_exit()
     with open_engine(settings) as engine:
-        ctx = _context(settings, engine, tenant, _day(day, "--date"), on_time)
+        ctx = _context(settings, engine, tenant, _day(day, "--date"), on_time, accepted)
         started = time.perf_counter()
         rows = run_day(ctx)
     console.print(f"{day}: {rows} in {time.perf_counter() - started:.1f} s")

@@ -25,7 +25,14 @@ from sqlalchemy import Engine, text
 from roiml.errors import FeatureError
 from roiml.ingest.contract import table_contract
 
-__all__ = ["ENTITY_KEYS", "SourceTables", "load_sources", "parquet_sources"]
+__all__ = [
+    "DAILY_FLOW_TABLES",
+    "ENTITY_KEYS",
+    "TIME_COLUMNS",
+    "SourceTables",
+    "load_sources",
+    "parquet_sources",
+]
 
 # Per source table: the column naming the user, and its time columns (the first is the one the
 # row is stamped with; a row is needed if any of them falls inside the loaded range).
@@ -48,6 +55,11 @@ TIME_COLUMNS: dict[str, tuple[str, ...]] = {
     "transactions": ("closed_at",),
     "properties": ("purchased_at",),
 }
+# Tables whose rows arrive as a steady daily flow (homeowners acting), so a day's row count
+# tells a partial load (features/arrivals.py). Emails arrive in campaign sends on calendar
+# days, transactions and purchases a few a day, and document reads surge twofold in the tax
+# season and fall back overnight when it ends: their counts say nothing of a load.
+DAILY_FLOW_TABLES: tuple[str, ...] = ("platform_sessions", "alerts", "searches")
 # Agent-level features count other users' rows of the same agent; of those rows they read only
 # these columns (the agent_* joins of definitions/context.py), so a few-entity load sends the
 # rest as nulls: the agent's book is most of the rows one entity's load carries.

@@ -22,6 +22,7 @@ from roiml.db import Base
 from roiml.db.base import utcnow
 from roiml.errors import PipelineError
 from roiml.features.api import as_of_midnight
+from roiml.features.arrivals import ARRIVAL_RULE, check_arrivals
 from roiml.features.engine import FeatureEngine, entity_frame
 from roiml.features.frame import AS_OF, ENTITY_ID
 from roiml.features.sources import load_sources, parquet_sources
@@ -50,6 +51,8 @@ class PipelineContext:
     day: date
     now: datetime | None = None  # wall clock (hot-tier TTL); default: the real time
     on_time: bool = False  # values count as created on the day (replaying a history)
+    # Source tables whose unusual row count the operator vouched for (a real quiet day).
+    accept_arrivals: frozenset[str] = frozenset()
 
     @property
     def engine(self) -> Engine:
@@ -153,14 +156,35 @@ def validate(ctx: PipelineContext, shard: Shard, record: StepRecord) -> None:
     del shard
     ctx.workspace.validation.unlink(missing_ok=True)
     frame = _computed_frame(ctx)
+    if not (ctx.workspace.extract / "users.parquet").exists():
+        raise PipelineError(f"no extract for {ctx.day}; run the extract step first")
+    arrivals = check_arrivals(
+        parquet_sources(ctx.workspace.extract), ctx.as_of, accept=ctx.accept_arrivals
+    )
     report = validate_frame(frame, previous_day(ctx.store, ctx.day), ctx.store.catalog)
+    report.issues[:0] = [a.issue() for a in arrivals.values() if not a.passed]
     ctx.workspace.validation.write_text(
-        json.dumps({"passed": report.passed, "rows": report.rows, "report": report.render()})
+        json.dumps(
+            {
+                "passed": report.passed,
+                "rows": report.rows,
+                "report": report.render(),
+                "arrivals": {name: a.as_json() for name, a in arrivals.items()},
+            }
+        )
     )
     record.rows = frame.num_rows
     if not report.passed:
+        short = sorted(i.feature for i in report.issues if i.rule == ARRIVAL_RULE)
+        advice = (
+            f"\nReload the rows of {', '.join(short)} for the day and run it again; if the "
+            f"count is real (a holiday, an upstream change), run it with --accept-arrivals "
+            f"{','.join(short)}."
+            if short
+            else ""
+        )
         raise PipelineError(
-            f"validation failed for {ctx.day}; nothing is published.\n{report.render()}"
+            f"validation failed for {ctx.day}; nothing is published.\n{report.render()}{advice}"
         )
 
 
