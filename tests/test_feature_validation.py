@@ -8,13 +8,8 @@ from datetime import datetime
 import numpy as np
 import pyarrow as pa
 
-from roiml.features.validation import (
-    PSI_LIMIT,
-    SHIFT_MIN_EFFECT,
-    population_stability,
-    shift_effect,
-    validate_frame,
-)
+from roiml.features.validation import PSI_LIMIT, SHIFT_MIN_EFFECT, validate_frame
+from roiml.two_sample import population_stability, shift_effect
 
 FEATURE = "agent_transactions_1y"  # integer, checked day over day
 ROWS = 5000

@@ -11,7 +11,7 @@ from scipy import stats
 
 from roiml.errors import ConfigurationError
 from roiml.monitoring.drift import DriftPolicy, DriftRule, detect_drift
-from roiml.monitoring.statistics import categorical_statistics, numeric_statistics
+from roiml.two_sample import categorical_statistics, numeric_statistics
 
 
 def _finite(column: np.ndarray) -> np.ndarray:

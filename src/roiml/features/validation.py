@@ -15,6 +15,7 @@ from roiml.db.enums import DataType
 from roiml.features.catalog import CATALOG, Catalog
 from roiml.features.definition import FeatureDefinition, TimeRelation
 from roiml.features.frame import AS_OF, ENTITY_ID, feature_columns
+from roiml.two_sample import population_stability, shift_effect
 
 __all__ = [
     "CLOCK_JUMP_LIMIT",
@@ -25,8 +26,6 @@ __all__ = [
     "SHIFT_MIN_EFFECT",
     "ValidationIssue",
     "ValidationReport",
-    "population_stability",
-    "shift_effect",
     "validate_features",
     "validate_frame",
 ]
@@ -51,7 +50,6 @@ SCALE_LIMIT = 2.0
 SHARED_APART_LIMIT = 0.5
 # Share of a clock feature's running (not restarted) clocks that may run ahead of time.
 CLOCK_JUMP_LIMIT = 0.01
-_BINS = 10
 
 
 @dataclass(frozen=True)
@@ -370,47 +368,3 @@ def _scale_issue(
         f"mean {magnitude_now:.4g} vs {magnitude_before:.4g} the day before ({ratio:.3g}x)",
         f"{1 / SCALE_LIMIT:g}x to {SCALE_LIMIT:g}x",
     )
-
-
-def population_stability(
-    reference: np.ndarray, current: np.ndarray, bins: int = _BINS
-) -> float | None:
-    """PSI of ``current`` against ``reference`` over the reference's quantile bins.
-
-    Quantile bins follow the reference's own mass, so a skewed feature (most users at 0) is not
-    judged by a few empty equal-width bins. A reference of at most ``bins`` distinct values (a
-    flag, a small count, a constant) gets one bin per value and one for values it never had:
-    deciles would merge them, and a constant that changed would stay in its one bin. None when
-    either side is empty.
-    """
-    # Monitoring's PSI formula (same 1e-4 floor); imported here, since its module brings SciPy.
-    from roiml.monitoring.statistics import psi_from_counts
-
-    if reference.size == 0 or current.size == 0:
-        return None
-    edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
-    # Tied deciles hint at few distinct values; only then is finding them worth a sort.
-    levels = np.unique(reference) if edges.size < bins - 1 else None
-    if levels is not None and levels.size <= bins:
-        expected = np.bincount(np.searchsorted(levels, reference), minlength=levels.size + 1)
-        at = np.minimum(np.searchsorted(levels, current), levels.size - 1)
-        known = levels[at] == current
-        actual = np.bincount(np.where(known, at, levels.size), minlength=levels.size + 1)
-    else:
-        expected = np.bincount(
-            np.searchsorted(edges, reference, side="right"), minlength=edges.size + 1
-        )
-        actual = np.bincount(
-            np.searchsorted(edges, current, side="right"), minlength=edges.size + 1
-        )
-    return psi_from_counts(expected, actual)
-
-
-def shift_effect(reference: np.ndarray, current: np.ndarray) -> float:
-    """How far ``current`` moved from ``reference``: the Wasserstein (earth mover's) distance
-    over the reference's standard deviation, as monitoring computes it for numeric drift (the
-    deviation floored at 0.001, so a constant that changed scores high)."""
-    # Imported here: monitoring's statistics bring SciPy, needed only once a PSI crossed its line.
-    from roiml.monitoring.statistics import numeric_statistics
-
-    return float(numeric_statistics(reference[:, None], current[:, None]).wasserstein[0])

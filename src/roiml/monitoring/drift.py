@@ -1,8 +1,7 @@
 """Which drift test judges which feature, and the verdicts: the policy over the statistics.
 
-Every statistic is computed for every feature (see :mod:`roiml.monitoring.statistics`); the
-policy picks, per feature, the one that decides and its threshold. Defaults (see
-docs/MONITORING.md for why):
+Every statistic is computed for every feature (see :mod:`roiml.two_sample`); the policy picks,
+per feature, the one that decides and its threshold. Defaults (see docs/MONITORING.md for why):
 
 * numeric, ``auto``: KS at p < 0.05 (Bonferroni-corrected over the features) while either side
   has at most ``small_sample_rows`` values, else Wasserstein distance / reference std > 0.1.
@@ -36,8 +35,8 @@ import numpy as np
 
 from roiml.errors import ConfigurationError
 from roiml.features.definition import TimeRelation
-from roiml.monitoring.statistics import categorical_statistics, numeric_statistics
 from roiml.settings import Settings
+from roiml.two_sample import categorical_statistics, numeric_statistics
 
 __all__ = [
     "MEAN_SHIFT",

@@ -1,6 +1,15 @@
-"""Two-sample drift statistics for many columns at once: PSI, KS, normalised Wasserstein, chi².
+"""Two-sample statistics: how far a current sample moved from a reference one.
 
-Pure NumPy over 2-D arrays (rows x columns, NaN = null), no I/O.
+The one home of PSI, KS, normalised Wasserstein and chi-square, for both of their users: the
+daily feature gate (``roiml.features.validation``, a day against the day before) and drift
+monitoring (``roiml.monitoring.drift``, served traffic against a model's training reference).
+It sits below both, importing nothing from roiml, so neither reaches up or sideways for a
+formula. Pure NumPy over 2-D arrays (rows x columns, NaN = null), no I/O; SciPy's
+distributions are imported only where a p-value needs them, so the gate pays for SciPy only when
+a PSI crossed its line.
+
+:func:`numeric_statistics` and :func:`categorical_statistics` judge many columns at once;
+:func:`population_stability` and :func:`shift_effect` judge one column, as the gate does.
 
 The numeric statistics share one sort per column. The lowest mantissa bit of every value is
 replaced by the side it came from (0 reference, 1 current); one ``np.sort`` of the concatenated
@@ -19,14 +28,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 __all__ = [
     "CategoricalStatistics",
     "NumericStatistics",
     "categorical_statistics",
     "numeric_statistics",
+    "population_stability",
     "psi_from_counts",
+    "shift_effect",
 ]
 
 # A share below this counts as this much: an empty bin must not make PSI infinite.
@@ -151,6 +161,8 @@ _EXACT_KS_MAX_N = 1000
 
 
 def _ks_sf(statistic: np.ndarray, effective: np.ndarray) -> np.ndarray:
+    from scipy import stats  # here: scipy.stats takes seconds to import; only p-values need it
+
     out = np.empty_like(statistic)
     exact = effective <= _EXACT_KS_MAX_N
     if exact.any():
@@ -311,6 +323,45 @@ def psi_from_counts(reference_counts: np.ndarray, current_counts: np.ndarray) ->
     return float(np.sum((cur_share - ref_share) * np.log(cur_share / ref_share)))
 
 
+def population_stability(
+    reference: np.ndarray, current: np.ndarray, bins: int = 10
+) -> float | None:
+    """PSI of ``current`` against ``reference`` over the reference's quantile bins.
+
+    Quantile bins follow the reference's own mass, so a skewed feature (most users at 0) is not
+    judged by a few empty equal-width bins. A reference of at most ``bins`` distinct values (a
+    flag, a small count, a constant) gets one bin per value and one for values it never had:
+    deciles would merge them, and a constant that changed would stay in its one bin. None when
+    either side is empty. (One column of 1-D arrays without nulls, as the feature gate judges
+    a day; :func:`numeric_statistics` is the many-column form monitoring uses.)
+    """
+    if reference.size == 0 or current.size == 0:
+        return None
+    edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
+    # Tied deciles hint at few distinct values; only then is finding them worth a sort.
+    levels = np.unique(reference) if edges.size < bins - 1 else None
+    if levels is not None and levels.size <= bins:
+        expected = np.bincount(np.searchsorted(levels, reference), minlength=levels.size + 1)
+        at = np.minimum(np.searchsorted(levels, current), levels.size - 1)
+        known = levels[at] == current
+        actual = np.bincount(np.where(known, at, levels.size), minlength=levels.size + 1)
+    else:
+        expected = np.bincount(
+            np.searchsorted(edges, reference, side="right"), minlength=edges.size + 1
+        )
+        actual = np.bincount(
+            np.searchsorted(edges, current, side="right"), minlength=edges.size + 1
+        )
+    return psi_from_counts(expected, actual)
+
+
+def shift_effect(reference: np.ndarray, current: np.ndarray) -> float:
+    """How far ``current`` moved from ``reference``: the Wasserstein (earth mover's) distance
+    over the reference's standard deviation, as monitoring computes it for numeric drift (the
+    deviation floored at 0.001, so a constant that changed scores high)."""
+    return float(numeric_statistics(reference[:, None], current[:, None]).wasserstein[0])
+
+
 def categorical_statistics(reference: np.ndarray, current: np.ndarray) -> CategoricalStatistics:
     """PSI and chi-square of the level counts of every column (levels are the distinct values).
 
@@ -318,6 +369,8 @@ def categorical_statistics(reference: np.ndarray, current: np.ndarray) -> Catego
     (as Evidently's ``chisquare`` test does); a level the reference never had, seen now, makes the
     p-value 0. Categorical columns have few levels, so the loop over columns is cheap.
     """
+    from scipy import stats  # here: scipy.stats takes seconds to import; only p-values need it
+
     reference, current = _as_2d(reference), _as_2d(current)
     columns = reference.shape[1]
     out = {name: np.full(columns, np.nan) for name in ("psi", "chi2", "chi2_pvalue")}
