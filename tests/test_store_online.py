@@ -15,17 +15,9 @@ import redis
 
 from roiml.errors import FeatureError
 from roiml.settings import Settings
-from roiml.store import online
-from roiml.store.online import (
-    DEFAULT_TTL,
-    HEADER,
-    OnlineFeatureSet,
-    OnlineStore,
-    decode_records,
-    open_online_store,
-    schema_hash,
-    to_epoch_us,
-)
+from roiml.store import online_records
+from roiml.store.online import DEFAULT_TTL, OnlineFeatureSet, OnlineStore, open_online_store
+from roiml.store.online_records import HEADER, decode_records, schema_hash, to_epoch_us
 from roiml.store.online_redis import RedisOnlineStore
 from roiml.store.online_sqlite import SqliteOnlineStore
 
@@ -146,7 +138,7 @@ def test_a_changed_definition_reads_as_missing_and_is_logged(
     )
     reordered = OnlineFeatureSet(PROFILE.name, ("visits_7d", "age_days", "score"))
     grown = OnlineFeatureSet(PROFILE.name, (*PROFILE.feature_names, "new_feature"))
-    with caplog.at_level(logging.WARNING, logger="roiml.store.online"):
+    with caplog.at_level(logging.WARNING, logger="roiml.store.online_records"):
         assert store.get_vectors(tenant, "USER", ["u1"], [reordered], now=NOW) == [[None]]
         assert store.get_vectors(tenant, "USER", ["u1"], [grown], now=NOW) == [[None]]
     assert "another definition" in caplog.text
@@ -365,11 +357,11 @@ def test_fast_decode_equals_the_general_path(
     records = records_for(entities, sets)
     if entities:
         change(records)
-    assert (online._whole_rows(records, entities, sets, NOW_US) is not None) is fast
+    assert (online_records._whole_rows(records, entities, sets, NOW_US) is not None) is fast
     warned_fast: set[tuple[str, int]] = set()
     warned_general: set[tuple[str, int]] = set()
     got = decode_records(records, entities, sets, NOW_US, warned_fast)
-    want = online._per_set(records, entities, sets, NOW_US, warned_general)
+    want = online_records._per_set(records, entities, sets, NOW_US, warned_general)
     assert got.values.dtype == want.values.dtype == np.float64
     assert got.values.shape == want.values.shape
     # Bit for bit: NaN payloads and -0.0 included.
@@ -392,7 +384,7 @@ def test_a_full_read_takes_the_fast_path(
     def refuse(*args: object) -> None:
         raise AssertionError("the general path ran for a read with nothing missing")
 
-    monkeypatch.setattr(online, "_per_set", refuse)
+    monkeypatch.setattr(online_records, "_per_set", refuse)
     values, found = store.get_matrix(tenant, "USER", ["u2", "u1"], [ACTIVITY, PROFILE], NOW)
     assert found.all()
     np.testing.assert_array_equal(values, [[8.0, 4.0, 5.0, 6.0], [7.0, 1.0, np.nan, 3.0]])

@@ -1,7 +1,8 @@
-"""Hot tier: the latest feature vector per (tenant, entity type, feature set, entity id).
+"""The hot tier's records: their binary format, keys, codec and the read path both backends share.
 
-Two backends share one interface, :class:`OnlineStore`: Redis (:mod:`roiml.store.online_redis`)
-and an embedded SQLite file (:mod:`roiml.store.online_sqlite`) used when no Redis is configured.
+The one module the backends (:mod:`roiml.store.online_redis`, :mod:`roiml.store.online_sqlite`)
+build on; the interface they meet and the factory that picks one live above them, in
+:mod:`roiml.store.online` (the layout Feast gives its online stores), so no import goes back up.
 
 A vector is one compact binary record: a 16-byte little-endian header (as_of in microseconds
 since the epoch, then a hash of the feature set's declared feature order) followed by the
@@ -25,15 +26,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple, Protocol, cast
+from typing import NamedTuple, cast
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
-import redis
 
 from roiml.db.enums import EntityType
-from roiml.settings import Settings
 from roiml.store.cold import FeatureDay, check_entity_type, check_name
 
 __all__ = [
@@ -44,13 +42,11 @@ __all__ = [
     "FeatureVector",
     "OnlineFeatureSet",
     "OnlineMatrix",
-    "OnlineStore",
     "RecordStore",
     "VectorRows",
     "decode_records",
     "encode_day",
     "key_prefix",
-    "open_online_store",
     "schema_hash",
     "to_epoch_us",
 ]
@@ -128,67 +124,6 @@ def key_prefix(namespace: str, tenant: str, entity_type: EntityType | str, featu
     """``<namespace>:v1:<tenant>:<entity type>:<feature set>:``; the entity id follows."""
     kind = check_entity_type(entity_type).value
     return f"{namespace}:{KEY_VERSION}:{check_name(tenant, 'tenant')}:{kind}:{feature_set}:"
-
-
-class OnlineStore(Protocol):
-    """The hot tier's interface, whatever the backend."""
-
-    def write_day(
-        self,
-        frame: pa.Table,
-        tenant: str,
-        entity_type: EntityType | str,
-        feature_set: OnlineFeatureSet,
-        *,
-        now: datetime | None = None,
-    ) -> int:
-        """Store one day's vectors; a stored vector with a newer as_of is kept. Return how
-        many were written. Already-expired days (as_of + ttl <= now) write nothing."""
-        ...
-
-    def get_matrix(
-        self,
-        tenant: str,
-        entity_type: EntityType | str,
-        entity_ids: Sequence[str],
-        feature_sets: Sequence[OnlineFeatureSet],
-        now: datetime | None = None,
-    ) -> OnlineMatrix:
-        """All sets of all ``entity_ids`` as one matrix (the serving path); a vector missing,
-        expired at ``now`` or written under another definition is NaN and not found."""
-        ...
-
-    def get_vectors(
-        self,
-        tenant: str,
-        entity_type: EntityType | str,
-        entity_ids: Sequence[str],
-        feature_sets: Sequence[OnlineFeatureSet],
-        now: datetime | None = None,
-    ) -> VectorRows:
-        """Per entity and set, the float64 vector, or None where :meth:`get_matrix` has
-        nothing. The vectors are views of one fresh matrix per call."""
-        ...
-
-    def delete_tenant(self, tenant: str) -> int:
-        """Remove every vector of ``tenant``; return how many."""
-        ...
-
-    def close(self) -> None:
-        """Release connections."""
-        ...
-
-
-def open_online_store(settings: Settings) -> OnlineStore:
-    """Redis when ``settings.redis_url`` is set, else the embedded SQLite store."""
-    # Imported here: both backends build on this module.
-    if settings.redis_url:
-        from roiml.store.online_redis import RedisOnlineStore
-
-        return RedisOnlineStore(redis.Redis.from_url(settings.redis_url))
-    from roiml.store.online_sqlite import SqliteOnlineStore
-
-    return SqliteOnlineStore(settings.online_store_path)
 
 
 # --------------------------------------------------------------------------- codec
@@ -395,7 +330,7 @@ class RecordStore(ABC):
         feature_sets: Sequence[OnlineFeatureSet],
         now: datetime | None = None,
     ) -> OnlineMatrix:
-        """See :meth:`OnlineStore.get_matrix`."""
+        """See :meth:`roiml.store.online.OnlineStore.get_matrix`."""
         prefixes = [self._prefix(tenant, entity_type, fs.name) for fs in feature_sets]
         keys = [prefix + entity for entity in _encoded(entity_ids) for prefix in prefixes]
         records = self._fetch(keys) if keys else []
@@ -411,7 +346,7 @@ class RecordStore(ABC):
         feature_sets: Sequence[OnlineFeatureSet],
         now: datetime | None = None,
     ) -> VectorRows:
-        """See :meth:`OnlineStore.get_vectors`."""
+        """See :meth:`roiml.store.online.OnlineStore.get_vectors`."""
         values, found = self.get_matrix(tenant, entity_type, entity_ids, feature_sets, now)
         spans, start = [], 0
         for feature_set in feature_sets:

@@ -12,7 +12,7 @@ import redis
 
 from roiml.db.enums import EntityType
 from roiml.store.cold import check_day
-from roiml.store.online import (
+from roiml.store.online_records import (
     OnlineFeatureSet,
     RecordStore,
     encode_day,

@@ -2,9 +2,9 @@
 
 Same keys (as bytes) and binary records as Redis, in one ``WITHOUT ROWID`` table keyed by the
 Redis key, so a read is one primary-key ``IN`` query and shares the decoding of
-:class:`roiml.store.online.RecordStore`. The write upsert keeps a stored vector whose as_of is
-newer, like the Redis Lua script; expired rows are purged on write, and reads check the age
-themselves anyway.
+:class:`roiml.store.online_records.RecordStore`. The write upsert keeps a stored vector whose
+as_of is newer, like the Redis Lua script; expired rows are purged on write, and reads check the
+age themselves anyway.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from roiml.db.enums import EntityType
 from roiml.store.cold import check_day
-from roiml.store.online import (
+from roiml.store.online_records import (
     OnlineFeatureSet,
     RecordStore,
     encode_day,
