@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Engine, func, select
@@ -28,6 +27,7 @@ from roiml.db.base import utcnow
 from roiml.db.engine import tenant_session
 from roiml.db.enums import ModelStatus, ModelType
 from roiml.db.ml_models import MLModel, MLMonitoring, MLPrediction
+from roiml.db.rejected_predictions import read_rejected_records
 from roiml.errors import ConfigurationError
 from roiml.models.artifact import MODEL_NAMES, ModelArtifact
 from roiml.models.predict import predict
@@ -417,23 +417,14 @@ def _labels(ctx: _Context, period: PeriodPredictions, artifact: ModelArtifact | 
 def _rejected_counts(directory: Path, start: datetime, end: datetime) -> dict[tuple[str, str], int]:
     """Prediction-log rows the database refused, per model and version, predicted in the period."""
     counts: dict[tuple[str, str], int] = {}
-    if not directory.is_dir():
-        return counts
-    for path in sorted(directory.glob("rejected-*.jsonl")):
+    for record in read_rejected_records(directory):
         try:
-            lines = path.read_bytes().splitlines()
-        except OSError as exc:
-            log.warning("monitoring: cannot read %s (%s); its errors are not counted", path, exc)
+            at = datetime.fromisoformat(str(record.get("predicted_at")))
+        except ValueError:
             continue
-        for line in lines:
-            try:
-                record = orjson.loads(line).get("record") or {}
-                at = datetime.fromisoformat(str(record.get("predicted_at")))
-            except (orjson.JSONDecodeError, ValueError, AttributeError):
-                continue
-            if start <= at.replace(tzinfo=None) < end:
-                key = (str(record.get("model_name")), str(record.get("model_version")))
-                counts[key] = counts.get(key, 0) + 1
+        if start <= at.replace(tzinfo=None) < end:
+            key = (str(record.get("model_name")), str(record.get("model_version")))
+            counts[key] = counts.get(key, 0) + 1
     return counts
 
 

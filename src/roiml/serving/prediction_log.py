@@ -66,6 +66,7 @@ from sqlalchemy.exc import (
 
 from roiml.db.base import Base, utcnow
 from roiml.db.engine import tenant_session
+from roiml.db.rejected_predictions import rejected_entry, rejected_file
 from roiml.errors import ConfigurationError, PredictionLogFullError
 from roiml.settings import Settings
 
@@ -389,7 +390,8 @@ class _Spool:
 
 
 class _RejectFile:
-    """``rejected-<date>-<pid>.jsonl`` beside the spool: rows the table refused, with why."""
+    """``rejected-<date>-<pid>.jsonl`` beside the spool: rows the table refused, with why (the
+    format is :mod:`roiml.db.rejected_predictions`, which monitoring reads with)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -400,8 +402,8 @@ class _RejectFile:
         if not items:
             return
         now = utcnow()
-        lines = _dumps({"rejected_at": now, "error": error, "record": rec} for rec, error in items)
-        path = self.directory / f"rejected-{now:%Y%m%d}-{os.getpid()}.jsonl"
+        lines = _dumps(rejected_entry(rec, error, now) for rec, error in items)
+        path = rejected_file(self.directory, now)
         with self._lock:
             self.total += len(items)
             try:
