@@ -11,6 +11,7 @@ import duckdb
 import pyarrow as pa
 
 from roiml.db.enums import TransactionType
+from roiml.models.artifact import HORIZON_FEATURE
 
 __all__ = [
     "MOVE_SPAN_DAYS",
@@ -157,7 +158,7 @@ def sale_labels(con: duckdb.DuckDBPyConnection, horizon_days: int) -> pa.Table:
             WHERE t.transaction_type = 'SELL' AND t.price > 0
         )
         SELECT s.entity_id, s.as_of, t.property_id, t.closed_at AS sold_at, t.price,
-               date_diff('day', s.as_of, t.closed_at) / 30.4375 AS horizon_months
+               date_diff('day', s.as_of, t.closed_at) / 30.4375 AS {HORIZON_FEATURE}
         FROM sales t
         JOIN snapshots s
           ON s.entity_id = t.user_id
@@ -177,10 +178,10 @@ def purchase_labels(con: duckdb.DuckDBPyConnection) -> pa.Table:
     purchase price are the label itself here, which is why that config excludes them.
     """
     return con.execute(
-        """
+        f"""
         SELECT t.user_id AS entity_id,
                CAST(CAST(t.closed_at AS DATE) + INTERVAL 1 DAY AS TIMESTAMP) AS as_of,
-               t.property_id, t.closed_at AS sold_at, t.price, 0.0 AS horizon_months
+               t.property_id, t.closed_at AS sold_at, t.price, 0.0 AS {HORIZON_FEATURE}
         FROM transactions t
         JOIN properties p ON p.property_id = t.property_id AND p.owner_user_id = t.user_id
         WHERE t.transaction_type IN ('BUY', 'INVESTMENT') AND t.price > 0

@@ -26,7 +26,7 @@ from roiml.errors import TrainingError
 from roiml.features.catalog import CATALOG
 from roiml.features.engine import FeatureEngine
 from roiml.features.frame import AS_OF, ENTITY_ID
-from roiml.models.artifact import MODEL_NAMES, REFERENCE_PART, ModelArtifact
+from roiml.models.artifact import HORIZON_FEATURE, MODEL_NAMES, REFERENCE_PART, ModelArtifact
 from roiml.models.boosting import fit_booster, sample_rows
 from roiml.models.config import TrainingConfig
 from roiml.models.dataset import Snapshots, Split, split_by_time
@@ -44,7 +44,6 @@ from roiml.models.predict import value_interval
 __all__ = ["TRAINERS", "TrainedModel", "Trainer"]
 
 _REFERENCE_ROWS = 20_000
-HORIZON_FEATURE = "horizon_months"
 WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
 
 

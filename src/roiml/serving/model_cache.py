@@ -17,9 +17,8 @@ from roiml.db.base import utcnow
 from roiml.db.enums import ModelType
 from roiml.errors import ModelError, RoimlError
 from roiml.features.catalog import CATALOG
-from roiml.models.artifact import MODEL_NAMES, ModelArtifact
+from roiml.models.artifact import HORIZON_FEATURE, MODEL_NAMES, ModelArtifact
 from roiml.models.predict import prepare
-from roiml.models.trainers import HORIZON_FEATURE
 
 __all__ = ["LoadedModel", "ModelCache", "ModelUnavailableError"]
 

@@ -26,10 +26,9 @@ from roiml.errors import FeatureError, RoimlError
 from roiml.features.catalog import CATALOG
 from roiml.features.engine import FeatureEngine, entity_frame
 from roiml.features.sources import load_sources
-from roiml.models.artifact import MODEL_NAMES
+from roiml.models.artifact import HORIZON_FEATURE, MODEL_NAMES
 from roiml.models.explain import top_features
 from roiml.models.predict import Predictions, predict
-from roiml.models.trainers import HORIZON_FEATURE
 from roiml.serving.model_cache import LoadedModel, ModelCache
 from roiml.serving.schemas import PredictionRequest, PredictionResponse
 from roiml.store.online import DEFAULT_TTL, OnlineFeatureSet, OnlineStore
