@@ -26,12 +26,23 @@ import pyarrow.parquet as pq
 from roiml.db.enums import ModelType
 from roiml.errors import ModelError
 
-__all__ = ["HORIZON_FEATURE", "MODEL_NAMES", "REFERENCE_PART", "ModelArtifact", "model_type_of"]
+__all__ = [
+    "HORIZON_FEATURE",
+    "MODEL_NAMES",
+    "REFERENCE_LATEST",
+    "REFERENCE_PART",
+    "REFERENCE_TRAIN",
+    "ModelArtifact",
+    "model_type_of",
+]
 
 FORMAT_VERSION = 1
-# reference.parquet's column saying which sample a row belongs to: "train" (the training inputs)
-# or "latest" (the population at the latest snapshot); with ``as_of``, the instant of each row.
+# reference.parquet's column saying which sample a row belongs to: REFERENCE_TRAIN (the training
+# inputs) or REFERENCE_LATEST (the population at the latest snapshot); with ``as_of``, the instant
+# of each row. Training writes it, monitoring reads it: both take the names from here.
 REFERENCE_PART = "part"
+REFERENCE_TRAIN = "train"
+REFERENCE_LATEST = "latest"
 # The one input in a feature list that is not a stored feature: how many months ahead the value
 # model is asked for. Training takes it from the labels (sale date - snapshot date); serving from
 # the request. Both meet here, where a model's feature list is defined.

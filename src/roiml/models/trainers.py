@@ -26,7 +26,14 @@ from roiml.errors import TrainingError
 from roiml.features.catalog import CATALOG
 from roiml.features.engine import FeatureEngine
 from roiml.features.frame import AS_OF, ENTITY_ID
-from roiml.models.artifact import HORIZON_FEATURE, MODEL_NAMES, REFERENCE_PART, ModelArtifact
+from roiml.models.artifact import (
+    HORIZON_FEATURE,
+    MODEL_NAMES,
+    REFERENCE_LATEST,
+    REFERENCE_PART,
+    REFERENCE_TRAIN,
+    ModelArtifact,
+)
 from roiml.models.boosting import fit_booster, sample_rows
 from roiml.models.config import TrainingConfig
 from roiml.models.dataset import Snapshots, Split, split_by_time
@@ -149,7 +156,7 @@ def _reference(
         ]
     )
     values = np.concatenate([train, latest])
-    parts = pa.array(["train"] * len(train) + ["latest"] * size)
+    parts = pa.array([REFERENCE_TRAIN] * len(train) + [REFERENCE_LATEST] * size)
     columns = {n: pa.array(values[:, i], pa.float64()) for i, n in enumerate(names)}
     return pa.table({AS_OF: stamps, REFERENCE_PART: parts, **columns})
 

@@ -37,7 +37,7 @@ from roiml.db.enums import DataType
 from roiml.features.catalog import CATALOG, Catalog
 from roiml.features.definition import FeatureDefinition, TimeRelation
 from roiml.features.frame import AS_OF
-from roiml.models.artifact import REFERENCE_PART, ModelArtifact
+from roiml.models.artifact import REFERENCE_LATEST, REFERENCE_PART, REFERENCE_TRAIN, ModelArtifact
 from roiml.monitoring.period import PeriodPredictions
 
 __all__ = [
@@ -272,8 +272,8 @@ def _parts(reference: pa.Table | None) -> tuple[pa.Table | None, pa.Table | None
     if reference is None or REFERENCE_PART not in reference.column_names:
         return reference, None
     part = reference[REFERENCE_PART]
-    latest = reference.filter(pc.equal(part, "latest"))
-    return reference.filter(pc.equal(part, "train")), latest if latest.num_rows else None
+    latest = reference.filter(pc.equal(part, REFERENCE_LATEST))
+    return reference.filter(pc.equal(part, REFERENCE_TRAIN)), latest if latest.num_rows else None
 
 
 def _instants(table: pa.Table) -> np.ndarray | None:
