@@ -8,6 +8,7 @@ from bench import (
     api_load,
     dashboard,
     drift,
+    fail_fast,
     feature_engine,
     models_train,
     online_read,
@@ -31,6 +32,7 @@ BENCHMARKS = {
     "drift": drift.main,
     "dashboard": dashboard.main,
     "archive": prediction_archive.main,
+    "fail-fast": fail_fast.main,
     "replay": replay.main,
 }
 

@@ -859,7 +859,6 @@ JSON.stringify([...document.querySelectorAll('figure.chart')].map(figure => {
 def test_the_page_draws_every_chart_in_chromium(
     served: str, browser: DevTools, seeded: Seeded, tmp_path: Path
 ) -> None:
-    started = time.monotonic()
     browser.call("Page.enable")
     browser.call("Page.navigate", url=f"{served}/api/ml/dashboard?days={DAYS}")
     browser.wait(lambda m: m.get("method") == "Page.loadEventFired")
@@ -941,7 +940,7 @@ def test_the_page_draws_every_chart_in_chromium(
         target = ROOT / "docs" / "img" / "dashboard.png"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(screenshot, target)
-    assert time.monotonic() - started < 30
+    # How long the page takes to draw in chromium: python -m bench fail-fast.
 
 
 def test_the_public_surface_is_pinned() -> None:

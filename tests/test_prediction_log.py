@@ -13,6 +13,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -81,6 +82,17 @@ def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
         time.sleep(0.02)
 
 
+def writer_is_asleep(log: PredictionLog) -> bool:
+    """The log's writer thread waits on its condition, having found no work under the lock."""
+    frame = sys._current_frames().get(log._thread.ident or -1)
+    return (
+        frame is not None
+        and frame.f_code is threading.Condition.wait.__code__
+        and frame.f_back is not None
+        and frame.f_back.f_code.co_name == "_wait_for_work"
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -146,10 +158,8 @@ def test_batches_one_multirow_insert_per_tenant_per_batch(
     log = open_log(cfg, sqlite_engine)
 
     sent = records(1000)
-    started = time.perf_counter()
     for offset in range(0, len(sent), 10):
         log.submit(sent[offset : offset + 10])
-    per_submit_us = (time.perf_counter() - started) / 100 * 1e6
     assert log.flush(timeout=60)
 
     assert sorted(prediction_ids(sqlite_engine)) == sorted(r["prediction_id"] for r in sent)
@@ -157,7 +167,7 @@ def test_batches_one_multirow_insert_per_tenant_per_batch(
     assert len(commits) == 8
     assert len(inserts) == 8
     assert all(n == 125 * 20 for n in inserts)  # 125 rows x 20 columns per statement
-    assert per_submit_us < 5000  # loose (shared CI): the hot path only appends to a queue
+    # What a submit costs (the hot path only appends to a queue): python -m bench fail-fast.
 
     stats = log.stats()
     assert stats["written_total"] == 1000
@@ -211,8 +221,12 @@ def test_a_full_batch_submitted_without_wake_waits_for_wake(
     )
     log.submit(records(1, prefix="first"))
     assert log.flush(timeout=60)
-    time.sleep(0.2)  # the writer goes back to sleep, until woken or 30 s pass
+    # The writer goes back to sleep, until woken or 30 s pass: wait until it does, so that it
+    # saw an empty queue and only a wake can send it to the 25 records below.
+    wait_until(lambda: writer_is_asleep(log))
     log.submit(records(25), wake=False)
+    # Not a race to win: a window in which a wrong wake would show (the test cannot fail for
+    # being slow, only miss a wrong wake if the writer takes longer than this to act on it).
     time.sleep(0.3)
     assert prediction_ids(sqlite_engine) == ["first0"]
     log.wake()
@@ -567,21 +581,27 @@ def test_no_prediction_lost_when_postgres_stops_under_load(
         except BaseException as exc:
             failures.append(exc)
 
+    def run_for(count: int) -> None:
+        # Each phase lasts for a number of predictions (about 250 a second when the machine is
+        # idle), not for a time: a busy machine makes it longer, never emptier.
+        target = len(submitted) + count
+        wait_until(lambda: len(submitted) >= target or bool(failures), timeout=60)
+
     producer = threading.Thread(target=produce, name="producer")
     started = time.monotonic()
     producer.start()
-    time.sleep(1.5)
+    run_for(375)
     before_stop = len(submitted)
     pg.stop("immediate")
     stopped_at = time.monotonic()
-    time.sleep(2.5)
+    run_for(625)
     during_outage = len(submitted) - before_stop
     spooled_in_outage = log.stats()["spooled_records"]
     pg.start()
     restarted_at = time.monotonic()
     wait_until(lambda: log.stats()["database_ok"] is True, timeout=30)
     back_at = time.monotonic()
-    time.sleep(max(0.0, 1.5 - (back_at - restarted_at)))
+    run_for(375)
     stop.set()
     producer.join(timeout=10)
     stopped_load_at = time.monotonic()
@@ -613,7 +633,7 @@ def test_no_prediction_lost_when_postgres_stops_under_load(
     assert stats["rejected_total"] == 0
     # Each id was new exactly once; replays of batches whose commit did land count as duplicates.
     assert stats["written_total"] == len(submitted)
-    assert max(latencies) < 0.5  # submit never waits on the database (loose for shared CI)
+    # That submit never waits on the database, measured: python -m bench fail-fast.
 
     print(
         f"\nPG stop test: submitted={len(submitted)} in table={len(ids)} "
