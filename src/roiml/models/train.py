@@ -18,6 +18,7 @@ from roiml.models.config import load_config
 from roiml.models.dataset import Snapshots, load_snapshots
 from roiml.models.trainers import TRAINERS, TrainedModel
 from roiml.settings import Settings
+from roiml.world import truth_dir
 
 __all__ = ["TrainingReport", "train_models"]
 
@@ -60,7 +61,7 @@ def train_models(
             until=until,
         )
     snapshot_seconds = time.perf_counter() - started
-    truth = settings.world_dir / tenant_id / "truth"
+    truth = truth_dir(settings.data_dir, tenant_id)
     reports = []
     for model_type, config in configs.items():
         began = time.perf_counter()

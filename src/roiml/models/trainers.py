@@ -47,6 +47,7 @@ from roiml.models.labels import (
 )
 from roiml.models.metrics import binary_metrics, hit_rate, multiclass_metrics, regression_metrics
 from roiml.models.predict import value_interval
+from roiml.world.truth import MOVE_DAILY, P_MOVE
 
 __all__ = ["TRAINERS", "TrainedModel", "Trainer"]
 
@@ -251,26 +252,26 @@ def train_move_probability(
 
 def _oracle_auc(test_rows: pa.Table, truth_dir: Path | None) -> float | None:
     """AUC of the world's true P(move within 180 d) on the same test rows and labels."""
-    if truth_dir is None or not (truth_dir / "move_daily").is_dir():
+    if truth_dir is None or not (truth_dir / MOVE_DAILY).is_dir():
         return None
-    truth = pads.dataset(str(truth_dir / "move_daily"), format="parquet").to_table(
-        columns=["user_id", "day", "p_move_180d"]
+    truth = pads.dataset(str(truth_dir / MOVE_DAILY), format="parquet").to_table(
+        columns=["user_id", "day", P_MOVE]
     )
     con = duckdb.connect()
     con.register("truth", truth)
     con.register("rows", test_rows.select([ENTITY_ID, AS_OF, "label"]))
     joined = con.execute(
-        "SELECT r.label, t.p_move_180d FROM rows r JOIN truth t "
+        f"SELECT r.label, t.{P_MOVE} AS p_move FROM rows r JOIN truth t "
         "ON CAST(t.user_id AS VARCHAR) = r.entity_id "
         # The oracle of day d knows day d's decisions and counts closings from day d + 1; a
         # snapshot at midnight knows the day before it and counts closings from that midnight.
         "AND t.day = CAST(r.as_of - INTERVAL 1 DAY AS DATE) "
-        "WHERE t.p_move_180d IS NOT NULL"
+        f"WHERE t.{P_MOVE} IS NOT NULL"
     ).fetchnumpy()
     con.close()
     if len(joined["label"]) < test_rows.num_rows * 0.9 or len(set(joined["label"])) < 2:
         return None
-    return float(roc_auc_score(joined["label"], joined["p_move_180d"]))
+    return float(roc_auc_score(joined["label"], joined["p_move"]))
 
 
 # --- transaction type -------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from roiml.world.engagement import Engagement
 from roiml.world.journeys import KIND_NAMES, Journeys
 from roiml.world.macro import Macro
 from roiml.world.population import Population
-from roiml.world.truth import best_contact_slot, move_probability
+from roiml.world.truth import MOVE_DAILY, P_MOVE, best_contact_slot, move_probability
 
 __all__ = ["BlockTables", "assemble_block"]
 
@@ -280,12 +280,12 @@ def assemble_block(
                 "sell_only": journeys.sell_only,
             }
         ),
-        "move_daily": pa.table(
+        MOVE_DAILY: pa.table(
             {
                 "user_id": pa.array(np.repeat(pop.user_ids, days)).dictionary_encode(),
                 "day": pa.array(np.tile(day_dates, n)),
                 "move_hazard": journeys.move_hazard.astype(np.float32).ravel(),
-                "p_move_180d": pa.array(probability.ravel(), from_pandas=True),
+                P_MOVE: pa.array(probability.ravel(), from_pandas=True),
             }
         ),
         "property_values": _value_paths(pop, journeys, macro, start, days),

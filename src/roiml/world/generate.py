@@ -29,6 +29,7 @@ from roiml.world.engagement import simulate_engagement
 from roiml.world.journeys import REFERENCE_USERS, calibrate_hazards, simulate_journeys
 from roiml.world.macro import build_macro
 from roiml.world.population import build_population
+from roiml.world.truth import MOVE_DAILY
 
 __all__ = ["WorldReport", "generate_world", "truth_dir"]
 
@@ -95,7 +96,7 @@ def generate_world(
     )
     final_dir = truth_dir(data_dir, config.tenant_id)
     staging = final_dir.with_name(f"truth.staging-{time.time_ns()}")
-    (staging / "move_daily").mkdir(parents=True)
+    (staging / MOVE_DAILY).mkdir(parents=True)
     writers: dict[str, pq.ParquetWriter] = {}
     rows = {name: 0 for name in SOURCE_TABLES}
     timing = {"simulate": 0.0, "write_database": 0.0, "write_truth": 0.0}
@@ -169,7 +170,7 @@ def _write_truth(
             )
         writers[name].write_table(table.cast(writers[name].schema))
     pq.write_table(
-        truth["move_daily"],
-        staging / "move_daily" / f"block-{block:05d}.parquet",
+        truth[MOVE_DAILY],
+        staging / MOVE_DAILY / f"block-{block:05d}.parquet",
         compression="zstd",
     )

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, and_, func, select
 
 from roiml.db import SOURCE_TABLES, Base
 from roiml.world.generate import truth_dir
+from roiml.world.truth import MOVE_DAILY, P_MOVE
 
 __all__ = ["world_stats"]
 
@@ -128,8 +129,8 @@ def _truth_stats(folder: Path) -> dict[str, Any] | None:
         return None
     meta = json.loads((folder / "world.json").read_text())
     journeys = ds.dataset(folder / "journeys.parquet").to_table(columns=["kind", "first_type"])
-    daily = ds.dataset(folder / "move_daily").to_table(columns=["p_move_180d"])
-    probability = daily["p_move_180d"]
+    daily = ds.dataset(folder / MOVE_DAILY).to_table(columns=[P_MOVE])
+    probability = daily[P_MOVE]
     return {
         "config": meta["config"],
         "journeys_by_kind": {

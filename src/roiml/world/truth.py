@@ -16,9 +16,13 @@ import numpy as np
 
 from roiml.world.journeys import MOVE, MOVE_LAG, Journeys, journey_cells
 
-__all__ = ["HORIZON_DAYS", "best_contact_slot", "move_probability"]
+__all__ = ["HORIZON_DAYS", "MOVE_DAILY", "P_MOVE", "best_contact_slot", "move_probability"]
 
 HORIZON_DAYS = 180
+# The oracle's dataset and column: the world writes them, and the move model's training scores
+# the oracle's AUC from them (``roiml.models.trainers``), so both take the names from here.
+MOVE_DAILY = "move_daily"
+P_MOVE = f"p_move_{HORIZON_DAYS}d"
 
 
 def move_probability(
