@@ -22,7 +22,7 @@ from roiml.db.engine import make_engine
 from roiml.db.migrate import upgrade
 from roiml.db.roles import grant_app_role
 from roiml.models.train import TrainingReport
-from roiml.settings import Settings
+from roiml.settings import Settings, get_settings
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -38,6 +38,20 @@ def _unreachable(what: str, url: str, exc: Exception) -> None:
 def settings(tmp_path: Path) -> Settings:
     """Embedded-default settings rooted in a fresh temporary directory."""
     return Settings(_env_file=None, data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[pytest.MonkeyPatch]:
+    """No setting from the caller: every ``ROIML_*`` variable unset (the ``ROIML_TEST_*`` service
+    URLs kept), the working directory the test's own (so no stray ``.env`` is read), and the
+    cached settings cleared before and after. Set what the test needs on the monkeypatch given."""
+    for name in list(os.environ):
+        if name.startswith("ROIML_") and not name.startswith("ROIML_TEST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()
+    yield monkeypatch
+    get_settings.cache_clear()
 
 
 @pytest.fixture

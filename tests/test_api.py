@@ -259,11 +259,13 @@ def test_a_moved_alias_is_served_without_a_restart(api: Api) -> None:
     before = _predict(api, "property-value", {"entity_id": "user_4"})
     assert before["model_version"] == "1"
     api.versions["property_value_model"] = "2"
-    api.components.models.refresh()
-    after = _predict(api, "property-value", {"entity_id": "user_4"})
-    assert after["model_version"] == "2"
-    api.versions["property_value_model"] = "1"
-    api.components.models.refresh()
+    try:  # the module's api is shared: put the alias back even if an assertion fails
+        api.components.models.refresh()
+        after = _predict(api, "property-value", {"entity_id": "user_4"})
+        assert after["model_version"] == "2"
+    finally:
+        api.versions["property_value_model"] = "1"
+        api.components.models.refresh()
 
 
 def _predictions_counted(api: Api) -> dict[str, float]:

@@ -3,7 +3,10 @@ small world, reproducibility, explanations that add up, and clear refusals."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import shutil
+import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -266,7 +269,9 @@ def test_artifact_refuses_inputs_missing_its_features() -> None:
         artifact.matrix(pa.table({f"f{i}": [1.0] for i in range(4)}))
 
 
-def test_train_cli_trains_one_model_without_registering(model_world: World) -> None:
+def test_train_cli_trains_one_model_without_registering(
+    model_world: World, isolated_env: pytest.MonkeyPatch
+) -> None:
     env = {
         "ROIML_DATA_DIR": str(model_world.settings.data_dir),
         "ROIML_TENANT_ID": TENANT,
@@ -297,10 +302,22 @@ def test_train_cli_trains_one_model_without_registering(model_world: World) -> N
     assert bad.exit_code == 2 and "unknown model" in bad.output
 
 
-def test_train_cli_registers_a_version_in_the_embedded_registry(model_world: World) -> None:
+def test_train_cli_registers_a_version_in_the_embedded_registry(
+    model_world: World, tmp_path: Path, isolated_env: pytest.MonkeyPatch
+) -> None:
     from roiml.settings import get_settings
 
-    env = {"ROIML_DATA_DIR": str(model_world.settings.data_dir), "ROIML_TENANT_ID": TENANT}
+    # Registering writes the registry (mlflow.db, mlruns/) and the mirror tables of roiml.db:
+    # into a copy of the session's world (its database and snapshot cache), not the world itself.
+    shared = model_world.settings.data_dir
+    data_dir = tmp_path / "data"
+    shutil.copytree(shared / "training", data_dir / "training")
+    with (
+        contextlib.closing(sqlite3.connect(shared / "roiml.db")) as source,
+        contextlib.closing(sqlite3.connect(data_dir / "roiml.db")) as copy,
+    ):
+        source.backup(copy)
+    env = {"ROIML_DATA_DIR": str(data_dir), "ROIML_TENANT_ID": TENANT}
     get_settings.cache_clear()
     try:
         result = CliRunner().invoke(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from datetime import date, datetime
@@ -144,15 +146,24 @@ run_step(ctx, "store")
 """
 
 
-def test_sigkill_during_store_then_rerun_completes(world: Path) -> None:
-    store = _store(world, "killed")
+def test_sigkill_during_store_then_rerun_completes(world: Path, tmp_path: Path) -> None:
+    # The warm tier lives in world.db, shared by this module's stores: this test empties it, so
+    # it works on its own copy of the database and leaves the module's untouched.
+    own = tmp_path / "world"
+    own.mkdir()
+    with (
+        contextlib.closing(sqlite3.connect(world / "world.db")) as source,
+        contextlib.closing(sqlite3.connect(own / "world.db")) as copy,
+    ):
+        source.backup(copy)
+    store = _store(own, "killed")
     ctx = PipelineContext(store, DAY, now=NOW, on_time=True)
     for step in ("extract", *COMPUTE, "validate"):
         run_step(ctx, step)
-    with store.engine.begin() as conn:  # the warm tier is shared by this module's stores
+    with store.engine.begin() as conn:  # rows earlier tests stored for the day
         conn.execute(text("DELETE FROM ml_feature_values WHERE tenant_id = 'p'"))
     child = subprocess.Popen(
-        [sys.executable, "-c", _KILLABLE, str(world), "killed"], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", _KILLABLE, str(own), "killed"], stdout=subprocess.PIPE, text=True
     )
     assert child.stdout is not None
     assert child.stdout.readline().strip() == "storing"
@@ -169,7 +180,7 @@ def test_sigkill_during_store_then_rerun_completes(world: Path) -> None:
         for name in ("behavioral", "property", "transactional", "market", "temporal")
     }
     run_step(ctx, "store")
-    reference = _store(world, "single-ref")
+    reference = _store(own, "single-ref")
     run_day(PipelineContext(reference, DAY, now=NOW, on_time=True))
     assert _cold_day(store) == _cold_day(reference)
 

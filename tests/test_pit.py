@@ -525,9 +525,11 @@ GOOD_FEATURES = feature_table([Row("a", at(1), at(1), 1.0)])
 def test_bad_input_is_a_feature_error(
     entities: object, features: object, options: dict[str, object], message: str
 ) -> None:
-    ttl = options.pop("ttl", HOUR)
+    # The parametrize dict is shared by every run of this case: read it, never pop from it.
+    ttl = options.get("ttl", HOUR)
+    rest = {key: value for key, value in options.items() if key != "ttl"}
     with pytest.raises(FeatureError, match=message):
-        point_in_time_join(entities, features, ttl, **options)  # type: ignore[arg-type]
+        point_in_time_join(entities, features, ttl, **rest)  # type: ignore[arg-type]
 
 
 def test_features_may_share_names_with_internal_columns() -> None:

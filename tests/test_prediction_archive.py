@@ -186,9 +186,10 @@ def test_monitoring_refuses_an_archived_day(sqlite_engine: Engine, settings: Set
 
 
 @pytest.fixture
-def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
-    monkeypatch.setenv("ROIML_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("ROIML_TENANT_ID", "t_cli")
+def cli_env(settings: Settings, isolated_env: pytest.MonkeyPatch) -> Iterator[Engine]:
+    """The CLI on the test's data directory, whatever ``ROIML_*`` or ``.env`` the caller has."""
+    isolated_env.setenv("ROIML_DATA_DIR", str(settings.data_dir))
+    isolated_env.setenv("ROIML_TENANT_ID", "t_cli")
     engine = make_engine(settings.resolved_database_url)
     yield engine
     engine.dispose()
