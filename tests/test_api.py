@@ -16,7 +16,8 @@ from model_world import SERVING_NOW, TENANT, WORLD_END, World
 from roiml.db.engine import make_engine
 from roiml.models.artifact import ModelArtifact
 from roiml.models.train import TrainingReport
-from roiml.serving.app import Components, asgi
+from roiml.serving.app import asgi
+from roiml.serving.components import Components
 from roiml.serving.metrics import ServingMetrics
 from roiml.serving.model_cache import ModelCache
 from roiml.serving.prediction_log import PredictionLog

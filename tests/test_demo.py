@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from roiml.db.engine import make_engine
 from roiml.db.ml_models import MLModel, MLMonitoring, MLPrediction
 from roiml.db.source_models import User
-from roiml.serving.app import registry_components, serving_clock
+from roiml.serving.components import registry_components, serving_clock
 from roiml.settings import Settings
 
 # The smallest world on which all four models train: at 1,000 homeowners the transaction-type

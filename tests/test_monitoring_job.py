@@ -148,7 +148,7 @@ def test_drift_is_flagged_for_the_shifted_features_only_and_reruns_replace_the_r
         models=SimpleNamespace(get=lambda t, m: SimpleNamespace(version="1")),
         prediction_log=SimpleNamespace(flush=lambda timeout: None),
         engine=engine,
-        metrics=SimpleNamespace(prediction_errors=SimpleNamespace(collect=lambda: [])),
+        metrics=SimpleNamespace(error_count=lambda name: 0),
     )
     health = model_health(parts, tenant, ModelType.MOVE_PROBABILITY)  # type: ignore[arg-type]
     assert health.drift_detected is True and health.error_rate == 0.0

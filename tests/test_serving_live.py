@@ -37,7 +37,8 @@ from roiml.db.enums import EntityType
 from roiml.features.catalog import CATALOG
 from roiml.models.artifact import ModelArtifact
 from roiml.models.train import TrainingReport
-from roiml.serving.app import Components, asgi
+from roiml.serving.app import asgi
+from roiml.serving.components import Components
 from roiml.serving.metrics import ServingMetrics
 from roiml.serving.model_cache import ModelCache
 from roiml.serving.prediction_log import PredictionLog

@@ -145,7 +145,8 @@ def _predictions(settings: Settings, entity_id: str = "user_1") -> str:
     from fastapi.testclient import TestClient
     from prometheus_client import CollectorRegistry
 
-    from roiml.serving.app import asgi, registry_components
+    from roiml.serving.app import asgi
+    from roiml.serving.components import registry_components
     from roiml.serving.metrics import ServingMetrics
 
     console.print(f"[bold]5. predictions[/bold] of {entity_id} through the API, in process:")
@@ -172,7 +173,7 @@ def _population(settings: Settings, config: WorldConfig, scored: str) -> None:
     """Score every other homeowner with every model through the batch route, as of today, so
     that each model has one prediction per homeowner today (``scored`` had its own above)."""
     from roiml.db.source_models import User
-    from roiml.serving.app import serving_clock
+    from roiml.serving.components import serving_clock
     from roiml.serving.population import score_population
     from roiml.serving.schemas import MAX_BATCH
 
@@ -209,7 +210,7 @@ def _monitoring(settings: Settings, config: WorldConfig) -> None:
         TOO_FEW_PREDICTIONS,
         run_monitoring,
     )
-    from roiml.serving.app import serving_clock
+    from roiml.serving.components import serving_clock
 
     today = config.end
     console.print(

@@ -1,24 +1,21 @@
-"""Model health (from the prediction log, monitoring and the registry mirror) and feedback."""
+"""Health: one model's (from the prediction log, monitoring and the registry mirror) and the
+service's (database, Redis, registry, prediction log, models)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
-from fastapi import HTTPException
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text
 
-from roiml.db.base import as_naive_utc, utcnow
 from roiml.db.engine import tenant_session
 from roiml.db.enums import ModelType
 from roiml.db.ml_models import MLModel, MLMonitoring, MLPrediction
 from roiml.models.artifact import MODEL_NAMES
+from roiml.serving.components import Components
 from roiml.serving.model_cache import ModelUnavailableError
-from roiml.serving.schemas import FeedbackRequest, FeedbackResponse, ModelHealth
+from roiml.serving.schemas import ModelHealth, ServiceHealth
 
-if TYPE_CHECKING:
-    from roiml.serving.app import Components
-
-__all__ = ["model_health", "record_feedback"]
+__all__ = ["model_health", "service_health"]
 
 
 def model_health(parts: Components, tenant: str, model_type: ModelType) -> ModelHealth:
@@ -56,7 +53,7 @@ def model_health(parts: Components, tenant: str, model_type: ModelType) -> Model
                 )
             ).scalar()
     count = int(served[0] or 0)
-    errors = _error_count(parts, name)
+    errors = parts.metrics.error_count(name)
     error_rate = (
         monitoring.error_rate
         if monitoring is not None and monitoring.error_rate is not None
@@ -75,40 +72,34 @@ def model_health(parts: Components, tenant: str, model_type: ModelType) -> Model
     )
 
 
-def _error_count(parts: Components, name: str) -> float:
-    total = 0.0
-    for metric in parts.metrics.prediction_errors.collect():
-        for sample in metric.samples:
-            if sample.name.endswith("_total") and sample.labels.get("model") == name:
-                total += sample.value
-    return total
-
-
-def record_feedback(
-    parts: Components, tenant: str, prediction_id: str, body: FeedbackRequest
-) -> FeedbackResponse:
-    """Store the real outcome on the tenant's prediction; 404 if there is no such prediction."""
-    now = utcnow()
-    observed = as_naive_utc(body.observed_at) if body.observed_at else now
-    statement = (
-        update(MLPrediction)
-        .where(MLPrediction.tenant_id == tenant, MLPrediction.prediction_id == prediction_id)
-        .values(
-            actual_value=body.actual_value, actual_class=body.actual_class, feedback_at=observed
-        )
-    )
-    for attempt in range(2):
-        with tenant_session(parts.engine, tenant) as session:
-            updated = session.execute(statement).rowcount  # type: ignore[attr-defined]
-        if updated:
-            return FeedbackResponse(
-                prediction_id=prediction_id, recorded=True, feedback_at=observed
-            )
-        if attempt == 0:
-            # It may still be on its way to the database: the log writes after responding.
-            parts.prediction_log.flush(timeout=5.0)
-    raise HTTPException(
-        404,
-        f"no prediction {prediction_id!r} for tenant {tenant!r}; use the prediction_id a "
-        "prediction response returned",
+def service_health(parts: Components, redis_client: Any) -> ServiceHealth:
+    """Database, Redis (through ``redis_client``, None when not configured), registry,
+    prediction log and models; ``degraded`` when the database, Redis or every model is down."""
+    database = "ok"
+    try:
+        with parts.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        database = f"down: {type(exc).__name__}"
+    redis_state = "not configured"
+    if redis_client is not None:
+        try:
+            redis_client.ping()
+            redis_state = "ok"
+        except Exception as exc:
+            redis_state = f"down: {type(exc).__name__}"
+    registry = "ok"
+    models = parts.models.status(parts.settings.tenant_id)
+    loaded = parts.models.loaded()
+    if not loaded:
+        registry = "no model loaded"
+    log_stats = parts.prediction_log.stats()
+    down = database != "ok" or redis_state.startswith("down") or not loaded
+    return ServiceHealth(
+        status="degraded" if down else "ok",
+        database=database,
+        redis=redis_state,
+        registry=registry,
+        prediction_log=dict(log_stats),
+        models=models,
     )

@@ -6,6 +6,9 @@ directory so ``/metrics`` adds up every process; in one process the default regi
 
 from __future__ import annotations
 
+import threading
+from collections import Counter as Tally
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -22,10 +25,14 @@ _LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0
 
 
 class ServingMetrics:
-    """The API's counters and histograms."""
+    """The API's counters and histograms, and this process's prediction errors per model."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else REGISTRY
+        # Model health's error rate reads these: kept here rather than read back out of the
+        # Prometheus samples, which are an exposition format, not the app's own state.
+        self._errors: Tally[str] = Tally()
+        self._errors_lock = threading.Lock()
         kwargs = {"registry": self.registry}
         self.requests = Counter(
             "roiml_http_requests_total",
@@ -65,6 +72,18 @@ class ServingMetrics:
             ["source"],
             **kwargs,  # type: ignore[arg-type]
         )
+
+    def count_errors(self, model: str, status: str, count: int) -> None:
+        """``count`` requests of ``model`` refused or failed with HTTP ``status``."""
+        self.prediction_errors.labels(model, status).inc(count)
+        # Batches are served on pool threads: a bare Counter update could lose a count.
+        with self._errors_lock:
+            self._errors[model] += count
+
+    def error_count(self, model: str) -> int:
+        """Prediction requests of ``model`` refused or failed in this process so far."""
+        with self._errors_lock:
+            return self._errors[model]
 
 
 def render(metrics: ServingMetrics, multiprocess_dir: str | None) -> bytes:

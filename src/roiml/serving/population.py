@@ -57,7 +57,8 @@ def score_population(
     from fastapi.testclient import TestClient
     from prometheus_client import CollectorRegistry
 
-    from roiml.serving.app import asgi, registry_components
+    from roiml.serving.app import asgi
+    from roiml.serving.components import registry_components
     from roiml.serving.metrics import ServingMetrics
 
     names = list(models) if models is not None else list(MODEL_NAMES.values())

@@ -1,0 +1,29 @@
+"""``GET /v1/models/{model_name}/health``: one model's deployment, traffic, errors and drift."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+from starlette.concurrency import run_in_threadpool
+
+from roiml.errors import RoimlError
+from roiml.models.artifact import model_type_of
+from roiml.serving.dependencies import ComponentsDep, ReadPrincipal
+from roiml.serving.health import model_health
+from roiml.serving.routes.common import BASE, ERRORS
+from roiml.serving.schemas import ModelHealth
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["models"])
+
+
+@router.get(f"{BASE}/v1/models/{{model_name}}/health", response_model=ModelHealth, responses=ERRORS)
+async def health_of_model(
+    model_name: str, parts: ComponentsDep, principal: ReadPrincipal
+) -> ModelHealth:
+    """The model's deployment, traffic, latency, errors and drift."""
+    try:
+        model_type = model_type_of(model_name)
+    except RoimlError as exc:
+        raise HTTPException(404, str(exc)) from exc
+    return await run_in_threadpool(model_health, parts, principal.tenant_id, model_type)

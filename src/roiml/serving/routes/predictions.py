@@ -1,0 +1,57 @@
+"""``POST /v1/predict/{model}``: one explained prediction of each of the four models."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from roiml.db.enums import PredictionType
+from roiml.serving.dependencies import PredictPrincipal, serving_of
+from roiml.serving.routes.common import BASE, ERRORS, json_response
+from roiml.serving.schemas import PredictionRequest, PredictionResponse
+from roiml.serving.service import ItemError
+
+__all__ = ["ROUTE_TYPES", "router"]
+
+ROUTE_TYPES = {
+    "move-probability": PredictionType.MOVE_PROBABILITY,
+    "transaction-type": PredictionType.TRANSACTION_TYPE,
+    "contact-timing": PredictionType.CONTACT_TIMING,
+    "property-value": PredictionType.PROPERTY_VALUE,
+}
+
+router = APIRouter(tags=["predictions"])
+
+
+def _route(kind: PredictionType) -> Callable[..., Awaitable[Response]]:
+    async def route(
+        request: PredictionRequest, response: Response, http: Request, principal: PredictPrincipal
+    ) -> Response:
+        # The app's Serving straight off app.state, not through a dependency: FastAPI spends
+        # more per dependency layer than this lookup costs, on the API's hottest path.
+        serving = serving_of(http)
+        if request.as_of_date is not None:
+            # Computing features as of a past instant reads SQL: off the event loop.
+            outcome = (
+                await run_in_threadpool(serving.serve, principal.tenant_id, [(kind, request)])
+            )[0]
+        else:
+            outcome = serving.serve(principal.tenant_id, [(kind, request)])[0]
+        if isinstance(outcome, ItemError):
+            raise HTTPException(outcome.status_code, outcome.detail)
+        return json_response(outcome.body, response)
+
+    route.__doc__ = f"{kind.value.replace('_', ' ').title()}: an explained prediction."
+    return route
+
+
+for _path, _kind in ROUTE_TYPES.items():
+    router.post(
+        f"{BASE}/v1/predict/{_path}",
+        response_model=PredictionResponse,
+        responses=ERRORS,
+        name=f"predict_{_kind.value.lower()}",
+    )(_route(_kind))
