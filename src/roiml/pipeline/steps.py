@@ -31,8 +31,9 @@ from roiml.features.validation import validate_frame
 from roiml.pipeline.runs import StepRecord, record_step
 from roiml.pipeline.shards import ALL, Shard
 from roiml.pipeline.workspace import Workspace, replace_folder, write_parquet_atomically
-from roiml.store.materialize import previous_day, store_all_sets
+from roiml.store.materialize import previous_day
 from roiml.store.retrieval import FeatureStore
+from roiml.store.tiers import store_all_sets
 
 __all__ = ["COMPUTE_STEPS", "STEPS", "PipelineContext", "run_day", "run_step"]
 

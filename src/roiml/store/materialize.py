@@ -1,5 +1,7 @@
-"""Compute one day of every feature set, gate it on the quality rules, and store it in all
-three tiers. A day that fails validation is not stored anywhere; the report says why."""
+"""The day's materialization job: compute one day of every feature set, gate it on the quality
+rules, hand it to :mod:`roiml.store.tiers` (the one module that writes a day to the three tiers),
+and record the statistics in ``ml_features``. A day that fails validation is not stored
+anywhere; the report says why."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ from datetime import date, datetime, timedelta
 import pyarrow as pa
 
 from roiml.db.base import utcnow
-from roiml.db.enums import EntityType
 from roiml.errors import FeatureError
 from roiml.features.api import as_of_midnight
 from roiml.features.frame import AS_OF, ENTITY_ID
@@ -17,14 +18,13 @@ from roiml.features.statistics import feature_statistics, sync_feature_definitio
 from roiml.features.validation import ValidationReport, validate_frame
 from roiml.store import cold
 from roiml.store.retrieval import FeatureStore
-from roiml.store.tiers import store_sets
+from roiml.store.tiers import store_all_sets
 
 __all__ = [
     "FeatureValidationError",
     "MaterializedDay",
     "materialize_day",
     "previous_day",
-    "store_all_sets",
 ]
 
 
@@ -46,29 +46,6 @@ class MaterializedDay:
     rows: int
     report: ValidationReport
     stored: dict[str, int] = field(default_factory=dict)
-
-
-def store_all_sets(
-    store: FeatureStore, frame: pa.Table, *, now: datetime | None, created_at: datetime | None
-) -> dict[str, int]:
-    """Publish one day of every feature set in ``frame``, all or nothing (see
-    :func:`roiml.store.tiers.store_sets`); return the rows stored per set."""
-    days = {
-        name: (frame.select([ENTITY_ID, AS_OF, *names]), names)
-        for name, names in store.catalog.feature_sets.items()
-    }
-    stored = store_sets(
-        days,
-        store.tenant_id,
-        EntityType.USER,
-        data_dir=store.data_dir,
-        database=store.engine,
-        online=store.online,
-        ttl=store.ttl,
-        now=now,
-        created_at=created_at,
-    )
-    return {name: day.rows for name, day in stored.items()}
 
 
 def previous_day(store: FeatureStore, day: date) -> pa.Table | None:

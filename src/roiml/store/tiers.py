@@ -1,4 +1,8 @@
-"""Writing one computed day to all three tiers, all or nothing.
+"""Writing one computed day to all three tiers, all or nothing: the one module that does.
+
+:func:`store_sets` takes the storage explicitly; :func:`store_all_sets` publishes every set of a
+:class:`~roiml.store.retrieval.FeatureStore`'s catalog (what the daily job and the pipeline's
+store step call, after they computed and validated the day).
 
 Cold is staged first (hidden files), warm commits every set in one transaction, and only then
 are the cold files renamed into place and the hot vectors written. Until the commit no tier
@@ -17,11 +21,13 @@ import pyarrow as pa
 from sqlalchemy import Engine
 
 from roiml.db.enums import EntityType
+from roiml.features.frame import AS_OF, ENTITY_ID
 from roiml.store import cold, warm
 from roiml.store.cold import check_day, check_entity_type
 from roiml.store.online import DEFAULT_TTL, OnlineFeatureSet, OnlineStore
+from roiml.store.retrieval import FeatureStore
 
-__all__ = ["StoredDay", "store_day", "store_sets"]
+__all__ = ["StoredDay", "store_all_sets", "store_day", "store_sets"]
 
 
 @dataclass(frozen=True)
@@ -111,3 +117,26 @@ def store_sets(
         written = online.write_day(day.frame, tenant, kind, hot, now=now)
         stored[name] = StoredDay(day.as_of, day.frame.num_rows, path, changed[name], written)
     return stored
+
+
+def store_all_sets(
+    store: FeatureStore, frame: pa.Table, *, now: datetime | None, created_at: datetime | None
+) -> dict[str, int]:
+    """Publish one day of every feature set of ``store``'s catalog from ``frame`` (all of the
+    catalog's features), all or nothing (see :func:`store_sets`); return the rows stored per set."""
+    days = {
+        name: (frame.select([ENTITY_ID, AS_OF, *names]), names)
+        for name, names in store.catalog.feature_sets.items()
+    }
+    stored = store_sets(
+        days,
+        store.tenant_id,
+        EntityType.USER,
+        data_dir=store.data_dir,
+        database=store.engine,
+        online=store.online,
+        ttl=store.ttl,
+        now=now,
+        created_at=created_at,
+    )
+    return {name: day.rows for name, day in stored.items()}
