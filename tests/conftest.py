@@ -23,8 +23,21 @@ from roiml.db.migrate import upgrade
 from roiml.db.roles import grant_app_role
 from roiml.models.train import TrainingReport
 from roiml.settings import Settings, get_settings
+from service_markers import markers_needed
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test ``postgres`` / ``redis`` / ``slow`` by the fixtures and backend parameters
+    it uses (see ``service_markers``), before ``-m`` selects: a marker cannot be forgotten."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params if callspec is not None else {}
+        for name in sorted(markers_needed(getattr(item, "fixturenames", ()), params)):
+            if item.get_closest_marker(name) is None:
+                item.add_marker(name)
 
 
 def _unreachable(what: str, url: str, exc: Exception) -> None:
