@@ -15,7 +15,7 @@ from roiml.errors import FeatureError
 from roiml.features.api import FeatureEngineer
 from roiml.features.catalog import CATALOG
 from roiml.features.catalog_doc import render_catalog
-from roiml.features.statistics import feature_statistics, sync_feature_definitions
+from roiml.features.summary import feature_statistics, sync_feature_definitions
 from roiml.features.validation import validate_frame
 from roiml.settings import Settings
 from roiml.store.export import export_frame

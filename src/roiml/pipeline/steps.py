@@ -26,7 +26,7 @@ from roiml.features.arrivals import ARRIVAL_RULE, check_arrivals
 from roiml.features.engine import FeatureEngine, entity_frame
 from roiml.features.frame import AS_OF, ENTITY_ID
 from roiml.features.sources import load_sources, parquet_sources
-from roiml.features.statistics import feature_statistics, sync_feature_definitions
+from roiml.features.summary import feature_statistics, sync_feature_definitions
 from roiml.features.validation import validate_frame
 from roiml.pipeline.runs import StepRecord, record_step
 from roiml.pipeline.shards import ALL, Shard

@@ -1,4 +1,6 @@
-"""Feature statistics (min, max, mean, std, null rate, importance) and the ``ml_features`` sync."""
+"""Each feature's summary in ``ml_features``: its definition, and the statistics of a computed
+day (min, max, mean, std, null rate) and its importance. (The two-sample statistics that compare
+two days are :mod:`roiml.two_sample`.)"""
 
 from __future__ import annotations
 
