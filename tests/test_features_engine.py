@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from roiml.db.engine import make_engine
 from roiml.db.migrate import upgrade
 from roiml.errors import FeatureError
-from roiml.features.api import FeatureEngineer
+from roiml.features.engineer import FeatureEngineer
 from roiml.features.catalog import CATALOG
 from roiml.features.catalog_doc import render_catalog
 from roiml.features.engine import FeatureEngine, entity_frame

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, text
 from roiml.db.engine import make_engine
 from roiml.db.migrate import upgrade
 from roiml.errors import FeatureError
-from roiml.features.api import FeatureEngineer
+from roiml.features.engineer import FeatureEngineer
 from roiml.features.catalog import CATALOG
 from roiml.store import cold
 from roiml.store.materialize import FeatureValidationError, materialize_day

@@ -237,7 +237,7 @@ def _monitoring(settings: Settings, config: WorldConfig) -> None:
 
 def _features(settings: Settings, config: WorldConfig) -> None:
     """Materialize the world's last two days into cold, warm and hot; read them back."""
-    from roiml.features.api import as_of_midnight
+    from roiml.features.engineer import as_of_midnight
     from roiml.pipeline.runs import record_step
     from roiml.store.materialize import materialize_day
     from roiml.store.online import open_online_store

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, func, select
 from roiml.db import Base
 from roiml.db.base import utcnow
 from roiml.errors import PipelineError
-from roiml.features.api import as_of_midnight
+from roiml.features.engineer import as_of_midnight
 from roiml.features.arrivals import ARRIVAL_RULE, check_arrivals
 from roiml.features.engine import FeatureEngine, entity_frame
 from roiml.features.frame import AS_OF, ENTITY_ID

@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from roiml.db.base import utcnow
 from roiml.errors import FeatureError
-from roiml.features.api import as_of_midnight
+from roiml.features.engineer import as_of_midnight
 from roiml.features.frame import AS_OF, ENTITY_ID
 from roiml.features.summary import feature_statistics, sync_feature_definitions
 from roiml.features.validation import ValidationReport, validate_frame
