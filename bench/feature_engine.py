@@ -24,9 +24,9 @@ RESULTS = Path(__file__).with_name("results")
 
 def _child(kind: str, url: str, tenant: str, as_of: str, days: int, limit: int | None) -> None:
     from roiml.db.engine import make_engine
-    from roiml.features.engineer import as_of_midnight
     from roiml.features.catalog import CATALOG
     from roiml.features.engine import FeatureEngine, entity_frame
+    from roiml.features.engineer import as_of_midnight
     from roiml.features.sources import load_sources
 
     engine = make_engine(url)

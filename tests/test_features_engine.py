@@ -18,10 +18,10 @@ from sqlalchemy import Engine
 from roiml.db.engine import make_engine
 from roiml.db.migrate import upgrade
 from roiml.errors import FeatureError
-from roiml.features.engineer import FeatureEngineer
 from roiml.features.catalog import CATALOG
 from roiml.features.catalog_doc import render_catalog
 from roiml.features.engine import FeatureEngine, entity_frame
+from roiml.features.engineer import FeatureEngineer
 from roiml.features.sources import TIME_COLUMNS, SourceTables, load_sources
 from roiml.ingest.contract import table_contract
 from roiml.world.config import WorldConfig

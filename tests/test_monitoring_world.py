@@ -18,8 +18,8 @@ from sqlalchemy import Engine
 from monitoring_fixtures import log_predictions, move_artifact, register
 from roiml.db.engine import make_engine
 from roiml.db.migrate import upgrade
-from roiml.features.engineer import FeatureEngineer
 from roiml.features.catalog import CATALOG
+from roiml.features.engineer import FeatureEngineer
 from roiml.monitoring.job import ModelPeriodResult, run_monitoring
 from roiml.settings import Settings
 from roiml.world import WorldConfig, generate_world

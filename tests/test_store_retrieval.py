@@ -14,8 +14,8 @@ from sqlalchemy import Engine, text
 from roiml.db.engine import make_engine
 from roiml.db.migrate import upgrade
 from roiml.errors import FeatureError
-from roiml.features.engineer import FeatureEngineer
 from roiml.features.catalog import CATALOG
+from roiml.features.engineer import FeatureEngineer
 from roiml.store import cold
 from roiml.store.materialize import FeatureValidationError, materialize_day
 from roiml.store.online_sqlite import SqliteOnlineStore

@@ -12,9 +12,9 @@ from sqlalchemy import Engine
 
 from roiml.cli.common import console, err_console, handle_errors, open_engine, settings_or_exit
 from roiml.errors import FeatureError
-from roiml.features.engineer import FeatureEngineer
 from roiml.features.catalog import CATALOG
 from roiml.features.catalog_doc import render_catalog
+from roiml.features.engineer import FeatureEngineer
 from roiml.features.summary import feature_statistics, sync_feature_definitions
 from roiml.features.validation import validate_frame
 from roiml.settings import Settings

@@ -21,9 +21,9 @@ from sqlalchemy import Engine, func, select
 from roiml.db import Base
 from roiml.db.base import utcnow
 from roiml.errors import PipelineError
-from roiml.features.engineer import as_of_midnight
 from roiml.features.arrivals import ARRIVAL_RULE, check_arrivals
 from roiml.features.engine import FeatureEngine, entity_frame
+from roiml.features.engineer import as_of_midnight
 from roiml.features.frame import AS_OF, ENTITY_ID
 from roiml.features.sources import load_sources, parquet_sources
 from roiml.features.summary import feature_statistics, sync_feature_definitions

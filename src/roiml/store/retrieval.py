@@ -20,8 +20,8 @@ from roiml.db.engine import tenant_session
 from roiml.db.enums import EntityType, ModelType
 from roiml.db.ml_models import MLFeatureValue
 from roiml.errors import FeatureError
-from roiml.features.engineer import FeatureEngineer
 from roiml.features.catalog import CATALOG, Catalog
+from roiml.features.engineer import FeatureEngineer
 from roiml.features.frame import AS_OF, ENTITY_ID
 from roiml.store import cold, warm
 from roiml.store.online import DEFAULT_TTL, OnlineFeatureSet, OnlineStore
