@@ -1,7 +1,7 @@
 """Relational schema (SQLAlchemy 2), migrations (Alembic), engines and tenant-scoped sessions."""
 
 from roiml.db.base import Base
-from roiml.db.ml_models import (
+from roiml.db.ml_tables import (
     MLExperiment,
     MLFeature,
     MLFeatureValue,

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, select
 
 from roiml.db.engine import tenant_session
 from roiml.db.enums import FeatureType
-from roiml.db.ml_models import MLFeature
+from roiml.db.ml_tables import MLFeature
 from roiml.features.catalog import CATALOG, Catalog
 from roiml.features.frame import feature_columns
 

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from roiml.db.base import utcnow
-from roiml.db.ml_models import MonitoringAlert
+from roiml.db.ml_tables import MonitoringAlert
 from roiml.settings import Settings
 
 __all__ = [

@@ -34,7 +34,7 @@ from sqlalchemy import DateTime, Engine, Float, String, Table, cast, func, selec
 
 from roiml.db.base import as_naive_utc
 from roiml.db.engine import tenant_session
-from roiml.db.ml_models import MLPrediction
+from roiml.db.ml_tables import MLPrediction
 from roiml.errors import ConfigurationError
 from roiml.models.artifact import MODEL_NAMES
 from roiml.models.config import load_config

@@ -26,7 +26,7 @@ from sqlalchemy import Engine, func, select
 from roiml.db.base import utcnow
 from roiml.db.engine import tenant_session
 from roiml.db.enums import ModelStatus, ModelType
-from roiml.db.ml_models import MLModel, MLMonitoring, MLPrediction
+from roiml.db.ml_tables import MLModel, MLMonitoring, MLPrediction
 from roiml.db.rejected_predictions import read_rejected_records
 from roiml.errors import ConfigurationError
 from roiml.models.artifact import MODEL_NAMES, ModelArtifact

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, select
 
 from roiml.db.base import utcnow
 from roiml.db.engine import tenant_session
-from roiml.db.ml_models import PipelineRun
+from roiml.db.ml_tables import PipelineRun
 
 __all__ = ["StepRecord", "list_runs", "record_step"]
 

@@ -8,7 +8,7 @@ from sqlalchemy import update
 
 from roiml.db.base import as_naive_utc, utcnow
 from roiml.db.engine import tenant_session
-from roiml.db.ml_models import MLPrediction
+from roiml.db.ml_tables import MLPrediction
 from roiml.serving.components import Components
 from roiml.serving.schemas import FeedbackRequest, FeedbackResponse
 

@@ -9,7 +9,7 @@ from sqlalchemy import func, select, text
 
 from roiml.db.engine import tenant_session
 from roiml.db.enums import ModelType
-from roiml.db.ml_models import MLModel, MLMonitoring, MLPrediction
+from roiml.db.ml_tables import MLModel, MLMonitoring, MLPrediction
 from roiml.models.artifact import MODEL_NAMES
 from roiml.serving.components import Components
 from roiml.serving.model_cache import ModelUnavailableError

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, delete
 from roiml.db.base import utcnow
 from roiml.db.engine import tenant_session
 from roiml.db.enums import EntityType, ModelType
-from roiml.db.ml_models import MLFeatureValue
+from roiml.db.ml_tables import MLFeatureValue
 from roiml.errors import FeatureError
 from roiml.features.catalog import CATALOG, Catalog
 from roiml.features.engineer import FeatureEngineer

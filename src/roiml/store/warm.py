@@ -43,7 +43,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from roiml.db.base import as_naive_utc, utcnow
 from roiml.db.bulk import bulk_insert
 from roiml.db.enums import EntityType
-from roiml.db.ml_models import MLFeatureValue
+from roiml.db.ml_tables import MLFeatureValue
 from roiml.db.temporary import create_temporary, plain_type
 from roiml.errors import FeatureError
 from roiml.features.frame import AS_OF, ENTITY_ID, FEATURE_TYPE

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, and_, case, func, select
 from sqlalchemy.orm import Session
 
 from roiml.db.engine import tenant_session
-from roiml.db.ml_models import MLFeature, MLModel, MLMonitoring, MLPrediction, PipelineRun
+from roiml.db.ml_tables import MLFeature, MLModel, MLMonitoring, MLPrediction, PipelineRun
 from roiml.monitoring.dashboard.parse import drift_entry, drift_features, performance_metrics
 from roiml.monitoring.dashboard.schemas import (
     ClassCount,
