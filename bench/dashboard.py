@@ -28,11 +28,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from roiml.db.ml_tables import MLPrediction
 from sqlalchemy import Engine, select, text
 
 from roiml.db.engine import make_engine, tenant_session
 from roiml.db.migrate import upgrade
+from roiml.db.ml_tables import MLPrediction
 from roiml.monitoring.dashboard import load_dashboard, render_page
 
 __all__ = ["main"]

@@ -56,11 +56,11 @@ def _rows(n: int) -> list[dict[str, Any]]:
 
 def _log(url: str, rows: int) -> dict[str, float]:
     """Write ``rows`` predictions as the log's writer does (batched inserts in a tenant session)."""
-    from roiml.db.ml_tables import MLPrediction
     from sqlalchemy import insert
 
     from roiml.db.engine import make_engine, tenant_session
     from roiml.db.migrate import upgrade
+    from roiml.db.ml_tables import MLPrediction
 
     engine = make_engine(url)
     upgrade(engine)

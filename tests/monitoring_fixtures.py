@@ -13,11 +13,11 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pyarrow as pa
-from roiml.db.ml_tables import MLModel, MLPrediction
 from sqlalchemy import Engine
 
 from roiml.db.engine import tenant_session
 from roiml.db.enums import EntityType, ModelStatus, ModelType, PredictionType
+from roiml.db.ml_tables import MLModel, MLPrediction
 from roiml.models.artifact import MODEL_NAMES, ModelArtifact
 from roiml.models.predict import predict
 

@@ -33,7 +33,6 @@ import uvicorn
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from prometheus_client import CollectorRegistry
-from roiml.db.ml_tables import MLFeature, MLModel, MLMonitoring, MLPrediction, PipelineRun
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -53,6 +52,7 @@ from roiml.db.enums import (
     PredictionType,
 )
 from roiml.db.migrate import upgrade
+from roiml.db.ml_tables import MLFeature, MLModel, MLMonitoring, MLPrediction, PipelineRun
 from roiml.monitoring.dashboard import DashboardData, load_dashboard, render_page
 from roiml.monitoring.dashboard.parse import drift_features, performance_metrics
 from roiml.monitoring.dashboard.queries import NOT_JUDGED

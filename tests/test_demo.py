@@ -17,10 +17,10 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from roiml.db.ml_tables import MLModel, MLMonitoring, MLPrediction
 from sqlalchemy import func, select
 
 from roiml.db.engine import make_engine
+from roiml.db.ml_tables import MLModel, MLMonitoring, MLPrediction
 from roiml.db.source_models import User
 from roiml.serving.components import registry_components, serving_clock
 from roiml.settings import Settings

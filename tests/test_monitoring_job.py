@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from roiml.db.ml_tables import MLMonitoring, MonitoringAlert
 from sqlalchemy import Engine, select
 
 from monitoring_fixtures import (
@@ -26,6 +25,7 @@ from monitoring_fixtures import (
 from roiml.db.engine import make_engine, tenant_session
 from roiml.db.enums import ModelType
 from roiml.db.migrate import upgrade
+from roiml.db.ml_tables import MLMonitoring, MonitoringAlert
 from roiml.models.artifact import ModelArtifact
 from roiml.monitoring.job import ModelPeriodResult, run_monitoring
 from roiml.serving.health import model_health

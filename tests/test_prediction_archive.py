@@ -11,10 +11,10 @@ from typing import Any
 
 import orjson
 import pytest
-from roiml.db.ml_tables import MLPrediction
 from sqlalchemy import Engine, insert, select
 
 from roiml.db.engine import make_engine, tenant_session
+from roiml.db.ml_tables import MLPrediction
 from roiml.errors import ConfigurationError
 from roiml.monitoring import archive
 from roiml.monitoring.archive import (

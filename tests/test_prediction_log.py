@@ -24,11 +24,11 @@ from typing import Any, NoReturn
 
 import orjson
 import pytest
-from roiml.db.ml_tables import MLPrediction
 from sqlalchemy import Engine, event, func, select
 
 from roiml.db.engine import make_engine
 from roiml.db.migrate import upgrade
+from roiml.db.ml_tables import MLPrediction
 from roiml.db.roles import grant_app_role
 from roiml.errors import PredictionLogFullError
 from roiml.serving.prediction_log import PredictionLog
