@@ -93,7 +93,7 @@ def main(argv: list[str]) -> None:
         ROIML_DATABASE_URL=f"sqlite:///{scratch / 'real.db'}",
         ROIML_TENANT_ID=tenant,
     )
-    config_dir = Path(str(resources.files("roiml.models") / "config" / "real_sales"))
+    config_dir = Path(str(resources.files("roiml.models") / "configs" / "real_sales"))
     try:
         files = scratch / "files"
         limit = ["--limit", str(args.limit)] if args.limit else []

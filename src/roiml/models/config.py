@@ -1,4 +1,4 @@
-"""Training configuration: one YAML file per model, shipped in ``roiml/models/config/``.
+"""Training configuration: one YAML file per model, shipped in ``roiml/models/configs/``.
 
 Hyper-parameters and the dataset's horizons live in these files, not in code; a directory of
 files with the same names (``--config-dir``) overrides them for an experiment.
@@ -66,13 +66,13 @@ def load_config(model_name: str, config_dir: Path | None = None) -> TrainingConf
     if config_dir is not None:
         path = config_dir / file_name
         if not path.exists():
-            raise TrainingError(f"no {file_name} in {config_dir}; copy it from roiml/models/config")
+            raise TrainingError(f"no {file_name} in {config_dir}; copy it from roiml/models/configs")
         text = path.read_text()
         where = str(path)
     else:
-        resource = resources.files("roiml.models") / "config" / file_name
+        resource = resources.files("roiml.models") / "configs" / file_name
         text = resource.read_text()
-        where = f"roiml/models/config/{file_name}"
+        where = f"roiml/models/configs/{file_name}"
     try:
         raw = yaml.safe_load(text)
         return TrainingConfig.model_validate(raw)
