@@ -16,6 +16,7 @@ from roiml.serving.components import Components
 from roiml.serving.schemas import PredictionRequest
 from roiml.serving.service import ItemError, PredictionService, ServedPrediction
 from roiml.settings import Settings
+from roiml.store.vectors import PredictionVectors
 
 __all__ = ["Serving"]
 
@@ -36,10 +37,8 @@ class Serving:
     def build(cls, settings: Settings, parts: Components) -> Serving:
         """The service and health client over ``parts``, as ``settings`` ask."""
         service = PredictionService(
-            parts.engine,
-            parts.online,
+            PredictionVectors(parts.engine, parts.online),
             parts.models,
-            settings.data_dir,
             clock=parts.clock,
             batch_threads=settings.api_batch_threads,
         )

@@ -1,8 +1,9 @@
 """From requests to explained predictions: features, one predict call per model, the log.
 
-Single and batch routes both come here. A batch is grouped by model; each group reads its
-features in one online-store round trip, predicts and explains in one call per booster, and
-every item that cannot be served becomes an error entry of its own.
+Single and batch routes both come here. A batch is grouped by model; each group gets its
+feature vectors in one read (:mod:`roiml.store.vectors`, over the inputs the model's artifact
+records), predicts and explains in one call per booster, and every item that cannot be served
+becomes an error entry of its own.
 """
 
 from __future__ import annotations
@@ -16,23 +17,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, bindparam, select
+import numpy.typing as npt
 
 from roiml.db.base import as_naive_utc, utcnow
-from roiml.db.engine import tenant_session
 from roiml.db.enums import EntityType, ModelType, PredictionType
-from roiml.db.source_models import User
-from roiml.errors import FeatureError, RoimlError
-from roiml.features.catalog import CATALOG
-from roiml.features.engine import FeatureEngine, entity_frame
-from roiml.features.sources import load_sources
+from roiml.errors import RoimlError
 from roiml.models.artifact import HORIZON_FEATURE, MODEL_NAMES
 from roiml.models.explain import top_features
 from roiml.models.predict import Predictions, predict
 from roiml.serving.model_cache import LoadedModel, ModelCache
 from roiml.serving.schemas import PredictionRequest, PredictionResponse
-from roiml.store.online import DEFAULT_TTL, OnlineFeatureSet, OnlineStore
-from roiml.store.retrieval import FeatureStore
+from roiml.store.vectors import PredictionVectors, Vectors
 
 __all__ = ["ItemError", "PredictionService", "ServedPrediction"]
 
@@ -54,13 +49,14 @@ class ItemError(Exception):
 
 
 @dataclass(frozen=True)
-class _Layout:
-    """Where a model's stored inputs come from: the online sets to read, each input's column in
-    the model's matrix and its position in the online read."""
+class _Inputs:
+    """A model's inputs as the feature store sees them, resolved once per input list: the
+    stored ones (all but the request's horizon), their columns in the model's matrix, and the
+    horizon's column (None when the model has none)."""
 
-    sets: list[OnlineFeatureSet]
-    columns: np.ndarray
-    picks: np.ndarray
+    stored: tuple[str, ...]
+    columns: npt.NDArray[np.int64]
+    horizon: int | None
 
 
 @dataclass
@@ -88,31 +84,69 @@ class _Group:
     requests: list[PredictionRequest]
 
 
+@dataclass
+class _GroupInputs:
+    """A group's model matrix as it is filled: one row per request, where each row's values
+    came from, and the requests that cannot be served."""
+
+    matrix: npt.NDArray[np.float64]
+    sources: list[str]
+    errors: dict[int, ItemError]
+
+    def place(self, rows: list[int], inputs: _Inputs, vectors: Vectors) -> None:
+        """The read ``vectors`` of ``rows`` into their stored inputs' columns; a row the read
+        could not serve becomes its error (404: not the tenant's; 422: not computable)."""
+        self.matrix[np.ix_(np.asarray(rows), inputs.columns)] = vectors.values
+        for k, (i, source) in enumerate(zip(rows, vectors.sources(), strict=True)):
+            error = vectors.errors.get(k)
+            if error is None:
+                self.sources[i] = source
+            else:
+                status = 404 if error.reason == "unknown_entity" else 422
+                self.errors[i] = ItemError(status, error.detail)
+
+    def set_horizons(
+        self, rows: list[int], requests: list[PredictionRequest], inputs: _Inputs
+    ) -> None:
+        """Each request's horizon (months) into the model's horizon input, if it has one."""
+        if inputs.horizon is None:
+            return
+        for i, request in zip(rows, requests, strict=True):
+            horizon = request.horizon_months
+            self.matrix[i, inputs.horizon] = (
+                horizon if horizon is not None else DEFAULT_HORIZON_MONTHS
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class _Answered:
+    """One group's predict call: what each of its responses is built from. ``inputs``,
+    ``answer`` and ``tops`` hold the served rows only, in order."""
+
+    tenant: str
+    model_type: ModelType
+    model: LoadedModel
+    inputs: npt.NDArray[np.float64]
+    answer: Predictions
+    tops: list[list[dict[str, Any]]]
+    latency_ms: float
+
+
 class PredictionService:
     """Serves predictions for any tenant from the registry's production models."""
 
     def __init__(
         self,
-        engine: Engine,
-        online: OnlineStore,
+        vectors: PredictionVectors,
         models: ModelCache,
-        data_dir: Any,
-        feature_engine: FeatureEngine | None = None,
+        *,
         clock: Callable[[], datetime] = utcnow,
         batch_threads: int = 1,
     ) -> None:
-        self.engine = engine
-        self.online = online
+        self.vectors = vectors
         self.models = models
-        self.data_dir = data_dir
-        self.features = feature_engine or FeatureEngine(threads=1)
         self.clock = clock
-        self._stores: dict[str, FeatureStore] = {}
-        self._online_sets = {
-            name: OnlineFeatureSet(name, names, DEFAULT_TTL)
-            for name, names in CATALOG.feature_sets.items()
-        }
-        self._layouts: dict[tuple[tuple[str, ...], tuple[str, ...]], _Layout] = {}
+        self._inputs: dict[tuple[str, ...], _Inputs] = {}
         # A batch mixing models serves each model's group on its own thread: LightGBM, the
         # explanation's NumPy and SciPy work and the online read release the GIL.
         self._pool = (
@@ -164,14 +198,6 @@ class PredictionService:
                 results[index] = outcome
         return [r if r is not None else ItemError(500, "not served") for r in results]
 
-    def entity_exists(self, tenant: str, entity_ids: Sequence[str]) -> set[str]:
-        """Which of ``entity_ids`` are users of ``tenant``."""
-        query = select(User.user_id).where(
-            User.tenant_id == tenant, User.user_id.in_(bindparam("ids", expanding=True))
-        )
-        with tenant_session(self.engine, tenant) as session:
-            return set(session.execute(query, {"ids": list(entity_ids)}).scalars())
-
     # ------------------------------------------------------------------ checks
 
     def _check_request(self, kind: PredictionType, request: PredictionRequest) -> None:
@@ -201,71 +227,70 @@ class PredictionService:
     ) -> list[ServedPrediction | ItemError]:
         artifact = group.model.artifact
         names = artifact.feature_names
+        inputs = self._inputs_of(names)
         count = len(group.requests)
-        matrix = np.full((count, len(names)), np.nan)
-        sources: list[str] = ["" for _ in range(count)]
-        errors: dict[int, ItemError] = {}
-        stored = [n for n in names if n != HORIZON_FEATURE]
-
-        given = [i for i, r in enumerate(group.requests) if r.features is not None]
-        for i in given:
+        filled = _GroupInputs(np.full((count, len(names)), np.nan), [""] * count, {})
+        read: list[int] = []
+        for i, request in enumerate(group.requests):
+            if request.features is None:
+                read.append(i)
+                continue
             try:
-                matrix[i] = self._given_vector(group.requests[i].features or {}, names)
-                sources[i] = "given"
+                filled.matrix[i] = self._given_vector(request.features, names)
+                filled.sources[i] = "given"
             except ItemError as exc:
-                errors[i] = exc
-        past = [
-            i
-            for i, r in enumerate(group.requests)
-            if r.features is None and r.as_of_date is not None
-        ]
-        if past:
-            self._fill_computed(tenant, group, past, stored, names, matrix, sources, errors)
-        current = [
-            i for i, r in enumerate(group.requests) if r.features is None and r.as_of_date is None
-        ]
-        if current:
-            self._fill_current(
-                tenant, model_type, group, current, stored, names, matrix, sources, errors
-            )
-        if HORIZON_FEATURE in names:
-            column = names.index(HORIZON_FEATURE)
-            for i, request in enumerate(group.requests):
-                if request.features is None:
-                    matrix[i, column] = (
-                        request.horizon_months
-                        if request.horizon_months is not None
-                        else DEFAULT_HORIZON_MONTHS
-                    )
+                filled.errors[i] = exc
+        if read:
+            requests = [group.requests[i] for i in read]
+            filled.place(read, inputs, self._read_vectors(tenant, requests, inputs))
+            filled.set_horizons(read, requests, inputs)
+        errors = filled.errors
         good = [i for i in range(count) if i not in errors]
         outcomes: list[ServedPrediction | ItemError] = [
             errors.get(i, ItemError(500, "not served")) for i in range(count)
         ]
         if not good:
             return outcomes
-        inputs = matrix[good]
-        answer = predict(artifact, inputs)
+        rows = filled.matrix[good]
+        answer = predict(artifact, rows)
         tops: list[list[dict[str, Any]]] = [[] for _ in good]
         if answer.contributions is not None:
             tops = [
                 [{"feature_name": n, "contribution": c, "value": v} for n, c, v in row]
-                for row in top_features(answer.contributions.values, names, inputs, TOP_K)
+                for row in top_features(answer.contributions.values, names, rows, TOP_K)
             ]
-        elapsed_ms = (time.perf_counter() - started) * 1000
+        latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        answered = _Answered(tenant, model_type, group.model, rows, answer, tops, latency_ms)
         for row, i in enumerate(good):
-            outcomes[i] = self._response(
-                tenant,
-                model_type,
-                group,
-                i,
-                row,
-                answer,
-                tops[row],
-                inputs[row],
-                sources[i],
-                elapsed_ms,
-            )
+            outcomes[i] = self._response(answered, row, group.requests[i], filled.sources[i])
         return outcomes
+
+    def _read_vectors(
+        self, tenant: str, requests: list[PredictionRequest], inputs: _Inputs
+    ) -> Vectors:
+        """The stored inputs of ``requests``, in one read for the group (online, warm or
+        computed; past dates computed)."""
+        as_of = (
+            [r.as_of_date for r in requests]
+            if any(r.as_of_date is not None for r in requests)
+            else None
+        )
+        ids = [r.entity_id for r in requests]
+        return self.vectors.read(tenant, inputs.stored, ids, as_of, self.clock())
+
+    def _inputs_of(self, names: list[str]) -> _Inputs:
+        key = tuple(names)
+        inputs = self._inputs.get(key)
+        if inputs is None:
+            stored = tuple(n for n in names if n != HORIZON_FEATURE)
+            column_of = {n: j for j, n in enumerate(names)}
+            inputs = _Inputs(
+                stored,
+                np.array([column_of[n] for n in stored], dtype=np.int64),
+                column_of.get(HORIZON_FEATURE),
+            )
+            self._inputs[key] = inputs
+        return inputs
 
     def _given_vector(self, features: dict[str, float | None], names: list[str]) -> np.ndarray:
         missing = [n for n in names if n not in features]
@@ -287,137 +312,12 @@ class PredictionService:
             dtype=np.float64,
         )
 
-    def _layout(self, stored: list[str], names: list[str]) -> _Layout:
-        # Resolved once per model input list: rebuilding it (names.index per feature) cost
-        # ~0.1 ms a request.
-        key = (tuple(stored), tuple(names))
-        layout = self._layouts.get(key)
-        if layout is None:
-            set_names = list(dict.fromkeys(CATALOG.get(n).feature_set for n in stored))
-            sets = [self._online_sets[s] for s in set_names]
-            position: dict[str, int] = {}
-            offset = 0
-            for feature_set in sets:
-                for j, name in enumerate(feature_set.feature_names):
-                    position[name] = offset + j
-                offset += len(feature_set.feature_names)
-            column_of = {n: j for j, n in enumerate(names)}
-            layout = _Layout(
-                sets,
-                np.array([column_of[n] for n in stored], dtype=np.int64),
-                np.array([position[n] for n in stored], dtype=np.int64),
-            )
-            self._layouts[key] = layout
-        return layout
-
-    def _fill_current(
-        self,
-        tenant: str,
-        model_type: ModelType,
-        group: _Group,
-        rows: list[int],
-        stored: list[str],
-        names: list[str],
-        matrix: np.ndarray,
-        sources: list[str],
-        errors: dict[int, ItemError],
-    ) -> None:
-        layout = self._layout(stored, names)
-        columns, picks = layout.columns, layout.picks
-        ids = [group.requests[i].entity_id for i in rows]
-        now = self.clock()
-        read = self.online.get_matrix(tenant, EntityType.USER, ids, layout.sets, now)
-        complete = read.found.all(axis=1)
-        hit_rows = [rows[k] for k in np.flatnonzero(complete)]
-        if hit_rows:
-            matrix[np.ix_(np.asarray(hit_rows), columns)] = read.values[np.flatnonzero(complete)][
-                :, picks
-            ]
-            for i in hit_rows:
-                sources[i] = "online"
-        misses = [rows[k] for k in np.flatnonzero(~complete)]
-        if not misses:
-            return
-        known = self.entity_exists(tenant, [group.requests[i].entity_id for i in misses])
-        store = self._store(tenant)
-        for i in misses:
-            entity = group.requests[i].entity_id
-            if entity not in known:
-                errors[i] = ItemError(
-                    404, f"entity {entity!r} is not a user of tenant {tenant!r}; check the id"
-                )
-                continue
-            try:
-                found = store.create_prediction_features(
-                    entity, model_type, feature_names=stored, now=now
-                )
-            except FeatureError as exc:
-                errors[i] = ItemError(422, str(exc))
-                continue
-            matrix[i, columns] = [
-                np.nan if found.values[n] is None else found.values[n] for n in stored
-            ]
-            sources[i] = found.feature_source
-
-    def _fill_computed(
-        self,
-        tenant: str,
-        group: _Group,
-        rows: list[int],
-        stored: list[str],
-        names: list[str],
-        matrix: np.ndarray,
-        sources: list[str],
-        errors: dict[int, ItemError],
-    ) -> None:
-        ids = [group.requests[i].entity_id for i in rows]
-        known = self.entity_exists(tenant, ids)
-        for i in rows:
-            if group.requests[i].entity_id not in known:
-                errors[i] = ItemError(
-                    404,
-                    f"entity {group.requests[i].entity_id!r} is not a user of tenant "
-                    f"{tenant!r}; check the id",
-                )
-        ok = [i for i in rows if i not in errors]
-        if not ok:
-            return
-        times = [as_naive_utc(group.requests[i].as_of_date) for i in ok]
-        plan = self.features.plan(stored)
-        sources_rows = load_sources(
-            self.engine,
-            tenant,
-            plan.lookback_days,
-            min(times),
-            max(times),
-            list(dict.fromkeys(group.requests[i].entity_id for i in ok)),
-        )
-        frame = entity_frame([group.requests[i].entity_id for i in ok], times)
-        computed = self.features.compute(frame, stored, sources_rows)
-        columns = self._layout(stored, names).columns
-        values = np.column_stack(
-            [computed[n].to_numpy(zero_copy_only=False).astype(np.float64) for n in stored]
-        )
-        matrix[np.ix_(np.asarray(ok), columns)] = values
-        for i in ok:
-            sources[i] = "computed"
-
     def _response(
-        self,
-        tenant: str,
-        model_type: ModelType,
-        group: _Group,
-        i: int,
-        row: int,
-        answer: Predictions,
-        top: list[dict[str, Any]],
-        inputs: np.ndarray,
-        source: str,
-        elapsed_ms: float,
+        self, answered: _Answered, row: int, request: PredictionRequest, source: str
     ) -> ServedPrediction:
-        request = group.requests[i]
-        artifact = group.model.artifact
-        names = artifact.feature_names
+        answer = answered.answer
+        names = answered.model.artifact.feature_names
+        version = answered.model.version
         shap: dict[str, float] | None = None
         if answer.contributions is not None:
             values = answer.contributions.values[row]
@@ -433,11 +333,11 @@ class PredictionService:
             details = {k: _plain(v[row]) for k, v in answer.details.items()}
         now = self.clock()
         prediction_id = f"pred_{uuid.uuid4().hex}"
-        kind = PredictionType(model_type.value)
+        kind = PredictionType(answered.model_type.value)
         predicted_value = float(answer.predicted_value[row])
         predicted_class = answer.predicted_class[row]
         confidence = float(answer.confidence[row])
-        latency_ms = round(elapsed_ms, 3)
+        latency_ms = answered.latency_ms
         # PredictionResponse's fields in its order (a test holds the two to the same bytes).
         body = {
             "prediction_id": prediction_id,
@@ -446,9 +346,9 @@ class PredictionService:
             "predicted_value": predicted_value,
             "predicted_class": predicted_class,
             "confidence": confidence,
-            "top_features": top,
+            "top_features": answered.tops[row],
             "prediction_date": now,
-            "model_version": group.model.version,
+            "model_version": version,
             "latency_ms": latency_ms,
             "feature_source": source,
             "probabilities": probabilities,
@@ -456,16 +356,16 @@ class PredictionService:
         }
         record = {
             "prediction_id": prediction_id,
-            "tenant_id": tenant,
-            "model_name": MODEL_NAMES[model_type],
-            "model_version": group.model.version,
+            "tenant_id": answered.tenant,
+            "model_name": MODEL_NAMES[answered.model_type],
+            "model_version": version,
             "prediction_type": kind.value,
             "entity_type": EntityType.USER.value,
             "entity_id": request.entity_id,
             "features": {
                 # v != v only for NaN: a missing input is logged as null.
                 n: (None if v != v else v)
-                for n, v in zip(names, inputs.tolist(), strict=True)
+                for n, v in zip(names, answered.inputs[row].tolist(), strict=True)
             },
             "feature_source": source,
             "predicted_value": predicted_value,
@@ -478,15 +378,6 @@ class PredictionService:
             "predicted_at": now,
         }
         return ServedPrediction(body, record)
-
-    # ------------------------------------------------------------------ stores
-
-    def _store(self, tenant: str) -> FeatureStore:
-        store = self._stores.get(tenant)
-        if store is None:
-            store = FeatureStore(self.engine, tenant, self.data_dir, self.online)
-            self._stores[tenant] = store
-        return store
 
 
 def _plain(value: Any) -> float | int | str:

@@ -1,5 +1,6 @@
 """Reading features back: training sets from the cold store (point in time), and the vector
-for one prediction (online, else warm, else computed on demand through the same engine)."""
+for one prediction (:mod:`roiml.store.vectors`: online, else warm, else computed on demand
+through the same engine)."""
 
 from __future__ import annotations
 
@@ -8,41 +9,29 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Engine, delete
 
 from roiml.db.base import utcnow
 from roiml.db.engine import tenant_session
-from roiml.db.enums import EntityType, ModelType
+from roiml.db.enums import ModelType
 from roiml.db.ml_tables import MLFeatureValue
 from roiml.errors import FeatureError
 from roiml.features.catalog import CATALOG, Catalog
 from roiml.features.engineer import FeatureEngineer
 from roiml.features.frame import AS_OF, ENTITY_ID
-from roiml.store import cold, warm
+from roiml.store import cold
 from roiml.store.online import DEFAULT_TTL, OnlineFeatureSet, OnlineStore
 from roiml.store.pit import point_in_time_join
+from roiml.store.vectors import FeatureSource, PredictionVectors
 
 __all__ = [
-    "MODEL_FEATURE_SETS",
     "FeatureSource",
     "FeatureStore",
     "PredictionFeatures",
 ]
-
-FeatureSource = Literal["online", "warm", "computed", "given"]
-
-# Which feature sets feed each model until the model itself records its feature list.
-MODEL_FEATURE_SETS: dict[ModelType, tuple[str, ...]] = {
-    ModelType.MOVE_PROBABILITY: ("behavioral", "property", "transactional", "market", "temporal"),
-    ModelType.TRANSACTION_TYPE: ("behavioral", "property", "transactional", "market", "temporal"),
-    ModelType.CONTACT_TIMING: ("behavioral", "temporal"),
-    ModelType.PROPERTY_VALUE: ("property", "market"),
-}
 
 
 @dataclass(frozen=True)
@@ -84,6 +73,7 @@ class FeatureStore:
         self.online_sets = {
             name: OnlineFeatureSet(name, names, ttl) for name, names in catalog.feature_sets.items()
         }
+        self._vectors: PredictionVectors | None = None
 
     def clear(self) -> None:
         """Delete every stored feature of this tenant, in all three tiers."""
@@ -157,62 +147,41 @@ class FeatureStore:
     def create_prediction_features(
         self,
         entity_id: str,
-        model_type: ModelType | str,
+        model_type: ModelType | str | None = None,
         *,
         feature_names: Sequence[str] | None = None,
         now: datetime | None = None,
     ) -> PredictionFeatures:
-        """The vector for one prediction: per feature set, the online store, else the warm
-        store (both never older than the TTL), else computed now through the same engine."""
-        kind = (
-            ModelType(str(model_type).upper())
-            if not isinstance(model_type, ModelType)
-            else model_type
-        )
-        sets = MODEL_FEATURE_SETS[kind]
-        moment = now or utcnow()
-        values: dict[str, float | None] = {}
-        sources: dict[str, FeatureSource] = {}
-        online_sets = [self.online_sets[s] for s in sets]
-        vectors = self.online.get_vectors(
-            self.tenant_id, EntityType.USER, [entity_id], online_sets, moment
-        )[0]
-        missing = []
-        for feature_set, vector in zip(online_sets, vectors, strict=True):
-            if vector is None:
-                missing.append(feature_set.name)
-                continue
-            sources[feature_set.name] = "online"
-            values.update(_vector_values(feature_set.feature_names, vector))
-        if missing:
-            latest = warm.read_latest(
-                self.engine,
-                self.tenant_id,
-                EntityType.USER,
-                entity_id,
-                missing,
-                self.ttl,
-                now=moment,
-            )
-            for name, (_, stored) in latest.items():
-                sources[name] = "warm"
-                values.update({f: stored.get(f) for f in self.catalog.feature_set(name)})
-            missing = [name for name in missing if name not in latest]
-        if missing:
-            computed = self.engineer.compute_feature_set(
-                missing, entity_id, EntityType.USER, moment
-            )
-            values.update(computed)
-            sources.update({name: "computed" for name in missing})
+        """The vector for one prediction, as the API reads it (:mod:`roiml.store.vectors`): per
+        feature set, the online store, else the warm store (both never older than the TTL),
+        else computed now through the same engine.
+
+        ``feature_names`` are the model's inputs, the list its artifact records; without them,
+        every catalog feature. ``model_type`` only names the model in an error: the inputs
+        are the artifact's, not a list kept per model type here.
+        """
         wanted = (
             list(feature_names)
             if feature_names is not None
-            else [f for s in sets for f in self.catalog.feature_set(s)]
+            else [name for names in self.catalog.feature_sets.values() for name in names]
         )
-        absent = [name for name in wanted if name not in values]
-        if absent:
-            raise FeatureError(f"features {absent} are not produced by the sets {list(sets)}")
-        return PredictionFeatures(entity_id, {name: values[name] for name in wanted}, sources)
+        unknown = [name for name in wanted if name not in self.catalog.features]
+        if unknown:
+            model = f"{model_type} " if model_type is not None else ""
+            raise FeatureError(f"{model}inputs {unknown} are not features of the catalog")
+        if self._vectors is None:
+            self._vectors = PredictionVectors(
+                self.engine, self.online, catalog=self.catalog, ttl=self.ttl
+            )
+        vectors = self._vectors.read(self.tenant_id, wanted, [entity_id], now=now)
+        error = vectors.errors.get(0)
+        if error is not None:
+            raise FeatureError(error.detail)
+        values = {
+            name: (None if value != value else value)  # NaN (only NaN != itself) is None
+            for name, value in zip(wanted, vectors.values[0].tolist(), strict=True)
+        }
+        return PredictionFeatures(entity_id, values, vectors.set_sources(0))
 
     def _entity_frame(
         self,
@@ -241,10 +210,3 @@ class FeatureStore:
                 "event_timestamp": pa.array([moment] * len(entity_ids), pa.timestamp("us")),
             }
         )
-
-
-def _vector_values(names: Sequence[str], vector: np.ndarray) -> dict[str, float | None]:
-    return {
-        name: (None if np.isnan(value) else float(value))
-        for name, value in zip(names, vector.tolist(), strict=True)
-    }
