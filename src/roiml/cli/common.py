@@ -5,18 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
-from sqlalchemy import Engine
 
-from roiml.db.engine import check_connection, make_engine
-from roiml.db.migrate import current_revision, head_revision
 from roiml.errors import ConfigurationError, RoimlError
-from roiml.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from roiml.settings import Settings
 
 __all__ = ["console", "err_console", "handle_errors", "open_engine", "settings_or_exit"]
 
@@ -29,6 +29,12 @@ R = TypeVar("R")
 
 def settings_or_exit() -> Settings:
     """The settings, or a readable message and exit 2 if they are invalid."""
+    # Imported here, as everything heavier than typer and rich in the CLI is: `roiml --help`
+    # and each verb's --help import only what printing the help needs (issue 17).
+    from pydantic import ValidationError
+
+    from roiml.settings import get_settings
+
     try:
         return get_settings()
     except ValidationError as exc:
@@ -45,6 +51,9 @@ def open_engine(
     """An engine on ``url`` (default: the settings' database), checked reachable and (unless
     ``require_schema`` is off, as for ``roiml db``) migrated to the newest schema; disposed after.
     """
+    from roiml.db.engine import check_connection, make_engine
+    from roiml.db.migrate import current_revision, head_revision
+
     engine = make_engine(url or settings.resolved_database_url)
     try:
         check_connection(engine)

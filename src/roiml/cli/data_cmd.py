@@ -9,15 +9,8 @@ import typer
 
 from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
 from roiml.db import SOURCE_TABLES
-from roiml.ingest import import_file
-from roiml.ingest.contract import table_contract
 from roiml.ingest.read import FileFormat
-from roiml.ingest.real_sales import (
-    MarketLevel,
-    RealSalesSource,
-    convert_real_sales,
-    default_input,
-)
+from roiml.ingest.real_sales import MarketLevel, RealSalesSource
 
 app = typer.Typer(help="Load CSV or Parquet into the source tables.", no_args_is_help=True)
 
@@ -34,6 +27,10 @@ def import_cmd(
     url: str | None = typer.Option(None, help="Database URL (default: ROIML_DATABASE_URL)."),
 ) -> None:
     """Validate FILE against TABLE's contract, then write all of it or, on any error, nothing."""
+    # The importer (pandas, SQLAlchemy) only when importing.
+    from roiml.ingest import import_file
+    from roiml.ingest.contract import table_contract
+
     table_contract(table)  # an unknown table fails before any connection is made
     settings = settings_or_exit()
     tenant_id = tenant or settings.tenant_id
@@ -70,6 +67,8 @@ def real_sales_cmd(
     limit: int | None = typer.Option(None, min=1, help="Convert only the first N sales."),
 ) -> None:
     """Convert a real public house-sales data set into files for `roiml data import`."""
+    from roiml.ingest.real_sales import convert_real_sales, default_input
+
     if input_path is None and source is RealSalesSource.SEATTLE_SALES:
         input_path = default_input(source, settings_or_exit().data_dir)
     started = time.perf_counter()

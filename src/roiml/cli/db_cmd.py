@@ -1,12 +1,13 @@
-"""``roiml db``: create, migrate and inspect the relational store."""
+"""``roiml db``: create, migrate and inspect the relational store.
+
+Alembic and the schema are imported inside each verb: `roiml db --help` need not load them.
+"""
 
 from __future__ import annotations
 
 import typer
 
 from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
-from roiml.db.migrate import current_revision, head_revision, upgrade
-from roiml.db.roles import grant_app_role
 
 app = typer.Typer(help="Create, migrate and inspect the relational store.", no_args_is_help=True)
 
@@ -17,6 +18,8 @@ def upgrade_cmd(
     url: str | None = typer.Option(None, help="Database URL (default: ROIML_DATABASE_URL)."),
 ) -> None:
     """Create or migrate the database to the newest schema; running it twice changes nothing."""
+    from roiml.db.migrate import current_revision, upgrade
+
     settings = settings_or_exit()
     with open_engine(settings, url, require_schema=False) as engine:
         before = current_revision(engine)
@@ -32,6 +35,8 @@ def upgrade_cmd(
 @handle_errors
 def current_cmd(url: str | None = typer.Option(None, help="Database URL.")) -> None:
     """Print the schema revision of the database and the newest one shipped."""
+    from roiml.db.migrate import current_revision, head_revision
+
     settings = settings_or_exit()
     with open_engine(settings, url, require_schema=False) as engine:
         console.print(f"database: {current_revision(engine) or 'empty'}; head: {head_revision()}")
@@ -45,6 +50,8 @@ def grant_app_role_cmd(
     url: str | None = typer.Option(None, help="Database URL of the table owner."),
 ) -> None:
     """PostgreSQL only: create the application role (no RLS bypass) and grant it DML."""
+    from roiml.db.roles import grant_app_role
+
     settings = settings_or_exit()
     with open_engine(settings, url, require_schema=False) as engine:
         grant_app_role(engine, role or settings.app_role, password)

@@ -13,18 +13,16 @@ import re
 import time
 from datetime import date, datetime, timedelta
 from datetime import time as dt_time
+from typing import TYPE_CHECKING
 
 import typer
-from pydantic import ValidationError
-from sqlalchemy import select
 
 from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
-from roiml.db.migrate import upgrade
 from roiml.errors import ConfigurationError
-from roiml.settings import Settings
-from roiml.world.config import WorldConfig
-from roiml.world.generate import generate_world
-from roiml.world.stats import world_stats
+
+if TYPE_CHECKING:
+    from roiml.settings import Settings
+    from roiml.world.config import WorldConfig
 
 
 @handle_errors
@@ -43,6 +41,12 @@ def demo(
     """Generate a world up to today, compute features, train, register and promote the four
     models, score every homeowner through the API, monitor the day, and serve the API (with its
     monitoring dashboard), all as of one day (--today)."""
+    # Each step imports what it runs, so `roiml --help` and `roiml demo --help` load none of it.
+    from roiml.db.migrate import upgrade
+    from roiml.world.config import WorldConfig
+    from roiml.world.generate import generate_world
+    from roiml.world.stats import world_stats
+
     # Pinned in the settings, so every API built from them (the in-process calls and the
     # server at the end) answers as of this day: the world ends on it, its features are fresh.
     settings = _pinned(settings_or_exit(), today_text)
@@ -98,6 +102,8 @@ def demo(
 def _pinned(settings: Settings, text: str | None) -> Settings:
     """``settings`` with today pinned: to ``--today``, else to the settings' own pinned day,
     else to the real UTC date. A malformed or implausible date is a ConfigurationError."""
+    from pydantic import ValidationError
+
     if text is None:
         return settings.model_copy(update={"today": settings.current_date()})
     try:
@@ -172,6 +178,8 @@ def _predictions(settings: Settings, entity_id: str = "user_1") -> str:
 def _population(settings: Settings, config: WorldConfig, scored: str) -> None:
     """Score every other homeowner with every model through the batch route, as of today, so
     that each model has one prediction per homeowner today (``scored`` had its own above)."""
+    from sqlalchemy import select
+
     from roiml.db.source_models import User
     from roiml.serving.components import serving_clock
     from roiml.serving.population import score_population

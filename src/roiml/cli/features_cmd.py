@@ -1,28 +1,28 @@
-"""``roiml features``: the catalog, computation, backfills and the store's housekeeping."""
+"""``roiml features``: the catalog, computation, backfills and the store's housekeeping.
+
+The engine, validation and the store (DuckDB, Arrow, SQLAlchemy) are imported inside each verb:
+`roiml --help` imports this module and must not load them.
+"""
 
 from __future__ import annotations
 
 import json
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
-from sqlalchemy import Engine
 
 from roiml.cli.common import console, err_console, handle_errors, open_engine, settings_or_exit
 from roiml.errors import FeatureError
 from roiml.features.catalog import CATALOG
-from roiml.features.catalog_doc import render_catalog
-from roiml.features.engineer import FeatureEngineer
-from roiml.features.summary import feature_statistics, sync_feature_definitions
-from roiml.features.validation import validate_frame
-from roiml.settings import Settings
-from roiml.store.export import export_frame
-from roiml.store.materialize import materialize_day
-from roiml.store.online import open_online_store
-from roiml.store.retrieval import FeatureStore
-from roiml.store.warm import prune
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from roiml.settings import Settings
+    from roiml.store.retrieval import FeatureStore
 
 app = typer.Typer(help="Feature catalog, computation and backfills.", no_args_is_help=True)
 
@@ -56,6 +56,8 @@ def catalog_cmd(
     check: bool = typer.Option(False, "--check", help="Only check the file is up to date."),
 ) -> None:
     """Generate docs/FEATURE_CATALOG.md from the definitions (or --check it is current)."""
+    from roiml.features.catalog_doc import render_catalog
+
     text = render_catalog()
     if check:
         if not output.exists() or output.read_text() != text:
@@ -110,6 +112,10 @@ def compute_cmd(
     ),
 ) -> None:
     """Compute features as of one instant, print them (one entity) or write a file."""
+    from roiml.features.engineer import FeatureEngineer
+    from roiml.features.validation import validate_frame
+    from roiml.store.export import export_frame
+
     settings = settings_or_exit()
     names = _sets(features)
     with open_engine(settings) as engine:
@@ -136,6 +142,9 @@ def backfill_cmd(
     output: Path = typer.Option(..., "--output", help="File for the frame (.parquet/.csv/.json)."),
 ) -> None:
     """Features as of every midnight from --start to --end, for many entities."""
+    from roiml.features.engineer import FeatureEngineer
+    from roiml.store.export import export_frame
+
     settings = settings_or_exit()
     with open_engine(settings) as engine:
         engineer = FeatureEngineer(engine, tenant or settings.tenant_id)
@@ -154,6 +163,9 @@ def sync_cmd(
     statistics: bool = typer.Option(True, "--statistics/--no-statistics"),
 ) -> None:
     """Write every definition (and its statistics over all users) into ml_features."""
+    from roiml.features.engineer import FeatureEngineer
+    from roiml.features.summary import feature_statistics, sync_feature_definitions
+
     settings = settings_or_exit()
     tenant_id = tenant or settings.tenant_id
     with open_engine(settings) as engine:
@@ -168,6 +180,9 @@ def sync_cmd(
 
 
 def _feature_store(settings: Settings, engine: Engine, tenant: str | None) -> FeatureStore:
+    from roiml.store.online import open_online_store
+    from roiml.store.retrieval import FeatureStore
+
     return FeatureStore(
         engine, tenant or settings.tenant_id, settings.data_dir, open_online_store(settings)
     )
@@ -188,6 +203,8 @@ def materialize_cmd(
     The day is stored only if it passes validation; otherwise the report names each failed rule
     and nothing is written.
     """
+    from roiml.store.materialize import materialize_day
+
     settings = settings_or_exit()
     as_of = _date(day, "--date")
     with open_engine(settings) as engine:
@@ -208,6 +225,8 @@ def prune_cmd(
     keep_days: int = typer.Option(30, "--keep-days", min=1, help="Days the warm tier keeps."),
 ) -> None:
     """Move warm rows older than --keep-days out of the SQL store (cold keeps every day)."""
+    from roiml.store.warm import prune
+
     settings = settings_or_exit()
     with open_engine(settings) as engine:
         result = prune(
@@ -234,6 +253,8 @@ def training_set_cmd(
     """Point-in-time training set from the cold store for an entity file."""
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
+
+    from roiml.store.export import export_frame
 
     if not entities.exists():
         raise FeatureError(f"entity file {entities} does not exist")

@@ -14,14 +14,15 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy import Engine
 
 from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
 from roiml.errors import RegistryError
-from roiml.settings import Settings
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from roiml.registry import ModelRegistry
+    from roiml.settings import Settings
 
 app = typer.Typer(
     help="The model registry: versions, stages and their history.", no_args_is_help=True

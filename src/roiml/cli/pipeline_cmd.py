@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import time
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
-from sqlalchemy import Engine
 
 from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
 from roiml.errors import PipelineError
-from roiml.features.sources import DAILY_FLOW_TABLES
-from roiml.pipeline.runs import list_runs
-from roiml.pipeline.shards import parse_shard
-from roiml.pipeline.steps import STEPS, PipelineContext, run_day, run_step
-from roiml.settings import Settings
-from roiml.store.online import open_online_store
-from roiml.store.retrieval import FeatureStore
+from roiml.pipeline.steps import STEPS
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from roiml.pipeline.steps import PipelineContext
+    from roiml.settings import Settings
 
 app = typer.Typer(help="The daily feature pipeline.", no_args_is_help=True)
 
@@ -30,6 +30,8 @@ def _day(value: str, option: str) -> date:
 
 
 def _accepted(value: str | None) -> frozenset[str]:
+    from roiml.features.sources import DAILY_FLOW_TABLES
+
     names = frozenset(n.strip() for n in (value or "").split(",") if n.strip())
     unknown = names - set(DAILY_FLOW_TABLES)
     if unknown:
@@ -48,6 +50,10 @@ def _context(
     on_time: bool,
     accept_arrivals: frozenset[str] = frozenset(),
 ) -> PipelineContext:
+    from roiml.pipeline.steps import PipelineContext
+    from roiml.store.online import open_online_store
+    from roiml.store.retrieval import FeatureStore
+
     if not settings.data_dir.exists():
         raise PipelineError(
             f"data directory {settings.data_dir} does not exist; create it or set ROIML_DATA_DIR"
@@ -82,6 +88,9 @@ def step_cmd(
     accept_arrivals: str | None = _ACCEPT_ARRIVALS,
 ) -> None:
     """Run one step for one day; steps hand data over through files under the data directory."""
+    from roiml.pipeline.shards import parse_shard
+    from roiml.pipeline.steps import run_step
+
     accepted = _accepted(accept_arrivals)
     settings = settings_or_exit()
     parsed_day, parsed_shard = _day(day, "--date"), parse_shard(shard)
@@ -106,6 +115,8 @@ def run_cmd(
     accept_arrivals: str | None = _ACCEPT_ARRIVALS,
 ) -> None:
     """Every step for one day: extract, compute, validate, store, update statistics."""
+    from roiml.pipeline.steps import run_day
+
     accepted = _accepted(accept_arrivals)
     settings = settings_or_exit()
     with open_engine(settings) as engine:
@@ -124,6 +135,8 @@ def backfill_cmd(
     on_time: bool = _ON_TIME,
 ) -> None:
     """Run the pipeline for every day from --start to --end, in order."""
+    from roiml.pipeline.steps import run_day
+
     settings = settings_or_exit()
     first, last = _day(start, "--start"), _day(end, "--end")
     if last < first:
@@ -143,6 +156,8 @@ def status_cmd(
     limit: int = typer.Option(30, "--limit", min=1),
 ) -> None:
     """The latest recorded steps: day, step, shard, start, end, rows, outcome."""
+    from roiml.pipeline.runs import list_runs
+
     settings = settings_or_exit()
     with open_engine(settings) as engine:
         runs = list_runs(engine, tenant or settings.tenant_id, limit)

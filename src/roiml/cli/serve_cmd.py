@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.markup import escape
 
 from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
 from roiml.errors import DatabaseUnavailableError
-from roiml.settings import Settings
+
+if TYPE_CHECKING:
+    from roiml.settings import Settings
 
 __all__ = ["serve"]
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
-from roiml.db.enums import ModelType
-from roiml.models.artifact import model_type_of
-from roiml.models.train import TrainingReport, train_models
+
+if TYPE_CHECKING:
+    from roiml.models.train import TrainingReport
 
 __all__ = ["train"]
 
@@ -39,6 +40,11 @@ def train(
     purge gap (docs/MODELS.md). Each version lands in the registry without a stage: promote it
     with `roiml models promote`.
     """
+    # LightGBM and scikit-learn come with the models package: only when training.
+    from roiml.db.enums import ModelType
+    from roiml.models.artifact import model_type_of
+    from roiml.models.train import train_models
+
     settings = settings_or_exit()
     models = list(ModelType) if model == "all" else [model_type_of(model)]
     tenant_id = tenant or settings.tenant_id

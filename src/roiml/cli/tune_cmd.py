@@ -9,9 +9,6 @@ import typer
 from rich.table import Table
 
 from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
-from roiml.models.artifact import model_type_of
-from roiml.models.config import load_config
-from roiml.models.dataset import load_snapshots
 
 if TYPE_CHECKING:
     from roiml.models.tune import Trial
@@ -41,7 +38,10 @@ def tune(
     Trial 0 is the starting config. The best config is written as <model>.yaml; train with it
     through `roiml train --model NAME --config-dir DIR`.
     """
-    # Optuna takes a second to import: only for this verb.
+    # Optuna, LightGBM and scikit-learn take seconds to import: only for this verb.
+    from roiml.models.artifact import model_type_of
+    from roiml.models.config import load_config
+    from roiml.models.dataset import load_snapshots
     from roiml.models.tune import tune_model
 
     settings = settings_or_exit()

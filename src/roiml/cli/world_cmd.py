@@ -11,9 +11,6 @@ from rich.table import Table
 
 from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
 from roiml.errors import WorldError
-from roiml.world.config import WorldConfig
-from roiml.world.generate import generate_world
-from roiml.world.stats import world_stats
 
 app = typer.Typer(help="Generate and describe the simulated world.", no_args_is_help=True)
 
@@ -54,6 +51,10 @@ def generate_cmd(
     --shift-from with --rate-shock and/or --email-open-shift injects a drift scenario (a rate
     shock, a change in email habits) that `roiml monitor run` should flag.
     """
+    # The generator (NumPy, SQLAlchemy, Arrow) only when generating, not for --help.
+    from roiml.world.config import WorldConfig
+    from roiml.world.generate import generate_world
+
     settings = settings_or_exit()
     config = WorldConfig(
         users=users,
@@ -104,6 +105,8 @@ def stats_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Row counts and base rates (moves per year, open rates, ...) of a tenant's data."""
+    from roiml.world.stats import world_stats
+
     settings = settings_or_exit()
     tenant_id = tenant or settings.tenant_id
     with open_engine(settings) as engine:
