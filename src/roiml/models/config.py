@@ -66,7 +66,9 @@ def load_config(model_name: str, config_dir: Path | None = None) -> TrainingConf
     if config_dir is not None:
         path = config_dir / file_name
         if not path.exists():
-            raise TrainingError(f"no {file_name} in {config_dir}; copy it from roiml/models/configs")
+            raise TrainingError(
+                f"no {file_name} in {config_dir}; copy it from roiml/models/configs"
+            )
         text = path.read_text()
         where = str(path)
     else:
