@@ -12,7 +12,8 @@ from roiml.db import SOURCE_TABLES
 from roiml.ingest.read import FileFormat
 from roiml.ingest.real_sales import MarketLevel, RealSalesSource
 
-app = typer.Typer(help="Load CSV or Parquet into the source tables.", no_args_is_help=True)
+# Its help is in roiml.cli.main.GROUPS: `roiml --help` lists it without importing this module.
+app = typer.Typer(no_args_is_help=True)
 
 
 @app.command("import")

@@ -9,7 +9,8 @@ import typer
 
 from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
 
-app = typer.Typer(help="Create, migrate and inspect the relational store.", no_args_is_help=True)
+# Its help is in roiml.cli.main.GROUPS: `roiml --help` lists it without importing this module.
+app = typer.Typer(no_args_is_help=True)
 
 
 @app.command("upgrade")

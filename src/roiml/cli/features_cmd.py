@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from roiml.settings import Settings
     from roiml.store.retrieval import FeatureStore
 
-app = typer.Typer(help="Feature catalog, computation and backfills.", no_args_is_help=True)
+# Its help is in roiml.cli.main.GROUPS: `roiml --help` lists it without importing this module.
+app = typer.Typer(no_args_is_help=True)
 
 DEFAULT_CATALOG = Path("docs/FEATURE_CATALOG.md")
 

@@ -24,9 +24,8 @@ if TYPE_CHECKING:
     from roiml.registry import ModelRegistry
     from roiml.settings import Settings
 
-app = typer.Typer(
-    help="The model registry: versions, stages and their history.", no_args_is_help=True
-)
+# Its help is in roiml.cli.main.GROUPS: `roiml --help` lists it without importing this module.
+app = typer.Typer(no_args_is_help=True)
 
 _TENANT = typer.Option(None, "--tenant", help="Tenant (default: ROIML_TENANT_ID).")
 _JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")

@@ -14,7 +14,8 @@ from rich.table import Table
 from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
 from roiml.errors import ConfigurationError
 
-app = typer.Typer(help="Model monitoring: drift, performance, alerts.", no_args_is_help=True)
+# Its help is in roiml.cli.main.GROUPS: `roiml --help` lists it without importing this module.
+app = typer.Typer(no_args_is_help=True)
 
 
 def _period(value: str | None, today: date) -> date:

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from roiml.pipeline.steps import PipelineContext
     from roiml.settings import Settings
 
-app = typer.Typer(help="The daily feature pipeline.", no_args_is_help=True)
+# Its help is in roiml.cli.main.GROUPS: `roiml --help` lists it without importing this module.
+app = typer.Typer(no_args_is_help=True)
 
 
 def _day(value: str, option: str) -> date:

@@ -12,7 +12,8 @@ from rich.table import Table
 from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
 from roiml.errors import WorldError
 
-app = typer.Typer(help="Generate and describe the simulated world.", no_args_is_help=True)
+# Its help is in roiml.cli.main.GROUPS: `roiml --help` lists it without importing this module.
+app = typer.Typer(no_args_is_help=True)
 
 
 def _parse_date(value: str, option: str) -> date:
