@@ -1,6 +1,9 @@
-"""Scores of the four models and of their baselines, on the test period."""
+"""Scores of the four models and of their baselines, on the test period, and which direction of
+each score is better (shared by the registry's version comparison and monitoring's decay check)."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 from sklearn.metrics import (
@@ -14,11 +17,34 @@ from sklearn.metrics import (
 )
 
 __all__ = [
+    "LOSS_METRICS",
     "binary_metrics",
     "hit_rate",
+    "lower_is_better",
     "multiclass_metrics",
     "regression_metrics",
 ]
+
+# Metrics where a smaller value is the better model. "logloss" is LightGBM's spelling.
+LOSS_METRICS: frozenset[str] = frozenset(
+    {"brier", "log_loss", "logloss", "mape", "rmsle", "mae", "mse", "rmse"}
+)
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether ``metric`` is a loss: its name is, starts with, ends with or contains one of
+    :data:`LOSS_METRICS` as a whole ``_``-separated part (``test_mae``, ``brier_score``).
+    """
+    name = metric.lower()
+    parts = re.split(r"[^a-z0-9]+", name)
+    joined = "_".join(part for part in parts if part)
+    return any(
+        joined == loss
+        or joined.startswith(f"{loss}_")
+        or joined.endswith(f"_{loss}")
+        or f"_{loss}_" in joined
+        for loss in LOSS_METRICS
+    )
 
 
 def binary_metrics(label: np.ndarray, probability: np.ndarray) -> dict[str, float]:

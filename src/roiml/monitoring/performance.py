@@ -20,6 +20,8 @@ from collections.abc import Mapping
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from roiml.models.metrics import lower_is_better
+
 __all__ = [
     "compare_with_registered",
     "estimated_binary",
@@ -28,9 +30,6 @@ __all__ = [
     "realised_multiclass",
     "realised_regression",
 ]
-
-# Metrics where lower is better; the others (auc, accuracy, f1, ...) are better higher.
-_LOWER_IS_BETTER = frozenset({"mae", "mape"})
 
 
 def realised_binary(
@@ -164,7 +163,7 @@ def compare_with_registered(
         change[name] = now - then
         if name == "r2" or then == 0:
             continue
-        worse = (now - then) if name in _LOWER_IS_BETTER else (then - now)
+        worse = (now - then) if lower_is_better(name) else (then - now)
         if worse > tolerance * abs(then):
             decayed.append(name)
     return change, decayed

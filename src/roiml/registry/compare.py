@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+
+# Which direction of a metric is better is the models' knowledge (monitoring uses it too);
+# re-exported, since comparing versions is where the registry's callers look for it.
+from roiml.models.metrics import LOSS_METRICS, lower_is_better
 
 __all__ = [
     "LOSS_METRICS",
@@ -15,28 +18,7 @@ __all__ = [
     "lower_is_better",
 ]
 
-# Metrics where a smaller value is the better model. "logloss" is LightGBM's spelling.
-LOSS_METRICS: frozenset[str] = frozenset(
-    {"brier", "log_loss", "logloss", "mape", "rmsle", "mae", "mse", "rmse"}
-)
-
 Better = Literal["v1", "v2", "equal"]
-
-
-def lower_is_better(metric: str) -> bool:
-    """Whether ``metric`` is a loss: its name is, starts with, ends with or contains one of
-    :data:`LOSS_METRICS` as a whole ``_``-separated part (``test_mae``, ``brier_score``).
-    """
-    name = metric.lower()
-    parts = re.split(r"[^a-z0-9]+", name)
-    joined = "_".join(part for part in parts if part)
-    return any(
-        joined == loss
-        or joined.startswith(f"{loss}_")
-        or joined.endswith(f"_{loss}")
-        or f"_{loss}_" in joined
-        for loss in LOSS_METRICS
-    )
 
 
 @dataclass(frozen=True)
