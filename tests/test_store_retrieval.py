@@ -204,3 +204,45 @@ def test_bad_retrieval_requests(store: FeatureStore) -> None:
 def test_a_future_day_is_refused(store: FeatureStore) -> None:
     with pytest.raises(FeatureError, match="in the future"):
         materialize_day(store, date(2024, 6, 1), now=datetime(2024, 5, 31))
+
+
+def test_one_read_serves_a_mixed_group_as_one_entity_at_a_time(
+    store: FeatureStore, tmp_path: Path
+) -> None:
+    # The serving path: one group, online hits, an unknown entity and a past instant together;
+    # each row as create_prediction_features (one entity) and the engine (as of then) give it.
+    from roiml.store.vectors import PredictionVectors
+
+    names = [*CATALOG.feature_set("property"), *CATALOG.feature_set("behavioral")[:3]]
+    now, past = datetime(2024, 3, 6, 8), datetime(2024, 3, 5, 12)
+    vectors = PredictionVectors(store.engine, store.online)
+    read = vectors.read(
+        "r", names, ["user_3", "user_4", "nobody", "user_5"], [None] * 3 + [past], now
+    )
+    assert read.sources()[:2] == ["online", "online"] and read.sources()[3] == "computed"
+    assert set(read.errors) == {2} and read.errors[2].reason == "unknown_entity"
+    assert np.isnan(read.values[2]).all()
+    one = store.create_prediction_features("user_4", feature_names=names, now=now)
+    assert one.feature_source == "online"
+    np.testing.assert_array_equal(
+        read.values[1], [np.nan if v is None else v for v in one.values.values()]
+    )
+    then = FeatureEngineer(store.engine, "r").compute_feature_set(names, "user_5", as_of_date=past)
+    np.testing.assert_allclose(
+        read.values[3], [np.nan if then[n] is None else then[n] for n in names], rtol=1e-12
+    )
+    # Nothing online: the warm tier has the same vector; past the TTL, computed as of now.
+    empty = PredictionVectors(store.engine, SqliteOnlineStore(tmp_path / "none.db"))
+    warm = empty.read("r", names, ["user_3"], now=now)
+    assert warm.sources() == ["warm"] and warm.set_sources(0) == {
+        "property": "warm",
+        "behavioral": "warm",
+    }
+    np.testing.assert_array_equal(warm.values[0], read.values[0])
+    late = datetime(2024, 4, 20)
+    computed = empty.read("r", names, ["user_3"], now=late)
+    assert computed.sources() == ["computed"]
+    fresh = FeatureEngineer(store.engine, "r").compute_feature_set(names, "user_3", as_of_date=late)
+    np.testing.assert_allclose(
+        computed.values[0], [np.nan if fresh[n] is None else fresh[n] for n in names], rtol=1e-12
+    )
