@@ -6,6 +6,7 @@ import argparse
 
 from bench import (
     api_load,
+    cli_startup,
     dashboard,
     drift,
     fail_fast,
@@ -34,6 +35,7 @@ BENCHMARKS = {
     "archive": prediction_archive.main,
     "fail-fast": fail_fast.main,
     "replay": replay.main,
+    "cli": cli_startup.main,
 }
 
 
