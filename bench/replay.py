@@ -750,6 +750,15 @@ def summarize(records: Sequence[DayRecord]) -> dict[str, Any]:
             for feature in model.drifted:
                 days = drift_by_feature.setdefault(feature, {})
                 days.setdefault(record.day.isoformat(), []).append(name)
+    # Alerts other than drift (performance decay, judged on the estimate before labels come).
+    other_alerts: list[dict[str, Any]] = []
+    for record in records:
+        found = {
+            name: [a for a in m.alerts if not a.startswith(("feature_drift:", "prediction"))]
+            for name, m in record.models.items()
+        }
+        if any(found.values()):
+            other_alerts.append({"day": record.day.isoformat(), "alerts": found})
     per_day = [sum(r.seconds.values()) for r in records]
     statuses: dict[str, dict[str, int]] = {}
     for record in records:
@@ -768,6 +777,8 @@ def summarize(records: Sequence[DayRecord]) -> dict[str, Any]:
             feature: {"days": len(days), "first": min(days), "last": max(days), "by_day": days}
             for feature, days in sorted(drift_by_feature.items())
         },
+        "other_alert_days": len(other_alerts),
+        "other_alerts_by_day": other_alerts,
         "statuses": statuses,
         "predictions": sum(r.predictions for r in records),
         "prediction_errors": sum(r.prediction_errors for r in records),

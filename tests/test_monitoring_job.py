@@ -27,6 +27,7 @@ from roiml.db.enums import ModelType
 from roiml.db.migrate import upgrade
 from roiml.db.ml_tables import MLMonitoring, MonitoringAlert
 from roiml.models.artifact import ModelArtifact
+from roiml.models.predict import predict
 from roiml.monitoring.job import ModelPeriodResult, run_monitoring
 from roiml.serving.health import model_health
 from roiml.settings import Settings
@@ -274,6 +275,45 @@ def test_feedback_gives_realised_metrics_and_decay_alerts(
         a["kind"] == "performance_decay" and a["subject"] == "auc"
         for a in _row(engine, tenant).alerts
     )
+
+
+def test_an_estimate_is_judged_against_the_same_estimate_over_the_reference(
+    engine: Engine, tenant: str, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(5)
+    reference = _reference(rng, 4000)
+    artifact = move_artifact(reference, NAMES)
+    register(engine, tenant)
+    # The registered precision was measured on a test split with another mix of movers: far
+    # above what the model's probabilities estimate on a population like its reference.
+    artifact.metrics = {"roc_auc": 0.8, "high_precision": 0.99}
+    log_predictions(engine, tenant, artifact, _reference(rng, 600), datetime(2024, 6, 3, 8))
+    results = _run(_settings(tmp_path), engine, tenant, DAY, load_artifact=lambda n, v: artifact)
+    metrics = _row(engine, tenant).performance_metrics
+    assert metrics["decay_source"] == "estimated" and not metrics["decayed"], metrics
+    baseline = metrics["estimated_reference"]
+    assert "homeowners as of" in baseline["over"] or "training rows" in baseline["over"]
+    assert baseline["metrics"]["precision"] < 0.9  # the registered 0.99 would have decayed
+    assert results[0].status in {"OK", "DRIFT"}
+
+    # The next day every homeowner scores just past the HIGH line: the model is as sure of each
+    # as of its least certain HIGH before, and the estimate of its precision falls.
+    line = artifact.extra["thresholds"]["HIGH"]
+    scores = predict(artifact, reference, explain=False).predicted_value
+    near = reference[np.argsort(np.abs(scores - line * 1.01))[:600]]
+    log_predictions(engine, tenant, artifact, near, datetime(2024, 6, 4, 8))
+    _run(_settings(tmp_path), engine, tenant, date(2024, 6, 4), load_artifact=lambda n, v: artifact)
+    with tenant_session(engine, tenant) as session:
+        row = session.scalars(
+            select(MLMonitoring).where(
+                MLMonitoring.tenant_id == tenant, MLMonitoring.period_start == datetime(2024, 6, 4)
+            )
+        ).one()
+    decayed = row.performance_metrics
+    assert decayed["decay_source"] == "estimated" and decayed["decayed"], decayed
+    assert "served 2024-06-03" in decayed["estimated_reference"]["over"]
+    alert = next(a for a in row.alerts if a["kind"] == "performance_decay")
+    assert "worse than over 600 predictions served 2024-06-03" in alert["message"]
 
 
 def _run(*args: Any, **kwargs: Any) -> list[ModelPeriodResult]:

@@ -29,15 +29,22 @@ from roiml.db.enums import ModelStatus, ModelType
 from roiml.db.ml_tables import MLModel, MLMonitoring, MLPrediction
 from roiml.db.rejected_predictions import read_rejected_records
 from roiml.errors import ConfigurationError
+from roiml.features.catalog import CATALOG
 from roiml.models.artifact import MODEL_NAMES, ModelArtifact
-from roiml.models.predict import predict
+from roiml.models.predict import Predictions, predict
 from roiml.monitoring.alerts import Alert, WebhookConfig, already_sent, deliver, store_alerts
 from roiml.monitoring.archive import archive_dir, archived_models
 from roiml.monitoring.drift import DriftPolicy, FeatureDrift, detect_drift
-from roiml.monitoring.evaluate import Labels, assess_performance, registered_metrics
+from roiml.monitoring.evaluate import (
+    EstimateBaseline,
+    Labels,
+    assess_performance,
+    estimate,
+    registered_metrics,
+)
 from roiml.monitoring.outcomes import first_transactions
 from roiml.monitoring.period import PeriodPredictions
-from roiml.monitoring.reference import drift_reference
+from roiml.monitoring.reference import LATEST, DriftReference, drift_reference
 from roiml.settings import Settings
 
 __all__ = ["ArtifactLoader", "ModelPeriodResult", "run_monitoring"]
@@ -178,6 +185,18 @@ def _monitor_one(
     classes = artifact.classes if artifact else []
     labels = _labels(ctx, period, artifact)
     registered = registered_metrics(ctx.model_type, _registered_source(ctx, artifact))
+    reference = artifact.reference if artifact is not None else None
+    basis: DriftReference | None = None
+    current_matrix = np.empty((0, 0))
+    if artifact is not None and reference is not None and reference.num_rows:
+        current_matrix = period.matrix(artifact.feature_names)
+        served = _served_before(ctx) if ctx.settings.monitoring_reference_days else None
+        basis = drift_reference(artifact, served, period, current_matrix, minimum)
+    expected = (
+        predict(artifact, basis.matrix, explain=False)
+        if artifact is not None and basis is not None and basis.matrix.shape[0]
+        else None
+    )
     performance, decayed = assess_performance(
         ctx.model_type,
         period,
@@ -186,11 +205,11 @@ def _monitor_one(
         registered,
         ctx.settings.monitoring_decay_tolerance,
         ctx.settings.monitoring_min_labels,
+        baseline=_estimate_baseline(ctx, artifact, basis, current_matrix, expected),
     )
     alerts: list[Alert] = []
     drifted: list[str] = []
-    reference = artifact.reference if artifact is not None else None
-    if artifact is None or reference is None or reference.num_rows == 0:
+    if artifact is None or basis is None:
         result.status = NO_REFERENCE
         if artifact is not None:
             result.notes.append(
@@ -200,10 +219,6 @@ def _monitor_one(
         log.warning("monitoring %s v%s: %s", ctx.name, ctx.version, result.notes[-1])
     else:
         names = artifact.feature_names
-        current_matrix = period.matrix(names)
-        served = _served_before(ctx) if ctx.settings.monitoring_reference_days else None
-        basis = drift_reference(artifact, served, period, current_matrix, minimum)
-        assert basis is not None  # the artifact has a reference
         drift = detect_drift(
             basis.matrix,
             current_matrix,
@@ -219,7 +234,7 @@ def _monitor_one(
         result.notes.append(f"drift against {basis.description}")
         row["feature_drift"] = {name: d.as_json() for name, d in drift.items()}
         drifted = [name for name, d in drift.items() if d.drifted]
-        score = _score_drift(artifact, basis.matrix, period, policy)
+        score = _score_drift(expected, period, policy)
         performance["prediction_score"] = score.as_json() if score else None
         row["prediction_drift"] = score.statistic if score else None
         prediction_drifted = bool(score and score.drifted)
@@ -445,18 +460,49 @@ def _registry_loader(settings: Settings, engine: Engine, tenant_id: str) -> Arti
 # ------------------------------------------------------------------------------ maths glue
 
 
+def _estimate_baseline(
+    ctx: _Context,
+    artifact: ModelArtifact | None,
+    basis: DriftReference | None,
+    current: np.ndarray,
+    expected: Predictions | None,
+) -> EstimateBaseline | None:
+    """The model's estimated metrics over its own answers on the drift reference's rows:
+    what a day like this one should estimate. A model input that is no homeowner feature (a
+    request parameter such as the horizon) takes the period's most common value, since the
+    latest snapshot's are drawn."""
+    if artifact is None or basis is None or expected is None:
+        return None
+    drawn = [i for i, name in enumerate(artifact.feature_names) if name not in CATALOG.features]
+    if drawn and basis.source == LATEST and current.shape[0]:
+        matrix = np.array(basis.matrix, copy=True)
+        for i in drawn:
+            values, counts = np.unique(current[~np.isnan(current[:, i]), i], return_counts=True)
+            if values.size:
+                matrix[:, i] = values[np.argmax(counts)]
+        expected = predict(artifact, matrix, explain=False)
+    metrics = estimate(
+        ctx.model_type,
+        expected.predicted_value,
+        expected.predicted_class,
+        expected.probabilities,
+        expected.confidence,
+        artifact.classes,
+    )
+    known = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
+    return EstimateBaseline(known, basis.description) if known else None
+
+
 def _score_drift(
-    artifact: ModelArtifact,
-    reference_matrix: np.ndarray,
+    expected: Predictions | None,
     period: PeriodPredictions,
     policy: DriftPolicy,
 ) -> FeatureDrift | None:
     """Drift of the served scores against the model's own answers on its reference rows."""
-    if reference_matrix.shape[0] == 0:
+    if expected is None:
         return None
-    expected = predict(artifact, reference_matrix, explain=False).predicted_value
     drift = detect_drift(
-        np.asarray(expected, dtype=np.float64).reshape(-1, 1),
+        np.asarray(expected.predicted_value, dtype=np.float64).reshape(-1, 1),
         period.predicted_value.reshape(-1, 1),
         [_PREDICTION],
         policy,
@@ -483,7 +529,11 @@ def _drift_alert(
 def _decay_alert(ctx: _Context, metric: str, performance: dict[str, Any]) -> Alert:
     source = performance.get("decay_source") or "realised"
     now = (performance.get(source) or {}).get(metric)
-    then = performance["registered"].get(metric)
+    baseline = performance.get("estimated_reference") if source == "estimated" else None
+    if baseline:
+        then, what = baseline["metrics"].get(metric), f"over {baseline['over']}"
+    else:
+        then, what = performance["registered"].get(metric), "at registration"
     return Alert(
         kind="performance_decay",
         subject=metric,
@@ -491,8 +541,8 @@ def _decay_alert(ctx: _Context, metric: str, performance: dict[str, Any]) -> Ale
         threshold=then,
         message=(
             f"{ctx.name} v{ctx.version} {ctx.start.date()}: {source} {metric} {_fmt(now)} is "
-            f"more than {ctx.settings.monitoring_decay_tolerance:.0%} worse than at "
-            f"registration ({_fmt(then)})"
+            f"more than {ctx.settings.monitoring_decay_tolerance:.0%} worse than {what} "
+            f"({_fmt(then)})"
         ),
     )
 
