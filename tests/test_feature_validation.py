@@ -11,7 +11,10 @@ import pyarrow as pa
 from roiml.features.validation import PSI_LIMIT, SHIFT_MIN_EFFECT, validate_frame
 from roiml.two_sample import population_stability, shift_effect
 
-FEATURE = "agent_transactions_1y"  # integer, checked day over day
+# An ordinary integer, checked day over day, its values drawn lumpy: many homeowners share one,
+# as all clients of an agent once shared agent_transactions_1y (SHARED since: judged beyond the
+# group's step, tests below).
+FEATURE = "page_views_30d"
 ROWS = 5000
 
 

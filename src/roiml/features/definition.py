@@ -52,8 +52,9 @@ class TimeRelation(StrEnum):
     # an event resets it: judged on what the clock does not explain, values moved back to a
     # common instant.
     CLOCK = "CLOCK"
-    # One value for many entities (everyone, or every home of a market) that steps when a
-    # source publishes: a weekly rate, a month of market figures. A step all entities share is
+    # One value for many entities (everyone, every home of a market, every client of an agent)
+    # that steps when a source publishes: a weekly rate, a month of market figures, an agent's
+    # closed deal. A step all entities share is
     # the calendar, not a data fault; what is judged is the part of the move the entities do not
     # share, and the size of the shared step against the spread the model knew.
     SHARED = "SHARED"

@@ -161,9 +161,16 @@ _TRANSACTIONAL: tuple[FeatureDefinition, ...] = (
 )
 # Clocks: how much each grows a day.
 _CLOCKS = {"days_since_last_transaction": PER_DAY, "agent_tenure_years": PER_YEAR}
+# One value for every client of an agent, stepping when one joins or one's deal closes (or
+# leaves the year): judged as a shared step, not as each homeowner's own. Judged as ordinary,
+# a week's growth of the agents' books moved agent_transactions_1y by 0.11 std against the
+# week before on an unchanged world (a drift alert on day 22 of the year replay).
+_SHARED = {"agent_client_count", "agent_transactions_1y"}
 TRANSACTIONAL = tuple(
     replace(feature, time_relation=TimeRelation.CLOCK, clock_per_day=_CLOCKS[feature.name])
     if feature.name in _CLOCKS
+    else replace(feature, time_relation=TimeRelation.SHARED)
+    if feature.name in _SHARED
     else feature
     for feature in _TRANSACTIONAL
 )
