@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck bench lock clean airflow
+.PHONY: demo test check lint typecheck imports bench lock clean airflow
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-check: $(STAMP) lint typecheck
+check: $(STAMP) lint typecheck imports
 	$(BIN)/python -m pytest -q -m "not slow and not postgres and not redis"
 
 lint: $(STAMP)
@@ -30,6 +30,10 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy src
+
+# The layers and no cycles (docs/ARCHITECTURE.md; the contract is in pyproject.toml).
+imports: $(STAMP)
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
