@@ -64,8 +64,9 @@ from sqlalchemy.exc import (
     StatementError,
 )
 
-from roiml.db.base import Base, utcnow
+from roiml.db.base import utcnow
 from roiml.db.engine import tenant_session
+from roiml.db.ml_tables import MLPrediction
 from roiml.db.rejected_predictions import rejected_entry, rejected_file
 from roiml.errors import ConfigurationError, PredictionLogFullError
 from roiml.settings import Settings
@@ -94,8 +95,10 @@ _JSON_OPTIONS: Final = (
 def _insert_table() -> Table:
     # The model's JSON columns store a Python None as the JSON value 'null'; a prediction without
     # probabilities should be SQL NULL (and a None in the NOT NULL ``features`` column a refused
-    # row, not a JSON null). Same table, same names, only the JSON types differ.
-    model = Base.metadata.tables["ml_predictions"]
+    # row, not a JSON null). Same table, same names, only the JSON types differ. The table comes
+    # from its own module: roiml.db loads its table modules lazily, so Base.metadata may not hold
+    # ml_predictions yet in a process that imported only this module.
+    model: Table = MLPrediction.__table__  # type: ignore[assignment]
     none_as_null = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
     columns = [
         Column(
