@@ -11,7 +11,7 @@ from rich.table import Table
 
 from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
 from roiml.errors import PipelineError
-from roiml.pipeline.steps import STEPS
+from roiml.pipeline.step_names import STEPS
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine

@@ -30,18 +30,14 @@ from roiml.features.summary import feature_statistics, sync_feature_definitions
 from roiml.features.validation import validate_frame
 from roiml.pipeline.runs import StepRecord, record_step
 from roiml.pipeline.shards import ALL, Shard
+from roiml.pipeline.step_names import COMPUTE_STEPS, STEPS
 from roiml.pipeline.workspace import Workspace, replace_folder, write_parquet_atomically
 from roiml.store.materialize import previous_day
 from roiml.store.retrieval import FeatureStore
 from roiml.store.tiers import store_all_sets
 
+# COMPUTE_STEPS and STEPS stay exported here (re-exported from step_names) for existing callers.
 __all__ = ["COMPUTE_STEPS", "STEPS", "PipelineContext", "run_day", "run_step"]
-
-COMPUTE_STEPS = {
-    f"compute_{name}": name
-    for name in ("behavioral", "property", "market", "transactional", "temporal")
-}
-STEPS = ("extract", *COMPUTE_STEPS, "validate", "store", "update_statistics")
 
 
 @dataclass
