@@ -32,7 +32,7 @@ COMMANDS: tuple[tuple[tuple[str, ...], float], ...] = (
     (("models", "--help"), HELP_TARGET_SECONDS),
     (("models", "list", "--help"), HELP_TARGET_SECONDS),
     (("features", "--help"), HELP_TARGET_SECONDS),
-    # Known over the target: their help needs modules that import the data stack at the top.
+    # Their options come from light modules (roiml.ingest.options, roiml.pipeline.step_names).
     (("data", "--help"), HELP_TARGET_SECONDS),
     (("pipeline", "--help"), HELP_TARGET_SECONDS),
     (("models", "list"), VERB_TARGET_SECONDS),

@@ -9,8 +9,7 @@ import typer
 
 from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
 from roiml.db import SOURCE_TABLES
-from roiml.ingest.read import FileFormat
-from roiml.ingest.real_sales import MarketLevel, RealSalesSource
+from roiml.ingest.options import FileFormat, MarketLevel, RealSalesSource
 
 # Its help is in roiml.cli.main.GROUPS: `roiml --help` lists it without importing this module.
 app = typer.Typer(no_args_is_help=True)

@@ -2,11 +2,10 @@
 
 Run as a program, ``roiml`` imports a verb group's module (``db_cmd``, ``data_cmd``, ...) only
 when that verb is used: ``roiml --help`` lists the groups from :data:`GROUPS` without importing
-any of them, and ``roiml db current`` imports ``db_cmd`` alone. Some groups need heavy modules
-just to describe their options (``pipeline`` lists the steps, ``data`` its formats), and
-``roiml --help`` must not pay seconds for them (issue 17). Seen as a Typer application
-(``typer.main.get_command(app)``, ``app.registered_groups``, as the tests use it), every group is
-there as usual, imported on first access.
+any of them, and ``roiml db current`` imports ``db_cmd`` alone, so no verb pays seconds for
+another group's imports (issue 17). Seen as a Typer application (``typer.main.get_command(app)``,
+``app.registered_groups``, as the tests use it), every group is there as usual, imported on
+first access.
 """
 
 from __future__ import annotations

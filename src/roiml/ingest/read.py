@@ -11,7 +11,6 @@ import contextlib
 import csv
 import io
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,15 +18,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from roiml.errors import ImportValidationError
+from roiml.ingest.options import FileFormat  # re-exported: defined there for the CLI's help
 
 __all__ = ["FileFormat", "Source", "infer_format", "read_file"]
-
-
-class FileFormat(StrEnum):
-    """The file formats the importer reads."""
-
-    CSV = "csv"
-    PARQUET = "parquet"
 
 
 _SUFFIXES = {

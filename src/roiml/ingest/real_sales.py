@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import zipfile
 from dataclasses import dataclass
-from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import IO
@@ -44,7 +43,7 @@ import pyarrow.parquet as pq
 from roiml.db.enums import PropertyType, TransactionType
 from roiml.errors import ImportValidationError
 from roiml.ingest.contract import table_contract
-from roiml.ingest.read import FileFormat
+from roiml.ingest.options import FileFormat, MarketLevel, RealSalesSource  # re-exported
 
 __all__ = [
     "KC_HOUSE_SALES_FILE",
@@ -60,20 +59,6 @@ __all__ = [
     "sales_to_tables",
     "write_tables",
 ]
-
-
-class RealSalesSource(StrEnum):
-    """The real data sets that can be converted."""
-
-    KC_HOUSE_SALES = "kc-house-sales"
-    SEATTLE_SALES = "seattle-sales"
-
-
-class MarketLevel(StrEnum):
-    """What ``market_id`` holds: the sale's local area, or one id for the whole data set."""
-
-    LOCAL = "local"
-    REGION = "region"
 
 
 KC_HOUSE_SALES_FILE = "kc_house_sales.parquet"
