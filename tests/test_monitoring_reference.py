@@ -93,3 +93,20 @@ def test_clocks_without_instants_are_not_judged() -> None:
     assert drift["days_since_signup"].method == NOT_JUDGED
     assert "instant" in (drift["days_since_signup"].note or "")
     assert drift["days_since_last_session"].method != NOT_JUDGED  # restarts: compared as is
+
+
+def test_a_send_count_is_not_judged_but_the_reference_takes_the_days_step() -> None:
+    # The 15th's email reached everyone: each homeowner's 30-day count is one higher than on
+    # the days before. Not a drift; but the model reads the count, so the rows its answers on
+    # the reference are computed from carry today's sends.
+    rng = np.random.default_rng(3)
+    names = ["emails_received_30d", "session_count_30d"]
+    before = np.column_stack([rng.poisson(4, ROWS), rng.poisson(6, ROWS)]).astype(np.float64)
+    today = before.copy()
+    today[:, 0] += 1
+    instant = int(np.datetime64(DAY, "us").astype(np.int64))
+    aligned, unjudged = align_reference(before, None, names, today, instant)
+    assert "emails_received_30d" in unjudged and "session_count_30d" not in unjudged
+    assert np.median(aligned[:, 0]) == np.median(today[:, 0])
+    assert np.array_equal(aligned[:, 1], before[:, 1])  # an ordinary feature as it was
+    assert np.array_equal(before[:, 0] + 1, aligned[:, 0])
