@@ -10,8 +10,9 @@ every light module) pay seconds for names it never touches.
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING
+
+from roiml.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from roiml.db.engine import make_engine, tenant_session
@@ -34,31 +35,19 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-# Exported name -> (module, name there).
-_EXPORTS: dict[str, tuple[str, str]] = {
-    "Settings": ("roiml.settings", "Settings"),
-    "WorldConfig": ("roiml.world", "WorldConfig"),
-    "WorldReport": ("roiml.world", "WorldReport"),
-    "generate_world": ("roiml.world", "generate_world"),
-    "get_settings": ("roiml.settings", "get_settings"),
-    "import_file": ("roiml.ingest", "import_file"),
-    "make_engine": ("roiml.db.engine", "make_engine"),
-    "tenant_session": ("roiml.db.engine", "tenant_session"),
-    "upgrade_database": ("roiml.db.migrate", "upgrade"),
-    "world_stats": ("roiml.world", "world_stats"),
-}
-
-
-def __getattr__(name: str) -> object:
-    """Import an exported name on first access and keep it, so later accesses are plain."""
-    try:
-        module, attribute = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    value = getattr(import_module(module), attribute)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+# Exported name -> "module:name there" (the same name when there is no ":").
+__getattr__, __dir__ = lazy_exports(
+    globals(),
+    {
+        "Settings": "roiml.settings",
+        "WorldConfig": "roiml.world",
+        "WorldReport": "roiml.world",
+        "generate_world": "roiml.world",
+        "get_settings": "roiml.settings",
+        "import_file": "roiml.ingest",
+        "make_engine": "roiml.db.engine",
+        "tenant_session": "roiml.db.engine",
+        "upgrade_database": "roiml.db.migrate:upgrade",
+        "world_stats": "roiml.world",
+    },
+)

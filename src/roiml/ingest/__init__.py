@@ -9,17 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from roiml.lazy import lazy_exports
+
 if TYPE_CHECKING:
     from roiml.ingest.importer import import_file
 
 __all__ = ["import_file"]
 
-
-def __getattr__(name: str) -> object:
-    """``import_file`` from :mod:`roiml.ingest.importer`, imported when first asked for."""
-    if name == "import_file":
-        from roiml.ingest.importer import import_file
-
-        globals()["import_file"] = import_file
-        return import_file
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(globals(), {"import_file": "roiml.ingest.importer"})

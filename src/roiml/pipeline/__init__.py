@@ -7,8 +7,9 @@ this file first, ``roiml pipeline --help`` reading the step names among them (is
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING
+
+from roiml.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from roiml.pipeline.shards import Shard, parse_shard
@@ -18,26 +19,14 @@ if TYPE_CHECKING:
 __all__ = ["STEPS", "PipelineContext", "Shard", "parse_shard", "run_day", "run_step"]
 
 # Exported name -> the module that defines it.
-_EXPORTS: dict[str, str] = {
-    "STEPS": "roiml.pipeline.step_names",
-    "PipelineContext": "roiml.pipeline.steps",
-    "Shard": "roiml.pipeline.shards",
-    "parse_shard": "roiml.pipeline.shards",
-    "run_day": "roiml.pipeline.steps",
-    "run_step": "roiml.pipeline.steps",
-}
-
-
-def __getattr__(name: str) -> object:
-    """Import an exported name on first access and keep it, so later accesses are plain."""
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(
+    globals(),
+    {
+        "STEPS": "roiml.pipeline.step_names",
+        "PipelineContext": "roiml.pipeline.steps",
+        "Shard": "roiml.pipeline.shards",
+        "parse_shard": "roiml.pipeline.shards",
+        "run_day": "roiml.pipeline.steps",
+        "run_step": "roiml.pipeline.steps",
+    },
+)
