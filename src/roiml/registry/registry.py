@@ -26,12 +26,10 @@ from functools import partial
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-import pandas as pd
 from mlflow import MlflowClient
-from mlflow.artifacts import download_artifacts
 from mlflow.entities import (
     LoggedModel,
     LoggedModelOutput,
@@ -43,9 +41,6 @@ from mlflow.entities import (
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 from mlflow.exceptions import MlflowException
-from mlflow.models import Model, ModelSignature
-from mlflow.pyfunc import save_model as save_pyfunc_model
-from mlflow.types import ColSpec, Schema
 from sqlalchemy import Engine, select
 
 from roiml.db import MLExperiment, MLModel
@@ -53,11 +48,8 @@ from roiml.db.base import as_naive_utc, utcnow
 from roiml.db.engine import tenant_session
 from roiml.db.enums import ModelStatus
 from roiml.errors import ModelError, RegistryError, RoimlError
-from roiml.models.artifact import ModelArtifact
-from roiml.registry.compare import ModelComparison, compare_metric
 from roiml.registry.history import AliasEvent, alias_events, default_actor, record_moves
 from roiml.registry.history import version_at as history_version_at
-from roiml.registry.pyfunc import ARTIFACT_KEY, RoimlPyfuncModel
 from roiml.registry.stages import (
     STAGE_ALIASES,
     AliasMove,
@@ -68,6 +60,17 @@ from roiml.registry.stages import (
     status_of,
 )
 from roiml.settings import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from roiml.models.artifact import ModelArtifact
+    from roiml.registry.compare import ModelComparison
+
+# Registering, loading and comparing models import what they need when they run: the model
+# artifact and the pyfunc wrapper (LightGBM, scikit-learn, SciPy), pandas, MLflow's model and
+# pyfunc modules, and the metric definitions (scikit-learn) cost seconds that listing the
+# registry or reading its history never needs (issue 17).
 
 __all__ = ["ModelRegistry", "ModelVersionInfo", "RegisteredModelSummary"]
 
@@ -352,6 +355,12 @@ class ModelRegistry:
             )
 
     def _save_pyfunc(self, model: ModelArtifact, tmp: Path, logged: LoggedModel) -> Path:
+        from mlflow.models import Model, ModelSignature
+        from mlflow.pyfunc import save_model as save_pyfunc_model
+        from mlflow.types import ColSpec, Schema
+
+        from roiml.registry.pyfunc import ARTIFACT_KEY, RoimlPyfuncModel
+
         artifact_dir = model.save(tmp / ARTIFACT_KEY)
         signature = ModelSignature(
             inputs=Schema([ColSpec("double", feature) for feature in model.feature_names])
@@ -523,6 +532,10 @@ class ModelRegistry:
         :meth:`ModelArtifact.matrix` selects columns by name); otherwise :class:`ModelError`
         names what is missing and what is extra.
         """
+        from mlflow.artifacts import download_artifacts
+
+        from roiml.models.artifact import ModelArtifact
+
         _registered, model_version = self._resolve(name, version)
         mlflow_name = self.mlflow_name(name)
         with _mlflow_errors(f"downloading {name} version {_num(model_version)}"):
@@ -718,6 +731,8 @@ class ModelRegistry:
         """Compare two versions' run metrics: each metric's values, ``difference`` = v2 - v1 and
         which is better (lower for losses such as mae, rmse, log_loss, brier). Default metrics:
         every metric either version logged."""
+        from roiml.registry.compare import ModelComparison, compare_metric
+
         _registered, first = self._resolve(name, version1)
         _registered, second = self._resolve(name, version2)
         values = [self._run_metrics(v) for v in (first, second)]
@@ -900,6 +915,8 @@ def _training_bounds(window: Mapping[str, str]) -> tuple[datetime | None, dateti
 def _input_example(model: ModelArtifact) -> pd.DataFrame:
     """One row for MLflow's serving example: the first training row when the reference has
     every feature as a number, else zeros (serving enforces the signature, not the example)."""
+    import pandas as pd
+
     reference = model.reference
     if reference is not None and reference.num_rows:
         try:
@@ -927,6 +944,10 @@ def _pip_requirements() -> list[str]:
 
 def _artifact_dir(model_dir: Path) -> Path:
     """Where the pyfunc model at ``model_dir`` keeps the ModelArtifact directory."""
+    from mlflow.models import Model
+
+    from roiml.registry.pyfunc import ARTIFACT_KEY
+
     try:
         flavor = Model.load(str(model_dir)).flavors["python_function"]
         relative = flavor["artifacts"][ARTIFACT_KEY]["path"]
