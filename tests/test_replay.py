@@ -57,7 +57,7 @@ def undrifted(replay: Replay) -> list[DayRecord]:
 @pytest.mark.e2e
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
-def test_35_undrifted_days_fail_no_gate_and_raise_no_drift_alert(
+def test_35_undrifted_days_fail_no_gate_and_raise_no_alert(
     undrifted: list[DayRecord],
 ) -> None:
     summary = summarize(undrifted)
@@ -65,6 +65,8 @@ def test_35_undrifted_days_fail_no_gate_and_raise_no_drift_alert(
     assert [r.day for r in undrifted] == [FIRST + timedelta(days=i) for i in range(DAYS)]
     assert summary["gate_failures"] == 0, summary["gate_failures_by_feature"]
     assert summary["drift_alert_days"] == 0, sorted(summary["drift_alerts_by_feature"])
+    # Nor any other alert: a drifted score, an estimated metric's decay.
+    assert summary["other_alert_days"] == 0, summary["other_alerts_by_day"]
     # Every day ran the whole way: gated against the day before, everyone scored, monitored.
     assert all(r.gate_compared for r in undrifted)
     assert all(r.predictions > 0 and r.prediction_errors == 0 for r in undrifted)
