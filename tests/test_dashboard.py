@@ -478,6 +478,7 @@ def test_performance_reads_realised_registered_and_estimated(client: TestClient)
         "realised": 0.69,
         "registered": 0.76,
         "estimated": 0.74,
+        "estimated_reference": None,  # a row written before estimates had a baseline
         "lower_is_better": False,
     }
     value = {m["metric"]: m for m in performance["property_value_model"]["metrics"]}
@@ -958,3 +959,26 @@ def test_the_public_surface_is_pinned() -> None:
         "render_page",
     }
     assert set(routes.__all__) == {"DASHBOARD_PATH", "DASHBOARD_SCOPE", "router"}
+
+
+def test_an_estimate_shows_the_baseline_it_is_judged_against() -> None:
+    from roiml.monitoring.dashboard.parse import performance_metrics
+    from roiml.monitoring.dashboard.svg import Comparison, dumbbell_chart
+
+    metrics = performance_metrics(
+        {
+            "realised": {},
+            "registered": {"precision": 0.31},
+            "estimated": {"precision": 0.26, "recall": 0.33},
+            "estimated_reference": {"metrics": {"precision": 0.27}, "over": "the week before"},
+        }
+    )
+    precision = next(m for m in metrics if m.metric == "precision")
+    assert (precision.estimated, precision.estimated_reference) == (0.26, 0.27)
+    svg = dumbbell_chart(
+        "p",
+        "Performance",
+        [Comparison("precision", None, 0.31, 0.26, False, 0.27)],
+        empty_message="none",
+    )
+    assert "est. 0.26 · before 0.27" in svg

@@ -158,6 +158,11 @@ def performance_metrics(
         for metric, values in by_metric.items():
             if "registered" not in values:
                 put(metric, "registered", registered_fallback.get(metric))
+    baseline = performance.get("estimated_reference")
+    if isinstance(baseline, Mapping) and isinstance(baseline.get("metrics"), Mapping):
+        for metric, value in baseline["metrics"].items():
+            if str(metric) in by_metric:
+                put(str(metric), "estimated_reference", value)
 
     def order(metric: str) -> tuple[int, str]:
         rank = _METRIC_ORDER.index(metric) if metric in _METRIC_ORDER else len(_METRIC_ORDER)
@@ -169,6 +174,7 @@ def performance_metrics(
             realised=values.get("realised"),
             registered=values.get("registered"),
             estimated=values.get("estimated"),
+            estimated_reference=values.get("estimated_reference"),
             lower_is_better=metric.lower() in LOWER_IS_BETTER,
         )
         for metric, values in sorted(by_metric.items(), key=lambda item: order(item[0]))

@@ -366,7 +366,14 @@ def _drift(model: ModelDrift) -> str:
 
 def _performance(model: ModelPerformance) -> str:
     rows = [
-        Comparison(m.metric, m.realised, m.registered, m.estimated, m.lower_is_better)
+        Comparison(
+            m.metric,
+            m.realised,
+            m.registered,
+            m.estimated,
+            m.lower_is_better,
+            m.estimated_reference,
+        )
         for m in model.metrics
     ]
     note = f"v{model.model_version} · period {model.period_start:%Y-%m-%d}"

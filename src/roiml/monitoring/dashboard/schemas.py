@@ -97,6 +97,9 @@ class PerformanceMetric(BaseModel):
     realised: float | None = None
     registered: float | None = None
     estimated: float | None = None
+    # The same estimate over the rows the period's drift is judged against (the week of served
+    # traffic before, else the model's latest snapshot): what an estimate's decay is judged by.
+    estimated_reference: float | None = None
     lower_is_better: bool = False
 
 

@@ -421,6 +421,7 @@ class Comparison:
     registered: float | None
     estimated: float | None
     lower_is_better: bool = False
+    estimated_reference: float | None = None  # what the estimate is judged against
 
 
 def dumbbell_chart(
@@ -437,7 +438,7 @@ def dumbbell_chart(
     rows = [r for r in rows if any(v is not None for v in (r.realised, r.registered, r.estimated))]
     if not rows:
         return _empty(chart_id, title, empty_message, height=120, note=note, badge=badge)
-    label_w, right, top, row_h = 110, 170, 26, 30
+    label_w, right, top, row_h = 110, 200, 26, 30
     inner_w = _WIDTH - label_w - right
     height = top + row_h * len(rows) + 10
     parts = []
@@ -497,11 +498,20 @@ def dumbbell_chart(
         summary = f"{fmt(row.realised)} vs {fmt(row.registered)}"
         if row.realised is None and row.estimated is not None:
             summary = f"est. {fmt(row.estimated)} vs {fmt(row.registered)}"
+            if row.estimated_reference is not None:
+                # The estimate is judged against itself over the days before, not against the
+                # registered figure (a test split with another mix): say both.
+                summary = f"est. {fmt(row.estimated)} · before {fmt(row.estimated_reference)}"
         if scale != 1.0:
             summary += f" (axis 0 to {fmt(scale)})"
         tip = (
             f"{row.label}: realised {fmt(row.realised)}, registered {fmt(row.registered)}, "
             f"estimated {fmt(row.estimated)}"
+            + (
+                f" (over the reference {fmt(row.estimated_reference)})"
+                if row.estimated_reference is not None
+                else ""
+            )
         )
         data = {
             "data-label": row.label,
