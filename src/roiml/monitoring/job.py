@@ -44,7 +44,7 @@ from roiml.monitoring.evaluate import (
 )
 from roiml.monitoring.outcomes import first_transactions
 from roiml.monitoring.period import PeriodPredictions
-from roiml.monitoring.reference import LATEST, DriftReference, drift_reference
+from roiml.monitoring.reference import LATEST, DriftReference, drift_reference, most_common
 from roiml.settings import Settings
 
 __all__ = ["ArtifactLoader", "ModelPeriodResult", "run_monitoring"]
@@ -477,9 +477,9 @@ def _estimate_baseline(
     if drawn and basis.source == LATEST and current.shape[0]:
         matrix = np.array(basis.matrix, copy=True)
         for i in drawn:
-            values, counts = np.unique(current[~np.isnan(current[:, i]), i], return_counts=True)
-            if values.size:
-                matrix[:, i] = values[np.argmax(counts)]
+            value = most_common(current[:, i])
+            if np.isfinite(value):
+                matrix[:, i] = value
         expected = predict(artifact, matrix, explain=False)
     metrics = estimate(
         ctx.model_type,

@@ -45,6 +45,7 @@ __all__ = [
     "align_reference",
     "drift_reference",
     "follows_sends",
+    "most_common",
     "relations_of",
 ]
 
@@ -133,7 +134,7 @@ def align_reference(
             if np.isfinite(step):
                 aligned[:, i] = np.maximum(aligned[:, i] + round(step), 0.0)
         elif definition.time_relation is TimeRelation.CALENDAR:
-            today = _most_common(current[:, i]) if current.size else np.nan
+            today = most_common(current[:, i]) if current.size else np.nan
             aligned[:, i] = np.where(np.isnan(aligned[:, i]), np.nan, today)
         elif definition.time_relation is TimeRelation.CLOCK and not definition.restarts:
             # An age moves on with the calendar; a clock restarted by frequent events (days
@@ -302,7 +303,8 @@ def follows_sends(definition: FeatureDefinition | None) -> bool:
     )
 
 
-def _most_common(column: np.ndarray) -> float:
+def most_common(column: np.ndarray) -> float:
+    """The most frequent non-NaN value of ``column`` (NaN when it has none)."""
     present = column[~np.isnan(column)]
     if present.size == 0:
         return np.nan
