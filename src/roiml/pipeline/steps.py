@@ -25,7 +25,7 @@ from roiml.features.arrivals import ARRIVAL_RULE, check_arrivals
 from roiml.features.engine import FeatureEngine, entity_frame
 from roiml.features.engineer import as_of_midnight
 from roiml.features.frame import AS_OF, ENTITY_ID
-from roiml.features.sources import load_sources, parquet_sources
+from roiml.features.sources import SourceTables, load_sources, parquet_sources
 from roiml.features.summary import feature_statistics, sync_feature_definitions
 from roiml.features.validation import validate_frame
 from roiml.pipeline.runs import StepRecord, record_step
@@ -101,11 +101,16 @@ def extract(ctx: PipelineContext, shard: Shard, record: StepRecord) -> None:
     record.rows = sum(t.num_rows for t in sources.tables.values())
 
 
+def _extracted(ctx: PipelineContext) -> SourceTables:
+    """The day's extract, read by the steps after ``extract``; refused when it is missing."""
+    if not (ctx.workspace.extract / "users.parquet").exists():
+        raise PipelineError(f"no extract for {ctx.day}; run the extract step first")
+    return parquet_sources(ctx.workspace.extract)
+
+
 def _compute(feature_set: str) -> Callable[[PipelineContext, Shard, StepRecord], None]:
     def compute(ctx: PipelineContext, shard: Shard, record: StepRecord) -> None:
-        if not (ctx.workspace.extract / "users.parquet").exists():
-            raise PipelineError(f"no extract for {ctx.day}; run the extract step first")
-        sources = parquet_sources(ctx.workspace.extract)
+        sources = _extracted(ctx)
         users = str(ctx.workspace.extract / "users.parquet").replace("'", "''")
         # A connection of its own: DuckDB's default connection is not safe across threads.
         with duckdb.connect() as con:
@@ -153,11 +158,7 @@ def validate(ctx: PipelineContext, shard: Shard, record: StepRecord) -> None:
     del shard
     ctx.workspace.validation.unlink(missing_ok=True)
     frame = _computed_frame(ctx)
-    if not (ctx.workspace.extract / "users.parquet").exists():
-        raise PipelineError(f"no extract for {ctx.day}; run the extract step first")
-    arrivals = check_arrivals(
-        parquet_sources(ctx.workspace.extract), ctx.as_of, accept=ctx.accept_arrivals
-    )
+    arrivals = check_arrivals(_extracted(ctx), ctx.as_of, accept=ctx.accept_arrivals)
     report = validate_frame(frame, previous_day(ctx.store, ctx.day), ctx.store.catalog)
     report.issues[:0] = [a.issue() for a in arrivals.values() if not a.passed]
     ctx.workspace.validation.write_text(
