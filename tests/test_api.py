@@ -211,6 +211,8 @@ def test_predictions_are_logged_and_take_feedback(api: Api) -> None:
     )
     assert response.status_code == 200, response.text
     assert response.json()["recorded"] is True
+    # Stamped by the serving clock, as the prediction was, not by the wall's.
+    assert response.json()["feedback_at"].startswith(SERVING_NOW.isoformat(timespec="seconds"))
     with api.components.engine.connect() as conn:
         row = conn.execute(
             text(

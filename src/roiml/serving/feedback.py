@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import HTTPException
 from sqlalchemy import update
 
-from roiml.db.base import as_naive_utc, utcnow
+from roiml.db.base import as_naive_utc
 from roiml.db.engine import tenant_session
 from roiml.db.ml_tables import MLPrediction
 from roiml.serving.components import Components
@@ -18,9 +18,12 @@ __all__ = ["record_feedback"]
 def record_feedback(
     parts: Components, tenant: str, prediction_id: str, body: FeedbackRequest
 ) -> FeedbackResponse:
-    """Store the real outcome on the tenant's prediction; 404 if there is no such prediction."""
-    now = utcnow()
-    observed = as_naive_utc(body.observed_at) if body.observed_at else now
+    """Store the real outcome on the tenant's prediction; 404 if there is no such prediction.
+
+    Without ``observed_at`` the outcome is stamped by the serving clock, as the prediction was:
+    with the product's today pinned (a demo, a replay) it lands on that day, not the wall's.
+    """
+    observed = as_naive_utc(body.observed_at) if body.observed_at else parts.clock()
     statement = (
         update(MLPrediction)
         .where(MLPrediction.tenant_id == tenant, MLPrediction.prediction_id == prediction_id)
