@@ -844,6 +844,16 @@ def main(argv: list[str]) -> None:
                         "gate": "pass" if record.gate_passed else "FAIL",
                         "gate_features": sorted({i.feature for i in record.issues}),
                         "drifted": sorted(record.drifted),
+                        # decay and score alerts: the day's line shows every page, so a run
+                        # cut short still says what it raised
+                        "other_alerts": sorted(
+                            {
+                                f"{name}: {a}"
+                                for name, m in record.models.items()
+                                for a in m.alerts
+                                if not a.startswith("feature_drift:")
+                            }
+                        ),
                         "seconds": {k: round(v, 1) for k, v in record.seconds.items()},
                     }
                 ),

@@ -7,10 +7,18 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import numpy as np
+import pyarrow as pa
 
 from roiml.features.catalog import CATALOG
+from roiml.features.frame import AS_OF
+from roiml.models.season import year_earlier
 from roiml.monitoring.drift import MEAN_SHIFT, NOT_JUDGED, SHARED_STEP, detect_drift
-from roiml.monitoring.reference import align_reference, follows_sends, relations_of
+from roiml.monitoring.reference import (
+    align_reference,
+    follows_sends,
+    relations_of,
+    seasonal_moves,
+)
 
 NAMES = [
     "day_of_week",  # calendar
@@ -110,3 +118,80 @@ def test_a_send_count_is_not_judged_but_the_reference_takes_the_days_step() -> N
     assert np.median(aligned[:, 0]) == np.median(today[:, 0])
     assert np.array_equal(aligned[:, 1], before[:, 1])  # an ordinary feature as it was
     assert np.array_equal(before[:, 0] + 1, aligned[:, 0])
+
+
+# --------------------------------------------------------------------------------------------
+# the season: a move the same dates made a year earlier is not drift
+
+
+def test_year_earlier_keeps_the_calendar_date() -> None:
+    days = np.array(["2026-12-07", "2025-01-31", "2028-02-29", "2025-03-01"], "datetime64[D]")
+    assert year_earlier(days).tolist() == list(
+        np.array(["2025-12-07", "2024-01-31", "2027-03-01", "2024-03-01"], "datetime64[D]")
+    )
+    assert year_earlier(days[:1], 2)[0] == np.datetime64("2024-12-07")
+
+
+def _tax_season_profile() -> pa.Table:
+    # A panel's mean 7-day count of document reads: 0.5, rising over the week after 1 February
+    # to 0.9 (tax statements), as the world does each year.
+    days = np.arange(np.datetime64("2024-01-01"), np.datetime64("2025-01-20"))
+    into = np.clip((days - np.datetime64("2024-02-01")).astype(int) + 1, 0, 7)
+    count = 0.5 + 0.4 * into / 7
+    return pa.table(
+        {
+            AS_OF: pa.array(days.astype("datetime64[us]")),
+            "doc_access_count_7d": count,
+            "session_count_7d": np.full(days.size, 3.0),
+        }
+    )
+
+
+def _tax_week(rate_today: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(5)
+    days = np.arange(np.datetime64("2025-02-01"), np.datetime64("2025-02-08"))
+    rates = 0.5 + 0.4 * np.arange(1, 8) / 7
+    reference = np.concatenate([rng.poisson(r, (ROWS, 2)) for r in rates]).astype(np.float64)
+    at = np.repeat(days.astype("datetime64[us]") + np.timedelta64(9, "h"), ROWS)
+    today = rng.poisson(rate_today, (ROWS, 2)).astype(np.float64)
+    return reference, at, today
+
+
+def test_the_tax_seasons_rise_is_the_season_and_a_larger_one_is_drift() -> None:
+    names = ["doc_access_count_7d", "session_count_7d"]
+    instant = int(np.datetime64("2025-02-08T09:00", "us").astype(np.int64))
+    reference, at, today = _tax_week(0.9)
+    moves = seasonal_moves(_tax_season_profile(), names, at, instant)
+    # a year earlier, 8 February stood 0.9 and the week before it 0.73 on average
+    assert (
+        abs(moves["doc_access_count_7d"] - (0.9 - np.mean(0.5 + 0.4 * np.arange(1, 8) / 7))) < 1e-9
+    )
+    assert moves["session_count_7d"] == 0.0
+
+    plain = detect_drift(reference, today, names)
+    assert plain["doc_access_count_7d"].drifted  # against the week before, February "drifts"
+    seasonal = detect_drift(reference, today, names, seasonal=moves)
+    assert not seasonal["doc_access_count_7d"].drifted
+    assert "season" in (seasonal["doc_access_count_7d"].note or "")
+    assert seasonal["doc_access_count_7d"].seasonal_move is not None
+    # twice the season's rise, or a fall, or a move of a feature the season leaves alone: drift
+    reference, at, today = _tax_week(1.4)
+    assert detect_drift(reference, today, names, seasonal=moves)["doc_access_count_7d"].drifted
+    reference, at, today = _tax_week(0.4)
+    assert detect_drift(reference, today, names, seasonal=moves)["doc_access_count_7d"].drifted
+    reference, at, today = _tax_week(0.9)
+    today[:, 1] *= 1.5
+    assert detect_drift(reference, today, names, seasonal=moves)["session_count_7d"].drifted
+
+
+def test_no_season_without_a_profile_covering_the_dates() -> None:
+    names = ["doc_access_count_7d"]
+    _, at, _ = _tax_week(0.9)
+    far = int(np.datetime64("2029-02-08T09:00", "us").astype(np.int64))  # 4 years on
+    assert seasonal_moves(_tax_season_profile(), names, at, far) == {}
+    instant = int(np.datetime64("2025-02-08T09:00", "us").astype(np.int64))
+    assert seasonal_moves(None, names, at, instant) == {}
+    assert seasonal_moves(_tax_season_profile(), names, None, instant) == {}
+    # a calendar or shared feature has no seasonal move: it is judged by its own rule
+    profile = _tax_season_profile().append_column("mortgage_rate_30y", pa.array(np.ones(385)))
+    assert "mortgage_rate_30y" not in seasonal_moves(profile, ["mortgage_rate_30y"], at, instant)

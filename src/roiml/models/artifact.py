@@ -9,6 +9,8 @@ Layout::
     booster-<part>.txt   one LightGBM text model per part ("main"; or "weekday"/"hour"; ...)
     reference.parquet    a sample of the training inputs and of the latest snapshot, with the
                          instant of each row: the reference distributions for drift
+    season.parquet       a panel's daily feature means over the data's last year: what the
+                         calendar alone does to each feature (roiml.models.season)
 """
 
 from __future__ import annotations
@@ -80,6 +82,9 @@ class ModelArtifact:
     training_window: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     reference: pa.Table | None = None
+    # A panel's daily feature means over the data's last year (roiml.models.season), which
+    # monitoring reads to tell the season's moves from drift; None for a young tenant.
+    season: pa.Table | None = None
 
     def matrix(self, rows: pa.Table) -> np.ndarray:
         """The model's input matrix from a table holding (at least) its features, in order."""
@@ -117,6 +122,8 @@ class ModelArtifact:
             booster.save_model(str(directory / f"booster-{part}.txt"))
         if self.reference is not None:
             pq.write_table(self.reference, directory / "reference.parquet", compression="zstd")
+        if self.season is not None:
+            pq.write_table(self.season, directory / "season.parquet", compression="zstd")
         return directory
 
     @classmethod
@@ -136,6 +143,7 @@ class ModelArtifact:
             for part in meta["parts"]
         }
         reference_path = directory / "reference.parquet"
+        season_path = directory / "season.parquet"
         return cls(
             name=meta["name"],
             model_type=ModelType(meta["model_type"]),
@@ -147,4 +155,5 @@ class ModelArtifact:
             training_window=dict(meta["training_window"]),
             extra=dict(meta["extra"]),
             reference=pq.read_table(reference_path) if reference_path.exists() else None,
+            season=pq.read_table(season_path) if season_path.exists() else None,
         )

@@ -31,6 +31,7 @@ from roiml.features.engine import FeatureEngine
 from roiml.features.frame import AS_OF, ENTITY_ID
 from roiml.features.sources import SourceTables, load_sources
 from roiml.models.config import SplitConfig
+from roiml.models.season import seasonal_profile
 
 __all__ = ["LOOKBACK_DAYS", "Snapshots", "Split", "load_snapshots", "split_by_time"]
 
@@ -64,6 +65,9 @@ class Snapshots:
     # Every user as of the first midnight at or after the data's end: the population the model
     # meets on its first served day (monitoring's reference until it has served traffic).
     latest: pa.Table | None = None
+    # A fixed panel's daily feature means over the data's last year (roiml.models.season):
+    # what the calendar alone does to each feature, for monitoring.
+    season: pa.Table | None = None
 
     @property
     def grid(self) -> list[datetime]:
@@ -181,7 +185,22 @@ def load_snapshots(
     latest = _cached(
         cache_dir / f"latest-{key}.parquet", lambda: _compute(sources, [live], names, computer)
     )
-    return Snapshots(sources, data_start, data_end, every_days, features, latest)
+    season = _cached(
+        cache_dir / f"season-{key}.parquet",
+        lambda: (
+            seasonal_profile(sources, live, names, computer)
+            or pa.table({AS_OF: pa.array([], pa.timestamp("us"))})
+        ),
+    )
+    return Snapshots(
+        sources,
+        data_start,
+        data_end,
+        every_days,
+        features,
+        latest,
+        season if season.num_rows else None,
+    )
 
 
 def _as_known_at(sources: SourceTables, until: datetime) -> SourceTables:

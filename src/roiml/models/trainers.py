@@ -162,6 +162,14 @@ def _reference(
     return pa.table({AS_OF: stamps, REFERENCE_PART: parts, **columns})
 
 
+def _season(snapshots: Snapshots, names: list[str]) -> pa.Table | None:
+    """The seasonal profile's columns of the model's features (roiml.models.season)."""
+    season = snapshots.season
+    if season is None:
+        return None
+    return season.select([AS_OF, *(n for n in names if n in season.column_names)])
+
+
 def _seed(config: TrainingConfig) -> int:
     return int(config.lightgbm.get("seed", 42))
 
@@ -243,6 +251,7 @@ def train_move_probability(
         metrics=metrics,
         training_window=split.as_dict(),
         extra={"horizon_days": config.horizon_days, "thresholds": {"HIGH": high, "MEDIUM": medium}},
+        season=_season(snapshots, names),
         reference=_reference(
             matrix[train], names, _seed(config), rows[AS_OF].take(train), snapshots
         ),
@@ -339,6 +348,7 @@ def train_transaction_type(
         metrics=metrics,
         training_window=split.as_dict(),
         extra={"horizon_days": config.horizon_days, "decision_weights": weights.tolist()},
+        season=_season(snapshots, names),
         reference=_reference(
             matrix[train], names, _seed(config), rows[AS_OF].take(train), snapshots
         ),
@@ -449,6 +459,7 @@ def train_contact_timing(
         metrics=metrics,
         training_window=split.as_dict(),
         extra={"horizon_days": config.horizon_days, "global_best_slot": global_best},
+        season=_season(snapshots, names),
         reference=_reference(
             matrix[train], names, _seed(config), rows[AS_OF].take(train), snapshots
         ),
@@ -554,6 +565,7 @@ def train_property_value(
             "interval_margin": margin,
             "target": "log_price",
         },
+        season=_season(snapshots, names),
         reference=_reference(
             matrix[train], names, _seed(config), rows[AS_OF].take(train), snapshots
         ),

@@ -22,6 +22,11 @@ step for everyone, so its move is measured against the spread the model was trai
 (``scales``) and judged at ``shared_threshold`` such spreads; a feature the tenant's sends
 shape (``by_mean``: the rates over its emails, the clocks their opens restart) is judged on the
 move of its mean, at ``mean_threshold`` standard deviations.
+
+The season (``seasonal``: how far an ORDINARY feature's mean moved between the same dates a
+year earlier) clears a drifted feature when it accounts for the move: same direction, at least
+half of it, and what it leaves is under ``mean_threshold`` standard deviations. A move the
+season did not make a year earlier (or made the other way) is judged as before.
 """
 
 from __future__ import annotations
@@ -177,6 +182,8 @@ class FeatureDrift:
     mean_current: float | None
     relation: str = TimeRelation.ORDINARY.value
     note: str | None = None
+    # the move of the mean the same dates made a year earlier, in reference std (None: unknown)
+    seasonal_move: float | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The entry as stored in ``ml_monitoring.feature_drift`` (NaN becomes null)."""
@@ -194,6 +201,7 @@ def detect_drift(
     scales: np.ndarray | None = None,
     unjudged: Mapping[str, str] | None = None,
     by_mean: Collection[str] = (),
+    seasonal: Mapping[str, float] | None = None,
 ) -> dict[str, FeatureDrift]:
     """Drift of every column of ``current`` against ``reference`` (rows x ``names``; NaN = null).
 
@@ -202,12 +210,14 @@ def detect_drift(
     ``relations`` gives each feature's relation to time (default ORDINARY); ``scales`` the
     spread a SHARED feature's step is measured in (default: the reference's standard
     deviation); ``unjudged`` features (name -> why) get statistics but no verdict; ``by_mean``
-    features are judged on the move of their mean, in reference standard deviations.
+    features are judged on the move of their mean, in reference standard deviations;
+    ``seasonal`` gives an ORDINARY feature's move of the mean a year earlier, in its units.
     """
     policy = policy or DriftPolicy()
     reference = np.asarray(reference, dtype=np.float64).reshape(-1, len(names))
     current = np.asarray(current, dtype=np.float64).reshape(-1, len(names))
     relations = relations or {}
+    seasonal = seasonal or {}
     unjudged = dict(unjudged or {})
     numeric = numeric_statistics(reference, current, policy.psi_bins, threads)
     kinds = _kinds(reference, names, policy)
@@ -269,6 +279,17 @@ def detect_drift(
             drifted, score = _effect_verdict(statistic, threshold, effect, line)
         else:
             drifted, score = _verdict(method, statistic, threshold)
+        std = max(float(numeric.reference_std[i]), 0.001)
+        expected = seasonal.get(name) if relation is TimeRelation.ORDINARY else None
+        note = unjudged.get(name)
+        if drifted and expected is not None and kind == "numeric":
+            moved = float(numeric.mean_current[i]) - float(numeric.mean_reference[i])
+            if _seasonal(moved / std, expected / std, policy.mean_threshold):
+                drifted = False
+                note = (
+                    f"moved {moved / std:+.2f} std, as the same dates did a year earlier "
+                    f"({expected / std:+.2f} std): the season, not drift"
+                )
         out[name] = FeatureDrift(
             kind=kind,
             method=method,
@@ -288,9 +309,19 @@ def detect_drift(
             mean_reference=float(numeric.mean_reference[i]) if kind == "numeric" else math.nan,
             mean_current=float(numeric.mean_current[i]) if kind == "numeric" else math.nan,
             relation=relation.value,
-            note=unjudged.get(name),
+            note=note,
+            seasonal_move=expected / std if expected is not None else None,
         )
     return out
+
+
+def _seasonal(moved: float, expected: float, line: float) -> bool:
+    """Whether a move of the mean (``moved``, in std) is the season's: the same dates a year
+    earlier moved the same way by at least half as much, and the rest is under ``line``."""
+    if not (math.isfinite(moved) and math.isfinite(expected)) or moved * expected <= 0:
+        return False
+    rest = abs(moved - expected)
+    return rest <= 0.5 * abs(moved) and rest <= line
 
 
 def _effect_verdict(

@@ -229,6 +229,7 @@ def _monitor_one(
             scales=basis.scales,
             unjudged=basis.unjudged,
             by_mean=basis.by_mean,
+            seasonal=basis.seasonal,
         )
         performance["drift_reference"] = {"source": basis.source, "rows": basis.rows}
         result.notes.append(f"drift against {basis.description}")

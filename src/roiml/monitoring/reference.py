@@ -22,6 +22,11 @@ the period by each feature's :class:`~roiml.features.definition.TimeRelation`:
   far the value moves by itself over the days between the reference and the period (its
   snapshot-to-snapshot moves in training, per root day), since a week of one shared value has
   no spread of its own and the spread of a short training window says little.
+
+An ORDINARY column's mean also gets its *seasonal move* (``seasonal``): how far the model's
+seasonal profile (:mod:`roiml.models.season`, a panel's daily means) moved between the same
+dates a year earlier. The drift policy does not call a move drift when the season accounts for
+it (in February the 7-day count of document reads rises for everyone as tax statements arrive).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from roiml.features.catalog import CATALOG, Catalog
 from roiml.features.definition import FeatureDefinition, TimeRelation
 from roiml.features.frame import AS_OF
 from roiml.models.artifact import REFERENCE_LATEST, REFERENCE_PART, REFERENCE_TRAIN, ModelArtifact
+from roiml.models.season import year_earlier
 from roiml.monitoring.period import PeriodPredictions
 
 __all__ = [
@@ -47,6 +53,7 @@ __all__ = [
     "follows_sends",
     "most_common",
     "relations_of",
+    "seasonal_moves",
 ]
 
 SERVED, LATEST, TRAINING = "served", "latest_snapshot", "training"
@@ -69,6 +76,9 @@ class DriftReference:
     unjudged: dict[str, str] = field(default_factory=dict)
     relations: dict[str, TimeRelation] = field(default_factory=dict)
     by_mean: list[str] = field(default_factory=list)  # features the tenant's sends shape
+    # per ORDINARY feature: the move of its mean from the reference's days to the period's
+    # the same dates a year earlier (the season's), in the feature's units
+    seasonal: dict[str, float] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -205,7 +215,63 @@ def drift_reference(
         unjudged,
         relations_of(names, catalog),
         [n for n in names if follows_sends(catalog.features.get(n))],
+        seasonal_moves(artifact.season, names, at, instant, catalog),
     )
+
+
+# Years back the seasonal profile is read: a model serves a year or two before it is retrained.
+_SEASON_YEARS = (1, 2, 3)
+
+
+def seasonal_moves(
+    season: pa.Table | None,
+    names: Sequence[str],
+    at: np.ndarray | None,
+    instant: int,
+    catalog: Catalog = CATALOG,
+) -> dict[str, float]:
+    """Per ORDINARY feature of ``names`` in ``season``: its profile's mean on the period's date
+    less its mean over the reference rows' dates (``at``), both read the same number of years
+    earlier (the fewest that the profile covers). Empty without a profile, reference instants,
+    or a year that covers the period's and the reference's dates."""
+    if season is None or season.num_rows == 0 or at is None or len(at) == 0:
+        return {}
+    stamps = np.asarray(at, dtype="datetime64[us]")
+    stamps = stamps[~np.isnat(stamps)]
+    if stamps.size == 0:
+        return {}
+    days, counts = np.unique(stamps.astype("datetime64[D]"), return_counts=True)
+    today = np.array([np.datetime64(instant, "us")]).astype("datetime64[D]")
+    profile_days = np.asarray(
+        season[AS_OF].to_numpy(zero_copy_only=False), dtype="datetime64[us]"
+    ).astype("datetime64[D]")
+    for years in _SEASON_YEARS:
+        then = np.searchsorted(profile_days, year_earlier(today, years))
+        before = np.searchsorted(profile_days, year_earlier(days, years))
+        found = (then < profile_days.size) & (
+            profile_days[np.minimum(then, profile_days.size - 1)] == year_earlier(today, years)
+        )
+        covered = (before < profile_days.size) & (
+            profile_days[np.minimum(before, profile_days.size - 1)] == year_earlier(days, years)
+        )
+        if found.all() and covered.all():
+            break
+    else:
+        return {}
+    moves: dict[str, float] = {}
+    for name in names:
+        definition = catalog.features.get(name)
+        if (
+            definition is None
+            or definition.time_relation is not TimeRelation.ORDINARY
+            or name not in season.column_names
+        ):
+            continue
+        means = season[name].cast(pa.float64()).to_numpy(zero_copy_only=False)
+        move = float(means[then[0]]) - float(np.average(means[before], weights=counts))
+        if np.isfinite(move):
+            moves[name] = move
+    return moves
 
 
 def _shared_scales(
