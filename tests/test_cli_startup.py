@@ -106,3 +106,15 @@ def test_db_current_imports_no_ml_stack(tmp_path: Path) -> None:
     loaded = _packages(tmp_path, "db", "current", ROIML_DATABASE_URL=url)
     assert {"sqlalchemy", "alembic"} <= loaded
     assert loaded.isdisjoint(ML_STACK), sorted(loaded & set(ML_STACK))
+
+
+def test_models_list_reads_the_mirror_without_mlflow(tmp_path: Path) -> None:
+    """``roiml models list`` answers from the database's mirror: no MLflow, no models stack;
+    ``--from-mlflow`` is the verb that pays for MLflow's client."""
+    url = f"sqlite:///{tmp_path / 'roiml.db'}"
+    _modules(tmp_path, "db", "upgrade", ROIML_DATABASE_URL=url)
+    loaded = _packages(tmp_path, "models", "list", ROIML_DATABASE_URL=url)
+    assert "sqlalchemy" in loaded
+    assert loaded.isdisjoint(ML_STACK), sorted(loaded & set(ML_STACK))
+    loaded = _packages(tmp_path, "models", "list", "--from-mlflow", ROIML_DATABASE_URL=url)
+    assert "mlflow" in loaded

@@ -614,6 +614,16 @@ def test_cli(backend: Backend, cli_env: str) -> None:
     assert [e["actor"] for e in history["events"]] == ["bob"]
     assert "bob" in run("history", NAME)
 
+    # The default listing reads the database's mirror; it agrees with MLflow's own.
+    mirrored = json.loads(run("list", "--json"))
+    from_mlflow = json.loads(run("list", "--from-mlflow", "--json"))
+    assert [{k: v for k, v in m.items() if k != "updated_at"} for m in mirrored] == [
+        {k: v for k, v in m.items() if k != "updated_at"} for m in from_mlflow
+    ]
+    assert mirrored[0]["aliases"] == {"archived": "1", "production": "2"}
+    assert mirrored[0]["versions"] == 2 and mirrored[0]["updated_at"]
+    assert "mirror" in run("list") and "mirror" not in run("list", "--from-mlflow")
+
     compared = json.loads(run("compare", NAME, "1", "2", "--metrics", "brier,roc_auc", "--json"))
     assert compared["metrics"]["brier"]["better"] == "v2"
     assert "lower is better" in run("compare", NAME, "1", "2")

@@ -15,8 +15,9 @@ from roiml.lazy import lazy_exports
 if TYPE_CHECKING:
     from roiml.registry.compare import MetricComparison, ModelComparison, lower_is_better
     from roiml.registry.history import AliasEvent
+    from roiml.registry.listing import RegisteredModelSummary, list_mirrored
     from roiml.registry.pyfunc import RoimlPyfuncModel
-    from roiml.registry.registry import ModelRegistry, ModelVersionInfo, RegisteredModelSummary
+    from roiml.registry.registry import ModelRegistry, ModelVersionInfo
     from roiml.registry.stages import STAGE_ALIASES, Stage, parse_stage
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "RegisteredModelSummary",
     "RoimlPyfuncModel",
     "Stage",
+    "list_mirrored",
     "lower_is_better",
     "parse_stage",
 ]
@@ -43,7 +45,8 @@ __getattr__, __dir__ = lazy_exports(
         "ModelComparison": "roiml.registry.compare",
         "ModelRegistry": "roiml.registry.registry",
         "ModelVersionInfo": "roiml.registry.registry",
-        "RegisteredModelSummary": "roiml.registry.registry",
+        "RegisteredModelSummary": "roiml.registry.listing",
+        "list_mirrored": "roiml.registry.listing",
         "RoimlPyfuncModel": "roiml.registry.pyfunc",
         "Stage": "roiml.registry.stages",
         "lower_is_better": "roiml.registry.compare",

@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from importlib.metadata import PackageNotFoundError
@@ -50,6 +50,7 @@ from roiml.db.enums import ModelStatus
 from roiml.errors import ModelError, RegistryError, RoimlError
 from roiml.registry.history import AliasEvent, alias_events, default_actor, record_moves
 from roiml.registry.history import version_at as history_version_at
+from roiml.registry.listing import RegisteredModelSummary, mlflow_name
 from roiml.registry.stages import (
     STAGE_ALIASES,
     AliasMove,
@@ -121,19 +122,6 @@ class ModelVersionInfo:
     created_at: datetime
 
 
-@dataclass(frozen=True)
-class RegisteredModelSummary:
-    """One of the tenant's registered models, as :meth:`ModelRegistry.list_models` lists it."""
-
-    name: str
-    mlflow_name: str
-    model_type: str | None
-    latest_version: str | None
-    versions: int
-    aliases: dict[str, str] = field(default_factory=dict)
-    updated_at: datetime | None = None
-
-
 class ModelRegistry:
     """A tenant's view of the MLflow model registry, mirrored into its database.
 
@@ -185,7 +173,7 @@ class ModelRegistry:
     def mlflow_name(self, name: str) -> str:
         """The name ``name`` has in MLflow (registered model and experiment) for this tenant."""
         _check_name(name)
-        return f"{self.tenant_id}.{name}"
+        return mlflow_name(self.tenant_id, name)
 
     def _artifact_location(self, name: str) -> str | None:
         # A tracking server decides where artifacts go; an embedded store would otherwise
