@@ -15,7 +15,7 @@ from typer.testing import CliRunner, Result
 
 from roiml.cli.main import app
 from roiml.db.engine import make_engine
-from roiml.db.migrate import head_revision
+from roiml.db.revision import head_revision
 from roiml.settings import get_settings
 
 runner = CliRunner()

@@ -22,7 +22,8 @@ from roiml.db import (
     Base,
 )
 from roiml.db.engine import make_engine
-from roiml.db.migrate import alembic_config, current_revision, head_revision, upgrade
+from roiml.db.migrate import alembic_config, alembic_head, current_revision, upgrade
+from roiml.db.revision import head_revision
 
 ALL_TABLES = (
     set(ML_TABLES)
@@ -133,6 +134,9 @@ def fresh_postgres(postgres_empty_url: str) -> Iterator[Engine]:
 
 def test_head_is_the_newest_revision() -> None:
     assert head_revision() == "0006"
+    # The start-up check reads file names, not Alembic: both must name the same head, so a
+    # migration file named off the NNNN_name.py pattern breaks here, not in production.
+    assert head_revision() == alembic_head()
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import redis
 from sqlalchemy import Engine, text
 
 from roiml.db.engine import make_engine
-from roiml.db.migrate import current_revision, head_revision
+from roiml.db.revision import current_revision, head_revision
 
 
 @pytest.mark.postgres

@@ -52,7 +52,7 @@ def open_engine(
     ``require_schema`` is off, as for ``roiml db``) migrated to the newest schema; disposed after.
     """
     from roiml.db.engine import check_connection, make_engine
-    from roiml.db.migrate import current_revision, head_revision
+    from roiml.db.revision import current_revision, head_revision
 
     engine = make_engine(url or settings.resolved_database_url)
     try:

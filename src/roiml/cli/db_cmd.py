@@ -36,7 +36,7 @@ def upgrade_cmd(
 @handle_errors
 def current_cmd(url: str | None = typer.Option(None, help="Database URL.")) -> None:
     """Print the schema revision of the database and the newest one shipped."""
-    from roiml.db.migrate import current_revision, head_revision
+    from roiml.db.revision import current_revision, head_revision
 
     settings = settings_or_exit()
     with open_engine(settings, url, require_schema=False) as engine:
