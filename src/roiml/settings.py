@@ -6,6 +6,7 @@ No other module reads the environment. Call :func:`get_settings` (cached) or bui
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
@@ -51,6 +52,8 @@ class Settings(BaseSettings):
         env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
+        # A validation error would echo its input, the start of a JWT secret included.
+        hide_input_in_errors=True,
     )
 
     environment: Environment = Environment.DEVELOPMENT
@@ -74,7 +77,11 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr | None = None
     jwt_public_key: str | None = None
     jwt_algorithm: str = "HS256"
-    auth_enabled: bool = False
+    auth_enabled: bool = Field(
+        default=False,
+        description="Require bearer tokens. Unset: on exactly when ROIML_JWT_SECRET or "
+        "ROIML_JWT_PUBLIC_KEY is set; false with a key set refuses to start.",
+    )
     cors_origins: list[str] = Field(default_factory=list)
     log_level: str = "INFO"
     today: date | None = Field(
@@ -104,6 +111,11 @@ class Settings(BaseSettings):
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=600)
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated proxy addresses or networks whose X-Forwarded-For / "
+        "X-Forwarded-Proto the server believes; empty: none, the peer address is the client.",
+    )
     rate_limit_per_minute: int = Field(
         default=60_000, ge=1, description="Requests per minute per tenant and client."
     )
@@ -204,6 +216,38 @@ class Settings(BaseSettings):
     @classmethod
     def _today_is_plausible(cls, value: date | None) -> date | None:
         return None if value is None else _check_today(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: str) -> str:
+        for item in (part.strip() for part in value.split(",")):
+            if not item or item == "*":
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"trusted_proxies: {item!r} is not an IP address or network; give the "
+                    "proxies' addresses, comma-separated (e.g. 10.0.0.5,10.1.0.0/16)"
+                ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _auth_follows_the_key(self) -> Settings:
+        # A key configured while auth stays off was the audit's "silently off": a key turns
+        # auth on, and an explicit false beside one is a contradiction, not a preference.
+        has_key = bool(self.jwt_secret and self.jwt_secret.get_secret_value()) or bool(
+            self.jwt_public_key
+        )
+        if has_key and not self.auth_enabled:
+            if "auth_enabled" in self.model_fields_set:
+                raise ValueError(
+                    "ROIML_AUTH_ENABLED=false but ROIML_JWT_SECRET or ROIML_JWT_PUBLIC_KEY is "
+                    "set: remove ROIML_AUTH_ENABLED=false (a configured key turns authentication "
+                    "on), or unset the key to serve without authentication (never in production)"
+                )
+            self.auth_enabled = True
+        return self
 
     @model_validator(mode="after")
     def _production_needs_keys(self) -> Settings:

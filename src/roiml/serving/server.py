@@ -88,6 +88,10 @@ def bind_reuseport(host: str, port: int) -> socket.socket:
 def _config(settings: Settings, metrics_dir: str | None = None) -> uvicorn.Config:
     from roiml.serving.app import asgi
 
+    # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise, and the rate
+    # limiter keys on the address it resolves: a local client rotating the header was a new
+    # client each request. Only the configured proxies are believed; none by default.
+    proxies = [p.strip() for p in settings.trusted_proxies.split(",") if p.strip()]
     return uvicorn.Config(
         asgi(settings, multiprocess_dir=metrics_dir),
         http=NoDelayHttpToolsProtocol,
@@ -97,6 +101,8 @@ def _config(settings: Settings, metrics_dir: str | None = None) -> uvicorn.Confi
         log_level=settings.log_level.lower(),
         timeout_keep_alive=30,
         backlog=2048,
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies,
     )
 
 
