@@ -31,7 +31,7 @@ from roiml.db.migrate import upgrade
 from roiml.db.ml_tables import MLPrediction
 from roiml.db.roles import grant_app_role
 from roiml.errors import PredictionLogFullError
-from roiml.serving.prediction_log import PredictionLog
+from roiml.serving.prediction_log import PredictionLog, PredictionLogRefusedError
 from roiml.settings import Settings
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -134,7 +134,10 @@ def dead_engine() -> Iterator[Engine]:
 
 
 def spool_segments(settings: Settings) -> list[Path]:
-    return sorted(settings.prediction_buffer_dir.glob("seg-*.jsonl"))
+    """Legacy spool segments and journals that still hold records."""
+    directory = settings.prediction_buffer_dir
+    found = [*directory.glob("seg-*.jsonl"), *directory.glob("journal-*.jsonl")]
+    return sorted(path for path in found if path.stat().st_size > 0)
 
 
 # --------------------------------------------------------------------------- SQLite
@@ -283,16 +286,17 @@ def test_replay_is_idempotent(
     down.submit(records(50))
     assert down.flush(timeout=60)
     down.close()
-    assert down.stats()["spooled_records"] == 50
+    assert down.stats()["queued"] == 50
 
     again = open_log(cfg, sqlite_engine)
-    wait_until(lambda: again.stats()["spooled_records"] == 0)
+    wait_until(lambda: again.stats()["spooled_bytes"] == 0)
     ids = prediction_ids(sqlite_engine)
     assert sorted(ids) == sorted(f"p{i}" for i in range(50))
     stats = again.stats()
     assert stats["failed_batches"] == 0
     assert stats["written_total"] == 10
     assert stats["duplicates_total"] == 40
+    assert stats["replayed_files"] == 1
     assert spool_segments(cfg) == []
 
 
@@ -307,7 +311,7 @@ def test_poison_rows_are_isolated_and_kept(
     bad: list[Any] = [
         record("t_alpha", "bad-enum", prediction_type="NOT_A_MODEL"),  # CHECK / enum
         record("t_alpha", "bad-null", model_name=None),  # NOT NULL
-        record("t_beta", "bad-json", features={"x": object()}),  # JSON cannot encode it
+        record("t_beta", "bad-json", features={"x": object()}),  # JSON cannot: kept at submit
         record("t_beta", "bad-column", surprise=1),  # no such column
         "not a record",
     ]
@@ -334,72 +338,138 @@ def test_poison_rows_are_isolated_and_kept(
     log.submit(records(5, start=100))
     assert log.flush(timeout=60)
     assert len(prediction_ids(sqlite_engine)) == 20
-    assert spool_segments(cfg) == []
+    assert log.stats()["queued"] == 0
 
 
-def test_spool_bound_raises_full_and_loses_nothing(
+def test_spool_bound_refuses_with_503_and_loses_nothing(
     configure: Callable[..., Settings],
     sqlite_engine: Engine,
     dead_engine: Engine,
     open_log: Callable[..., PredictionLog],
 ) -> None:
+    """With the database away, the journals of every log on the directory share the bound; a
+    refusal is an HTTP 503 with Retry-After whose message names no host, port or path."""
     cfg = configure(
         prediction_log_batch_size=100,
         prediction_log_flush_seconds=0.05,
         prediction_log_buffer_max_mb=1,
     )
-    log = open_log(cfg, dead_engine)
+    # Two logs on one directory, as two workers are.
+    logs = [open_log(cfg, dead_engine), open_log(cfg, dead_engine)]
+    for index, log in enumerate(logs):
+        log.submit(records(1, prefix=f"first{index}-"))
+        wait_until(lambda log=log: log.stats()["database_ok"] is False)
+    accepted = [f"first{index}-0" for index in range(2)]
     wide = {f"feature_{k}": k * 0.5 for k in range(40)}  # about 1.4 kB a record
-    accepted: list[str] = []
-    refused = None
-    for call in range(200):
-        batch = [record(TENANTS[i % 3], f"b{call}-{i}", features=wide) for i in range(100)]
+    refused: PredictionLogRefusedError | None = None
+    for call in range(2000):
+        batch = [record(TENANTS[i % 3], f"b{call}-{i}", features=wide) for i in range(10)]
         try:
-            log.submit(batch)
-        except PredictionLogFullError as exc:
+            logs[call % 2].submit(batch)
+        except PredictionLogRefusedError as exc:
             refused = exc
             break
         accepted.extend(r["prediction_id"] for r in batch)
-        # Until the batch is on disk or refused, so exactly one batch is held when it fills.
-        wait_until(lambda: log.stats()["queued"] == 0 or log.stats()["full"] is True)
     assert refused is not None
-    assert "ROIML_PREDICTION_LOG_BUFFER_MAX_MB" in str(refused)
-    stats = log.stats()
-    assert stats["full"] is True
-    assert 0 < int(stats["spooled_bytes"] or 0) <= 1024 * 1024
-    assert stats["queued"] == 100  # the batch the spool had no room for, still in memory
-    with pytest.raises(PredictionLogFullError):
-        log.submit(records(1))
-
-    # Shutting down puts even that batch on disk (the bound yields to losing data).
-    log.close()
-    assert sum(int(p.name.rsplit("-", 1)[1].split(".")[0]) for p in spool_segments(cfg)) == len(
-        accepted
-    )
+    assert isinstance(refused, PredictionLogFullError)
+    assert refused.status_code == 503
+    assert refused.headers is not None and int(refused.headers["Retry-After"]) >= 1
+    message = str(refused)
+    assert "Retry" in message
+    assert str(cfg.prediction_buffer_dir) not in message and "127.0.0.1" not in message
+    assert "buffer" in message
+    for log in logs:
+        health = log.health()
+        assert health["state"] == "refusing"
+        assert health["database_writes"] == "failing"
+        assert 0 < int(health["spool_bytes"] or 0) <= 1024 * 1024
+        assert health["spool_max_bytes"] == 1024 * 1024
+        with pytest.raises(PredictionLogFullError):
+            log.submit([record("t_alpha", f"late{i}", features=wide) for i in range(10)])
+        log.close()
 
     replay = open_log(cfg, sqlite_engine)
-    wait_until(lambda: replay.stats()["spooled_records"] == 0)
+    wait_until(lambda: replay.stats()["spooled_bytes"] == 0)
     ids = prediction_ids(sqlite_engine)
     assert len(ids) == len(accepted)
     assert set(ids) == set(accepted)
+    assert replay.health()["state"] == "ok"
 
 
-def test_full_queue_spills_to_disk_from_the_caller(
+def test_an_unwritable_journal_refuses_then_recovers_without_a_restart(
     configure: Callable[..., Settings],
-    dead_engine: Engine,
+    sqlite_engine: Engine,
+    open_log: Callable[..., PredictionLog],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A disk that refuses writes (read-only, full) makes submit refuse and /health say so;
+    once it takes writes again, the same log serves and writes without a restart."""
+    cfg = configure(prediction_log_flush_seconds=0.05)
+    log = open_log(cfg, sqlite_engine)
+    log.submit(records(3))
+    assert log.flush(timeout=60)
+
+    def broken(self: Any, payload: bytes) -> None:
+        raise OSError(30, "Read-only file system")
+
+    def no_new(directory: Path) -> Any:
+        raise OSError(30, "Read-only file system")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("roiml.serving.prediction_log._Journal.append", broken)
+        patch.setattr("roiml.serving.prediction_log._Journal.create", no_new)
+        with pytest.raises(PredictionLogRefusedError) as refused:
+            log.submit(records(1, prefix="lost"))
+        assert "Read-only" not in str(refused.value)
+        assert log.health()["state"] == "refusing"
+        assert log.health()["journal"] == "cannot be written"
+    log.submit(records(4, start=10))
+    assert log.flush(timeout=60)
+    assert sorted(prediction_ids(sqlite_engine)) == sorted(
+        [f"p{i}" for i in range(3)] + [f"p{i}" for i in range(10, 14)]
+    )
+    wait_until(lambda: log.health()["state"] == "ok", timeout=10)
+
+
+_KILLED_CHILD = """
+import os, signal, sys
+from sqlalchemy import create_engine
+from roiml.serving.prediction_log import PredictionLog, PredictionLogRefusedError
+from roiml.settings import Settings
+sys.path.insert(0, sys.argv[2])
+from test_prediction_log import records
+settings = Settings(_env_file=None, data_dir=sys.argv[1], prediction_log_flush_seconds=60.0,
+                    prediction_log_batch_size=100_000)
+log = PredictionLog(settings, create_engine("sqlite:///" + sys.argv[1] + "/roiml.db"))
+for offset in range(0, 250, 10):
+    log.submit(records(10, prefix="killed", start=offset))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_answered_predictions_survive_a_sigkill(
+    configure: Callable[..., Settings],
+    sqlite_engine: Engine,
     open_log: Callable[..., PredictionLog],
 ) -> None:
-    cfg = configure(prediction_log_batch_size=500, prediction_log_flush_seconds=30.0)
-    log = open_log(cfg, dead_engine, max_queue=1000)
-    log.submit(records(800))
-    # Over 1000 whether or not the writer took its batch of 500 yet: the queue and these go to
-    # the spool from this thread, before submit returns.
-    log.submit(records(800, start=800))
-    stats = log.stats()
-    assert int(stats["queued"] or 0) <= 500  # at most the writer's batch
-    assert int(stats["spooled_records"] or 0) >= 1100
-    assert log.flush(timeout=60)
-    assert log.stats()["spooled_records"] == 1600
+    """A process killed right after submit returned (its writer never ran) loses nothing: the
+    next log on the directory replays its journal."""
+    cfg = configure(prediction_log_flush_seconds=0.05)
+    done = subprocess.run(
+        [sys.executable, "-c", _KILLED_CHILD, str(cfg.data_dir), str(Path(__file__).parent)],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == -9, done.stderr.decode()
+    assert prediction_ids(sqlite_engine) == []
+    assert len(spool_segments(cfg)) == 1
+    log = open_log(cfg, sqlite_engine)
+    wait_until(lambda: log.stats()["replayed_files"] == 1)
+    ids = prediction_ids(sqlite_engine)
+    assert len(ids) == 250
+    assert set(ids) == {f"killed{i}" for i in range(250)}
+    assert spool_segments(cfg) == []
 
 
 def test_restart_replays_what_an_earlier_process_left(
@@ -415,7 +485,7 @@ def test_restart_replays_what_an_earlier_process_left(
         before.submit(sent[offset : offset + 25])
     before.close()
     stats = before.stats()
-    assert stats["spooled_records"] == 300
+    assert stats["queued"] == 300
     assert stats["database_ok"] is False
     assert stats["last_error"] and "OperationalError" in str(stats["last_error"])
     assert prediction_ids(sqlite_engine) == []
@@ -429,11 +499,12 @@ def test_restart_replays_what_an_earlier_process_left(
     partial.write_bytes(lines + b'{"prediction_id": "crash2", "tena')
 
     after = open_log(cfg, sqlite_engine)
-    wait_until(lambda: after.stats()["spooled_records"] == 0 and len(spool_segments(cfg)) == 0)
+    wait_until(lambda: after.stats()["spooled_bytes"] == 0 and len(spool_segments(cfg)) == 0)
     ids = prediction_ids(sqlite_engine)
     assert sorted(ids) == sorted([r["prediction_id"] for r in sent] + ["crash0", "crash1"])
     assert not partial.exists()
     assert after.stats()["rejected_total"] == 1  # the cut-off line, kept in rejected-*.jsonl
+    assert after.stats()["replayed_files"] == 2  # the closed log's journal and the segment
     with sqlite_engine.connect() as conn:
         at = conn.scalar(
             select(MLPrediction.predicted_at).where(MLPrediction.prediction_id == "r5")
@@ -574,7 +645,7 @@ def test_no_prediction_lost_when_postgres_stops_under_load(
                 latencies.append(time.perf_counter() - began)
                 submitted.append(prediction_id)
                 if i % 25 == 0:
-                    spooled_samples.append(int(log.stats()["spooled_records"] or 0))
+                    spooled_samples.append(int(log.stats()["queued"] or 0))
                 i += 1
                 due += interval
                 time.sleep(max(0.0, due - time.monotonic()))
@@ -596,7 +667,7 @@ def test_no_prediction_lost_when_postgres_stops_under_load(
     stopped_at = time.monotonic()
     run_for(625)
     during_outage = len(submitted) - before_stop
-    spooled_in_outage = log.stats()["spooled_records"]
+    spooled_in_outage = log.stats()["queued"]
     pg.start()
     restarted_at = time.monotonic()
     wait_until(lambda: log.stats()["database_ok"] is True, timeout=30)
@@ -608,7 +679,7 @@ def test_no_prediction_lost_when_postgres_stops_under_load(
     assert not failures, failures
     assert log.flush(timeout=60)
     wait_until(
-        lambda: log.stats()["spooled_records"] == 0 and log.stats()["database_ok"] is True,
+        lambda: log.stats()["queued"] == 0 and log.stats()["database_ok"] is True,
         timeout=30,
     )
     drained_at = time.monotonic()

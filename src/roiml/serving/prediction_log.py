@@ -1,36 +1,44 @@
-"""The prediction log: every served prediction ends up in ``ml_predictions``, outages included.
+"""The prediction log: every answered prediction ends up in ``ml_predictions``, crashes included.
 
-The API hands each response's record to :meth:`PredictionLog.submit`, which only appends to an
-in-memory queue. A writer thread drains the queue in batches (``prediction_log_batch_size``
-records, or whatever waited ``prediction_log_flush_seconds``) and writes each batch with one
+An answered prediction is durable before the answer leaves. :meth:`PredictionLog.submit`
+serialises the response's record and appends it with one ``os.write`` to this process's
+*journal*, a file of newline-delimited JSON under ``settings.prediction_buffer_dir`` opened
+``O_APPEND``. Once ``write`` returns, the record is in the kernel's page cache, which outlives the
+process: a worker SIGKILLed a microsecond later loses nothing. (A machine crash is another
+matter: the writer ``fdatasync``s the journal while the database is away, when records stay there
+longest; with the database up a record spends well under a second there.)
+
+A writer thread reads the journal behind the submitters and inserts its records in batches
+(``prediction_log_batch_size`` records, or whatever waited ``prediction_log_flush_seconds``), one
 transaction per tenant (row-level security needs ``app.tenant_id`` set per transaction), each a
-multi-row ``INSERT ... ON CONFLICT (prediction_id) DO NOTHING``.
+multi-row ``INSERT ... ON CONFLICT (prediction_id) DO NOTHING``. A journal is rotated every few
+megabytes and deleted once every record in it is in the database.
 
 Where a record goes when things fail:
 
 * The database is unreachable, or fails for a reason that is not about the rows (a missing
-  grant, a lock timeout): the batch is appended to the *spool*, newline-delimited JSON segment
-  files under ``settings.prediction_buffer_dir``, fsync'd before the batch leaves memory. The
-  writer retries with exponential backoff and, once the database answers, replays the spool
-  oldest-first, deleting a segment only after its rows committed. A new process replays what an
-  earlier one left. Because inserts skip prediction ids already present, replaying a batch whose
-  commit was cut off half-way (it may or may not have landed) still writes each row once.
+  grant, a read-only file): the records stay in the journal, the writer retries with
+  exponential backoff (a failed connection is dropped, so the next attempt opens a new one) and
+  goes on from where it stopped once the database answers. Inserts skip prediction ids already
+  present, so a batch whose commit was cut off half-way is simply sent again.
 * A row the table rejects (NOT NULL, CHECK, a value the driver cannot send): the batch is
-  retried row by row once; the rows that still fail go to ``rejected-*.jsonl`` beside the spool
-  with the error, are counted in :meth:`PredictionLog.stats`, and never block the log.
-* The spool is at ``prediction_log_buffer_max_mb`` and the database cannot take the batch:
-  :meth:`PredictionLog.submit` raises :class:`~roiml.errors.PredictionLogFullError` until the
-  database or the spool has room again, so the API answers 503 instead of serving a prediction
-  it cannot record. The in-memory queue is bounded as well: when it is full, the submitting
-  thread moves the queue to the spool rather than letting it grow.
+  retried row by row once; the rows that still fail go to ``rejected-*.jsonl`` beside the
+  journals with the error, are counted in :meth:`PredictionLog.stats`, and never block the log.
+* A process that dies leaves its journal behind. Each journal is ``flock``ed by its process for
+  as long as it writes it, and the kernel drops the lock with the process, so any other log on
+  the directory (the surviving workers, the restarted one) finds an unlocked journal, claims it
+  and replays it. Replaying what was already written only counts duplicates.
+* The journals of every process sharing the directory are at ``prediction_log_buffer_max_mb``
+  while the database is not taking writes, or the journal cannot be written at all (a read-only
+  or full disk): :meth:`PredictionLog.submit` raises :class:`PredictionLogRefusedError`, an
+  HTTP 503 with ``Retry-After``, rather than serve a prediction it cannot record. It recovers by
+  itself as soon as the database or the disk does. The bound is checked against the directory
+  as it is at the moment of each submit (every process's journals, counted on disk), so
+  processes sharing it share the bound; it applies while the database is away, since with the
+  database up the journals hold only records on their way to it.
 
-Several server processes may share one buffer directory: segments appear atomically (written as
-``*.partial``, fsync'd, renamed) and are replayed under an exclusive ``flock``, so two processes
-never replay the same segment, and a crashed process's lock goes with it. The size bound is
-checked against this process's view of the directory, refreshed every few seconds.
-
-Not covered: records still in memory (at most about ``prediction_log_flush_seconds`` worth, or
-the queue) when the process is killed outright; :meth:`PredictionLog.close` spools them.
+Journals left by an earlier version's spool (``seg-*.jsonl``, ``seg-*.jsonl.partial``) are
+replayed the same way.
 """
 
 from __future__ import annotations
@@ -38,12 +46,13 @@ from __future__ import annotations
 import fcntl
 import itertools
 import logging
+import math
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import suppress
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -63,6 +72,7 @@ from sqlalchemy.exc import (
     ProgrammingError,
     StatementError,
 )
+from starlette.exceptions import HTTPException
 
 from roiml.db.base import utcnow
 from roiml.db.engine import tenant_session
@@ -71,22 +81,35 @@ from roiml.db.rejected_predictions import rejected_entry, rejected_file
 from roiml.errors import ConfigurationError, PredictionLogFullError
 from roiml.settings import Settings
 
-__all__ = ["PredictionLog", "PredictionStats"]
+__all__ = ["PredictionLog", "PredictionLogHealth", "PredictionLogRefusedError", "PredictionStats"]
 
 log = logging.getLogger(__name__)
 
 PredictionStats = dict[str, float | int | str | bool | None]
 """What :meth:`PredictionLog.stats` returns; the health route shows it as is."""
 
+PredictionLogHealth = dict[str, float | int | str | bool | None]
+"""What :meth:`PredictionLog.health` returns: ``state`` and the disk buffer's usage."""
+
 _Row = dict[str, Any]
 _Reject = tuple[Any, str]  # (the record as submitted, why the table refused it)
 
-DEFAULT_MAX_QUEUE: Final = 50_000
 _FIRST_BACKOFF: Final = 0.25
-_RESCAN_SECONDS: Final = 5.0
-_SEGMENT_PREFIX: Final = "seg-"
-_SEGMENT_SUFFIX: Final = ".jsonl"
-_PARTIAL_SUFFIX: Final = ".partial"
+_RESCAN_SECONDS: Final = 2.0
+# A journal is rotated past this size (or an eighth of the bound, if smaller), so the records
+# already in the database that a live journal still holds stay a small part of what is counted.
+_ROTATE_BYTES: Final = 4 * 1024 * 1024
+_MIN_ROTATE_BYTES: Final = 64 * 1024
+_READ_BYTES: Final = 1024 * 1024
+# /health says "refusing" for this long after a refused submit, even if the next would pass.
+_REFUSING_SECONDS: Final = 5.0
+_JOURNAL_PREFIX: Final = "journal-"
+_JOURNAL_SUFFIX: Final = ".jsonl"
+_LEFT_PATTERNS: Final = (
+    f"{_JOURNAL_PREFIX}*{_JOURNAL_SUFFIX}",
+    "seg-*.jsonl",
+    "seg-*.jsonl.partial",
+)
 _JSON_OPTIONS: Final = (
     orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 )
@@ -186,33 +209,56 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:500]
 
 
-def _json_fallback(value: Any) -> Any:
-    # The spool must take whatever the API submitted, or the record would be lost on the way to
-    # disk; values the table cannot store either are found (and kept) when the row is written.
+def _record_default(value: Any) -> Any:
+    # Values a table column can take in another form; anything else fails the record's encoding,
+    # and the record goes to the rejects file instead of the journal (stringified, it would be
+    # stored as text the table never meant to hold).
     if isinstance(value, Decimal):
         return float(value)
     if isinstance(value, set | frozenset):
         return sorted(value, key=str)
-    return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _lenient_default(value: Any) -> Any:
+    # The rejects file must take whatever was refused, or the record would be lost on the way.
+    try:
+        return _record_default(value)
+    except TypeError:
+        return str(value)
 
 
 def _dumps(rows: Iterable[Any]) -> bytes:
-    return b"".join(orjson.dumps(row, default=_json_fallback, option=_JSON_OPTIONS) for row in rows)
+    return b"".join(
+        orjson.dumps(row, default=_lenient_default, option=_JSON_OPTIONS) for row in rows
+    )
 
 
-def _parse_segment(data: bytes) -> tuple[list[_Row], list[_Reject]]:
+def _encode(records: Sequence[Any]) -> tuple[bytes, list[_Reject]]:
+    """The journal lines of ``records``, and the records JSON cannot encode as they are."""
+    lines: list[bytes] = []
+    bad: list[_Reject] = []
+    for record in records:
+        try:
+            lines.append(orjson.dumps(record, default=_record_default, option=_JSON_OPTIONS))
+        except TypeError as exc:
+            bad.append((record, f"not JSON serialisable: {exc}"))
+    return b"".join(lines), bad
+
+
+def _parse_lines(lines: Iterable[bytes]) -> tuple[list[_Row], list[_Reject]]:
     rows: list[_Row] = []
     bad: list[_Reject] = []
-    for line in data.splitlines():
+    for line in lines:
         if not line.strip():
             continue
         try:
             row = orjson.loads(line)
         except orjson.JSONDecodeError:
-            bad.append((line.decode("utf-8", "replace"), "unreadable line in a spool segment"))
+            bad.append((line.decode("utf-8", "replace"), "unreadable line in a journal"))
             continue
         if not isinstance(row, dict):
-            bad.append((row, "spool line is not a JSON object"))
+            bad.append((row, "journal line is not a JSON object"))
             continue
         for name in _DATETIME_COLUMNS:
             value = row.get(name)
@@ -233,163 +279,148 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def _segment_count(name: str) -> int:
-    try:
-        return int(name.removesuffix(_SEGMENT_SUFFIX).rsplit("-", 1)[1])
-    except (IndexError, ValueError):
-        return 0
+class _Journal:
+    """One file of newline-delimited records, held under an exclusive ``flock`` by this process:
+    its own (appended to by submitters, read by the writer) or one a dead process left.
 
+    ``size`` is how far records were appended (its own) or the file's size when claimed;
+    ``offset`` how far the writer has settled them (inserted, or kept as refused).
+    """
 
-def _is_segment(name: str) -> bool:
-    return name.startswith(_SEGMENT_PREFIX) and name.endswith(_SEGMENT_SUFFIX)
-
-
-class _SpoolFullError(Exception):
-    pass
-
-
-class _Segment:
-    """A spool segment claimed (flock'd) by this process for replay."""
-
-    def __init__(self, spool: _Spool, path: Path, data: bytes) -> None:
-        self.spool = spool
+    def __init__(self, path: Path, fd: int, size: int, *, own: bool) -> None:
         self.path = path
-        self.data = data
+        self.fd = fd
+        self.size = size
+        self.offset = 0
+        self.own = own
+        self.sealed = not own  # no more appends: the writer deletes it once read to the end
+        self.records = 0  # settled so far (a claimed journal's count, for the log line)
 
-    def delete(self) -> None:
-        self.path.unlink(missing_ok=True)
-        _fsync_directory(self.path.parent)
-        self.spool.forget(len(self.data), _segment_count(self.path.name))
-
-
-class _Spool:
-    """Append-only segments of newline-delimited JSON, at most ``max_bytes`` in all."""
-
-    def __init__(self, directory: Path, max_bytes: int) -> None:
-        self.directory = directory
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self.records = 0
-        self._lock = threading.Lock()
-        self._sequence = itertools.count()
+    @classmethod
+    def create(cls, directory: Path) -> _Journal:
+        """A new journal of this process's, locked for its life."""
+        name = f"{_JOURNAL_PREFIX}{time.time_ns():020d}-{os.getpid()}-{next(_NAMES):06d}"
+        path = directory / f"{name}{_JOURNAL_SUFFIX}"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigurationError(
-                f"cannot create the prediction buffer directory {directory}: {exc}"
-            ) from exc
-        self.rescan()
-
-    def append(self, rows: Sequence[Any], *, bounded: bool = True) -> None:
-        """Write ``rows`` as one new segment, durably; raise if it would pass the bound."""
-        if not rows:
-            return
-        payload = _dumps(rows)  # outside the lock: the CPU work of a big spill blocks no one
-        with self._lock:
-            if bounded and self.bytes + len(payload) > self.max_bytes:
-                raise _SpoolFullError(
-                    f"{self.bytes + len(payload)} bytes would pass the bound of {self.max_bytes}"
-                )
-            # Nanoseconds first, zero-padded: name order is age order, across processes too.
-            name = (
-                f"{_SEGMENT_PREFIX}{time.time_ns():020d}-{os.getpid()}-"
-                f"{next(self._sequence):08d}-{len(rows)}{_SEGMENT_SUFFIX}"
-            )
-            final = self.directory / name
-            partial = self.directory / (name + _PARTIAL_SUFFIX)
-            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                # Held until closed, so a starting process does not take this file for the
-                # leftover of a crashed writer, before or just after the rename.
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                view = memoryview(payload)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-                partial.rename(final)
-            except BaseException:
-                partial.unlink(missing_ok=True)
-                raise
-            finally:
-                os.close(fd)
-            _fsync_directory(self.directory)
-            self.bytes += len(payload)
-            self.records += len(rows)
-
-    def forget(self, size: int, count: int) -> None:
-        """Account for a segment that was deleted."""
-        with self._lock:
-            self.bytes = max(0, self.bytes - size)
-            self.records = max(0, self.records - count)
-
-    def rescan(self) -> None:
-        """Recount from the directory (other processes sharing it append and replay too)."""
-        with self._lock:
-            size = count = 0
-            for path in self.directory.iterdir():
-                if not _is_segment(path.name):
-                    continue
-                try:
-                    size += path.stat().st_size
-                except FileNotFoundError:
-                    continue
-                count += _segment_count(path.name)
-            self.bytes = size
-            self.records = count
-
-    def segments(self) -> list[Path]:
-        """Segment files, oldest first."""
-        return sorted(p for p in self.directory.iterdir() if _is_segment(p.name))
-
-    @contextmanager
-    def claim(self, path: Path) -> Iterator[_Segment | None]:
-        """``path`` locked for replay by this process, or None if gone or someone else's."""
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            yield None
-            return
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield None
-                return
-            # Another process may have replayed and deleted it between our listing and lock.
-            try:
-                current = path.stat().st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                current = False
-            if not current:
-                yield None
-                return
-            yield _Segment(self, path, path.read_bytes())
-        finally:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BaseException:
             os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
+        return cls(path, fd, 0, own=True)
 
-    def recover_partials(self, rejects: _RejectFile) -> None:
-        """Turn what a crashed writer left half-written into a segment (its complete lines)."""
-        for path in sorted(self.directory.glob(f"{_SEGMENT_PREFIX}*{_PARTIAL_SUFFIX}")):
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                continue
-            try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # a live process is writing it
-                data = path.read_bytes()
-                complete, _, tail = data.rpartition(b"\n")
-                rows, bad = _parse_segment(complete)
-                if tail.strip():
-                    bad.append((tail.decode("utf-8", "replace"), "cut off by an interrupted write"))
-                rejects.write(bad)
-                self.append(rows, bounded=False)
-                path.unlink(missing_ok=True)
-                log.warning("prediction log: recovered %d record(s) from %s", len(rows), path)
-            finally:
-                os.close(fd)
+    @classmethod
+    def claim(cls, path: Path) -> _Journal | None:
+        """``path`` locked for replay, or None if it is gone or a live process holds it."""
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # Its owner may have deleted it between our listing and our lock.
+            stat = os.fstat(fd)
+            if path.stat().st_ino != stat.st_ino:
+                raise FileNotFoundError(path)
+        except (BlockingIOError, FileNotFoundError):
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(path, fd, stat.st_size, own=False)
+
+    def append(self, payload: bytes) -> None:
+        """Append ``payload`` whole, or leave the file as it was and raise."""
+        view = memoryview(payload)
+        try:
+            while view:
+                view = view[os.write(self.fd, view) :]
+        except OSError:
+            # A short write (a full disk) must not leave half a line for the next to run into.
+            with suppress(OSError):
+                os.ftruncate(self.fd, self.size)
+            raise
+        self.size += len(payload)
+
+    def read_lines(self, limit: int) -> tuple[list[bytes], int, bytes | None]:
+        """Up to ``limit`` complete lines from ``offset``, the bytes they take, and a sealed
+        file's cut-off last line (written by a process killed mid-write, or a legacy partial
+        segment) once it is all that is left."""
+        available = self.size - self.offset
+        want = min(available, _READ_BYTES)
+        while True:
+            data = os.pread(self.fd, want, self.offset)
+            end = data.rfind(b"\n")
+            if end >= 0 or want >= available or len(data) < want:
+                break
+            want = min(available, want * 2)
+        if end < 0:
+            tail = data if self.sealed and data else None
+            return [], 0, tail
+        lines = data[: end + 1].split(b"\n")[:-1][:limit]
+        return lines, sum(len(line) + 1 for line in lines), None
+
+    def close(self, *, delete: bool) -> None:
+        """Release it; ``delete``: first remove it (while still locked, so no one claims it)."""
+        try:
+            if delete:
+                self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self.fd)
+
+
+_NAMES: Final = itertools.count()
+
+
+def _spool_files(directory: Path) -> list[Path]:
+    """Every journal (and legacy spool segment) in ``directory``, oldest name first."""
+    found: list[Path] = []
+    for pattern in _LEFT_PATTERNS:
+        found.extend(directory.glob(pattern))
+    return sorted(found, key=lambda p: p.name)
+
+
+def _spool_bytes(directory: Path) -> int:
+    """What every journal in ``directory`` holds, whichever process writes it."""
+    total = 0
+    try:
+        entries = os.scandir(directory)
+    except OSError:
+        return 0
+    with entries:
+        for entry in entries:
+            name = entry.name
+            if name.startswith((_JOURNAL_PREFIX, "seg-")):
+                with suppress(OSError):
+                    total += entry.stat(follow_symlinks=False).st_size
+    return total
+
+
+class PredictionLogRefusedError(HTTPException, PredictionLogFullError):
+    """The prediction log cannot record a prediction now, so it is not served: HTTP 503 with
+    ``Retry-After``.
+
+    An HTTP exception first (before :class:`~roiml.errors.RoimlError` in the method resolution
+    order), so the app's handler for HTTP exceptions answers it with its status and headers
+    rather than the generic RoimlError handler's 422. Its message is for the API's clients: it
+    says what to do and names no host, port or path (those are in the server's log and on
+    ``/health``).
+    """
+
+    def __init__(self, retry_after: int) -> None:
+        message = (
+            "this prediction was not served because it could not be recorded: the prediction "
+            "log is not taking records right now (its database is not accepting writes and its "
+            f"disk buffer is full, or the buffer cannot be written). Retry in {retry_after} s; "
+            "the service recovers by itself once either has room, and /health shows its state"
+        )
+        HTTPException.__init__(self, 503, detail=message, headers={"Retry-After": str(retry_after)})
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        return str(self.detail)
 
 
 class _RejectFile:
@@ -433,11 +464,11 @@ class _RejectFile:
 
 
 class PredictionLog:
-    """Batches predictions into ``ml_predictions`` from a writer thread; never loses one.
+    """Journals every prediction before it is answered and writes it to ``ml_predictions`` from
+    a writer thread; never loses one that was answered.
 
-    ``max_queue`` bounds the records held in memory; ``retry_max_seconds`` caps the backoff
-    between attempts while the database is away. Use as a context manager or call
-    :meth:`close`.
+    ``retry_max_seconds`` caps the backoff between attempts while the database is away. Use as a
+    context manager or call :meth:`close`.
     """
 
     def __init__(
@@ -445,38 +476,43 @@ class PredictionLog:
         settings: Settings,
         engine: Engine,
         *,
-        max_queue: int = DEFAULT_MAX_QUEUE,
         retry_max_seconds: float = 10.0,
     ) -> None:
         self._engine = engine
         self._statement = _insert_statement(engine)
+        self._sqlite = engine.dialect.name == "sqlite"
         self._batch_size = settings.prediction_log_batch_size
         self._flush_seconds = settings.prediction_log_flush_seconds
-        self._max_queue = max(max_queue, self._batch_size)
         self._retry_max = max(retry_max_seconds, _FIRST_BACKOFF)
-        directory = settings.prediction_buffer_dir
-        self._spool = _Spool(directory, settings.prediction_log_buffer_max_mb * 1024 * 1024)
-        self._rejects = _RejectFile(directory)
+        self._directory = settings.prediction_buffer_dir
+        self._max_bytes = settings.prediction_log_buffer_max_mb * 1024 * 1024
+        self._rotate_bytes = max(min(_ROTATE_BYTES, self._max_bytes // 8), _MIN_ROTATE_BYTES)
+        try:
+            self._directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot create the prediction buffer directory {self._directory}: {exc}"
+            ) from exc
+        self._rejects = _RejectFile(self._directory)
 
-        # Shared with submitters, under _lock. Record positions count from 0 over the log's
-        # life: [_taken, _submitted) is in _pending, in-flight batches are below _taken.
+        # Shared with submitters, under _lock. Counts are of records in this log's own journals.
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)  # the writer waits here
-        self._settled = threading.Condition(self._lock)  # flush() waits here
-        self._pending: deque[Mapping[str, Any]] = deque()
+        self._done = threading.Condition(self._lock)  # flush() waits here
+        self._own: deque[_Journal] = deque()  # oldest first; the last takes the appends
         self._submitted = 0
-        self._taken = 0
-        self._inflight: dict[int, tuple[int, int]] = {}  # token -> (first position, count)
-        self._tokens = itertools.count()
+        self._settled = 0  # in the database, or kept as refused
         self._first_pending_at = 0.0
         self._flush_target = 0
         self._stopping = False
         self._closed = False
-        self._full = False
+        self._journal_error: str | None = None
+        self._refused_at = -math.inf
+        self._refused_total = 0
+        self._largest_payload = 0
+        self._current_locked()  # a directory that cannot be written is reported, not fatal
 
-        # The writer's own state; stats() reads it without a lock (single attribute reads).
-        self._held: list[_Row] = []  # the batch being written, spooled, or waiting for room
-        self._held_token: int | None = None
+        # The writer's own state; stats() and health() read it without a lock (single reads).
         self._database_ok = True
         self._retry_at = 0.0
         self._backoff = _FIRST_BACKOFF
@@ -484,9 +520,9 @@ class PredictionLog:
         self._written_total = 0
         self._duplicates_total = 0
         self._failed_batches = 0
-        self._replay_queue: deque[Path] = deque()
-        self._replay_idle_until = 0.0
-        self._next_rescan = time.monotonic() + _RESCAN_SECONDS
+        self._replayed_files = 0
+        self._left: _Journal | None = None  # a dead process's journal being replayed
+        self._next_rescan = 0.0
 
         self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
         self._thread.start()
@@ -494,98 +530,147 @@ class PredictionLog:
     # ------------------------------------------------------------------ public API
 
     def submit(self, records: Sequence[Mapping[str, Any]], *, wake: bool = True) -> None:
-        """Queue ``records`` (``ml_predictions`` columns, naive UTC datetimes) for writing.
+        """Journal ``records`` (``ml_predictions`` columns, naive UTC datetimes) for writing.
 
-        Returns at once. Raises :class:`PredictionLogFullError` when the predictions could not be
-        kept: the database refuses writes and the disk buffer is at its bound. With ``wake``
-        false a full batch does not wake the writer yet (its flush interval still does): the
-        caller calls :meth:`wake` once its response is sent, so the writer's CPU does not
-        compete with the request that produced the rows.
+        Returns once they are in this process's journal, from where a crash of the process
+        cannot take them. Raises :class:`PredictionLogRefusedError` (a
+        :class:`~roiml.errors.PredictionLogFullError`) when they cannot be kept: the journal
+        cannot be written, or the database refuses writes and the journals are at their bound.
+        With ``wake`` false a full batch does not wake the writer yet (its flush interval still
+        does): the caller calls :meth:`wake` once its response is sent, so the writer's CPU does
+        not compete with the request that produced the rows.
         """
-        count = len(records)
+        if not records:
+            return
+        payload, bad = _encode(records)
+        self._rejects.write(bad)
+        count = len(records) - len(bad)
         if count == 0:
             return
         with self._lock:
             if self._closed:
                 raise RuntimeError("the prediction log is closed")
-            if self._full:
-                raise PredictionLogFullError(self._full_message())
-            pending = self._pending
-            if len(pending) + count <= self._max_queue:
-                if not pending:
-                    self._first_pending_at = time.monotonic()
-                pending.extend(records)
-                self._submitted += count
-                if wake and len(pending) >= self._batch_size:
-                    self._work.notify()
-                return
-            self._spill_locked(records)
+            journal = self._current_locked()
+            if journal is None or (not self._database_ok and self._over_bound(len(payload))):
+                raise self._refuse_locked()
+            self._largest_payload = max(self._largest_payload, len(payload))
+            try:
+                journal.append(payload)
+            except OSError as exc:
+                self._journal_failed_locked(journal, exc)
+                raise self._refuse_locked() from exc
+            if self._submitted == self._settled:
+                self._first_pending_at = time.monotonic()
+            self._submitted += count
+            if wake and self._submitted - self._settled >= self._batch_size:
+                self._work.notify()
 
     def wake(self) -> None:
         """Wake the writer if a full batch waits (after a :meth:`submit` with ``wake=False``)."""
         with self._lock:
-            if len(self._pending) >= self._batch_size:
+            if self._submitted - self._settled >= self._batch_size:
                 self._work.notify()
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything submitted so far is in the database or the spool.
-
-        Returns False if ``timeout`` seconds passed first.
-        """
+        """Wait until everything submitted so far is in the database, or the database is found
+        not to take writes (the records wait on disk). False if ``timeout`` seconds passed."""
         with self._lock:
             target = self._submitted
             self._flush_target = max(self._flush_target, target)
             self._work.notify()
-            return self._settled.wait_for(lambda: self._settled_position() >= target, timeout)
+            return self._done.wait_for(
+                lambda: self._settled >= target or not self._database_ok or self._closed,
+                timeout,
+            )
 
     def close(self, timeout: float = 30.0) -> bool:
-        """Flush and stop the writer; what the database cannot take now stays in the spool.
+        """Write what the database takes now, stop the writer and release the journals; what
+        is left in them is replayed by the next log to open the directory.
 
-        Returns False if the writer did not stop within ``timeout`` seconds; the queue is then
-        spooled from here, and only a batch the stuck writer holds can be lost.
+        Returns False if the writer did not stop within ``timeout`` seconds (its journals then
+        stay locked until the process exits, and are replayed after that).
         """
         with self._lock:
             if not self._closed:
                 self._closed = True
                 self._stopping = True
                 self._work.notify()
+                self._done.notify_all()
         self._thread.join(timeout)
-        if not self._thread.is_alive():
-            return True
+        if self._thread.is_alive():
+            log.error(
+                "prediction log: the writer did not stop within %.1f s (%s); its journals are "
+                "replayed by the next process",
+                timeout,
+                self._last_error,
+            )
+            return False
         with self._lock:
-            leftover = list(self._pending)
-            self._pending.clear()
-            self._taken += len(leftover)
-            self._settled.notify_all()
-        rows, bad = _normalise(leftover, utcnow())
-        self._rejects.write(bad)
-        self._spool_last_resort(rows)
-        log.error(
-            "prediction log: the writer did not stop within %.1f s; %d queued record(s) spooled, "
-            "a batch it is still writing may be lost (%s)",
-            timeout,
-            len(rows),
-            self._last_error,
-        )
-        return False
+            while self._own:
+                journal = self._own.popleft()
+                journal.close(delete=journal.offset >= journal.size)
+        if self._left is not None:
+            self._left.close(delete=False)
+            self._left = None
+        return True
 
     def stats(self) -> PredictionStats:
-        """Counters for the health route: queue, spool, totals, last error, database state."""
+        """Counters for the health route: backlog, disk buffer, totals, last error, database."""
         with self._lock:
-            queued = len(self._pending) + sum(n for _, n in self._inflight.values())
-            full = self._full
+            queued = self._submitted - self._settled
+            refused_total = self._refused_total
+        used = _spool_bytes(self._directory)
         return {
             "queued": queued,
-            "spooled_records": self._spool.records,
-            "spooled_bytes": self._spool.bytes,
-            "spool_max_bytes": self._spool.max_bytes,
+            "spooled_bytes": used,
+            "spool_max_bytes": self._max_bytes,
             "written_total": self._written_total,
             "duplicates_total": self._duplicates_total,
             "rejected_total": self._rejects.total,
+            "refused_total": refused_total,
+            "replayed_files": self._replayed_files,
             "failed_batches": self._failed_batches,
             "last_error": self._last_error,
             "database_ok": self._database_ok,
-            "full": full,
+            "full": self.health()["state"] == "refusing",
+        }
+
+    def health(self) -> PredictionLogHealth:
+        """The log's state for ``/health``, with no host, port or path in it.
+
+        ``state`` is ``ok``; ``degraded`` (predictions are served and journaled, but the
+        database is not taking them, or a dead process's journal is being replayed); or
+        ``refusing`` (prediction routes answer 503: the journal cannot be written, or the
+        database is away and the journals are at their bound, or a submit was refused in the
+        last few seconds). ``spool_bytes`` / ``spool_max_bytes`` / ``spool_used`` are the
+        journals of every process on the directory against the bound.
+        """
+        used = _spool_bytes(self._directory)
+        now = time.monotonic()
+        with self._lock:
+            journal_ok = self._current_locked() is not None
+            recent_refusal = now - self._refused_at < _REFUSING_SECONDS
+            backlog = self._submitted - self._settled
+            refused_total = self._refused_total
+        database_ok = self._database_ok
+        # Full when the largest submit seen would not fit: the next like it is refused.
+        full = not database_ok and used + self._largest_payload > self._max_bytes
+        if not journal_ok or full or recent_refusal:
+            state = "refusing"
+        elif not database_ok or self._left is not None:
+            state = "degraded"
+        else:
+            state = "ok"
+        return {
+            "state": state,
+            "database_writes": "ok" if database_ok else "failing",
+            "journal": "ok" if journal_ok else "cannot be written",
+            "spool_bytes": used,
+            "spool_max_bytes": self._max_bytes,
+            "spool_used": round(used / self._max_bytes, 4),
+            "backlog_records": backlog,
+            "replaying_left_journal": self._left is not None,
+            "refused_total": refused_total,
         }
 
     def __enter__(self) -> PredictionLog:
@@ -601,172 +686,201 @@ class PredictionLog:
 
     # ------------------------------------------------------------------ submit side
 
-    def _spill_locked(self, records: Sequence[Mapping[str, Any]]) -> None:
-        # The queue is full: move it and the new records to disk from the caller's thread. The
-        # lock stays held so positions stay consistent; only an overloaded log gets here.
-        older = list(self._pending)
-        rows, bad = _normalise(itertools.chain(older, records), utcnow())
+    def _current_locked(self) -> _Journal | None:
+        """The journal appends go to, opening one if there is none; None if none can be."""
+        if self._own and not self._own[-1].sealed:
+            return self._own[-1]
         try:
-            self._spool.append(rows)
-        except (_SpoolFullError, OSError) as exc:
-            self._full = True
-            raise PredictionLogFullError(self._full_message()) from exc
-        self._pending.clear()
-        self._submitted += len(records)
-        self._taken = self._submitted
-        self._rejects.write(bad)
-        self._settled.notify_all()
+            journal = _Journal.create(self._directory)
+        except OSError as exc:
+            if self._journal_error is None:
+                log.error("prediction log: cannot create a journal: %s; refusing predictions", exc)
+            self._journal_error = _describe(exc)
+            return None
+        if self._journal_error is not None:
+            log.warning("prediction log: journals can be written again; serving predictions")
+            self._journal_error = None
+        self._own.append(journal)
+        return journal
 
-    def _full_message(self) -> str:
-        return (
-            f"the prediction log is full: the database is not taking writes "
-            f"({self._last_error or 'no error yet'}) and the disk buffer in "
-            f"{self._spool.directory} holds {self._spool.bytes} of {self._spool.max_bytes} bytes; "
-            "restore the database or raise ROIML_PREDICTION_LOG_BUFFER_MAX_MB"
-        )
+    def _journal_failed_locked(self, journal: _Journal, exc: OSError) -> None:
+        # Later records go to a new journal: this one may hold a line the truncate could not
+        # take back, and the writer reads only up to the last complete one.
+        journal.sealed = True
+        if self._journal_error is None:
+            log.error("prediction log: cannot write the journal: %s; refusing predictions", exc)
+        self._journal_error = _describe(exc)
 
-    def _settled_position(self) -> int:
-        # Every record below this position is in the database, the spool or the rejects file.
-        return min((start for start, _ in self._inflight.values()), default=self._taken)
+    def _over_bound(self, adding: int) -> bool:
+        # Counted on disk, over every process's journals, at every submit while the database is
+        # away: a count kept per process let two workers fill 3.4 MB of a 2 MB bound.
+        return _spool_bytes(self._directory) + adding > self._max_bytes
+
+    def _refuse_locked(self) -> PredictionLogRefusedError:
+        now = time.monotonic()
+        self._refused_at = now
+        self._refused_total += 1
+        wait = self._retry_at - now if not self._database_ok else _REFUSING_SECONDS
+        return PredictionLogRefusedError(max(1, min(30, math.ceil(wait))))
 
     # ------------------------------------------------------------------ writer thread
 
     def _run(self) -> None:
-        try:
-            self._spool.recover_partials(self._rejects)
-        except OSError as exc:
-            self._last_error = _describe(exc)
-            log.error("prediction log: cannot recover partial spool files: %s", exc)
         while True:
             try:
                 if not self._step():
                     return
             except Exception as exc:
-                # A bug here must not stop the only writer: whatever it held stays in _held and
-                # is retried after a pause.
+                # A bug here must not stop the only writer: the journals keep every record, and
+                # the next round starts from what was settled.
                 log.exception("prediction log: writer step failed")
                 self._last_error = _describe(exc)
                 time.sleep(self._flush_seconds)
 
     def _step(self) -> bool:
-        """One round: take a batch, give it a home, replay one spool segment. False = stopped."""
+        """One round: a batch of this log's journal, a batch of a dead process's, upkeep.
+        Returns False once stopped."""
         with self._lock:
             self._wait_for_work()
             stopping = self._stopping
-            raw: list[Mapping[str, Any]] = []
-            if self._held_token is None:
-                raw = self._take_locked()
-        if raw:
-            rows, bad = _normalise(raw, utcnow())
-            self._held = rows
-            self._rejects.write(bad)
-        if self._held:
-            self._settle_held(final=stopping)
-        if self._held_token is not None and not self._held:
-            with self._lock:
-                del self._inflight[self._held_token]
-                self._held_token = None
-                self._settled.notify_all()
+            journal = self._own[0] if self._own else None
+        if journal is not None and self._database_due():
+            self._settle_batch(journal)
+        self._tidy()
+        if self._left is not None and self._database_due() and not stopping:
+            self._replay_batch(self._left)
+        now = time.monotonic()
+        if now >= self._next_rescan and not stopping:
+            self._rescan(now)
         if stopping:
             with self._lock:
-                return bool(self._pending) or self._held_token is not None
-        if self._held_token is None and self._database_due():
-            self._replay_one()
-        now = time.monotonic()
-        if now >= self._next_rescan:
-            self._next_rescan = now + _RESCAN_SECONDS
-            self._spool.rescan()
+                backlog = self._submitted - self._settled
+            return backlog > 0 and self._database_ok
         return True
 
     def _wait_for_work(self) -> None:
-        # Called with the lock held. Returns when there is something to do, or after a tick.
+        # Called with the lock held. Returns when there is something to do.
         while not self._stopping:
             now = time.monotonic()
-            if self._held_token is not None:
-                # A batch waits for the database or for room in the spool.
-                if self._database_due(now):
+            due = self._database_due(now)
+            pending = self._submitted - self._settled
+            flush_at = self._first_pending_at + self._flush_seconds
+            if due and pending:
+                if pending >= self._batch_size or self._settled < self._flush_target:
                     return
-                timeout = min(self._flush_seconds, self._retry_at - now)
-            else:
-                waiting = len(self._pending)
-                if waiting >= self._batch_size:
+                if now >= flush_at:
                     return
-                if waiting and (
-                    self._taken < self._flush_target
-                    or now - self._first_pending_at >= self._flush_seconds
-                ):
-                    return
-                replay = self._spool.records > 0 and now >= self._replay_idle_until
-                if replay and self._database_due(now):
-                    return
-                timeout = self._flush_seconds
-                if waiting:
-                    timeout = self._first_pending_at + self._flush_seconds - now
-                if replay:
-                    timeout = min(timeout, self._retry_at - now)
-            if not self._work.wait(max(timeout, 0.001)):
-                return  # a tick: lets the writer rescan the spool and retry
-
-    def _take_locked(self) -> list[Mapping[str, Any]]:
-        count = min(len(self._pending), self._batch_size)
-        if count == 0:
-            return []
-        popleft = self._pending.popleft
-        raw = [popleft() for _ in range(count)]
-        token = next(self._tokens)
-        self._inflight[token] = (self._taken, count)
-        self._taken += count
-        self._held_token = token
-        if self._pending:
-            self._first_pending_at = time.monotonic()
-        return raw
-
-    def _settle_held(self, *, final: bool) -> None:
-        rows = self._held
-        if self._database_due():
-            rows = self._deliver(rows)
-        if rows:
-            try:
-                self._spool.append(rows, bounded=not final)
-            except _SpoolFullError as exc:
-                self._held = rows
-                if not self._full:
-                    log.error("prediction log: disk buffer full (%s); refusing predictions", exc)
-                self._full = True
+            if due and self._left is not None:
                 return
-            except OSError as exc:
-                self._last_error = _describe(exc)
-                if final:
-                    self._spool_last_resort(rows)
-                    rows = []
-                else:
-                    self._held = rows
-                    self._full = True
-                    log.error("prediction log: cannot write the disk buffer: %s", exc)
-                    return
-            self._full = False
-        self._held = []
+            if now >= self._next_rescan:
+                return
+            timeout = self._next_rescan - now
+            if not due:
+                timeout = min(timeout, self._retry_at - now)
+            elif pending:
+                timeout = min(timeout, flush_at - now)
+            self._work.wait(max(timeout, 0.001))
 
-    def _spool_last_resort(self, rows: list[_Row]) -> None:
-        try:
-            self._spool.append(rows, bounded=False)
-        except OSError as exc:
-            log.error(
-                "prediction log: cannot spool %d record(s) (%s); they follow: %s",
-                len(rows),
-                exc,
-                _dumps(rows).decode("utf-8", "replace"),
+    def _settle_batch(self, journal: _Journal) -> None:
+        """Write the next batch of this log's oldest journal."""
+        count = self._write_batch(journal)
+        if count:
+            with self._lock:
+                self._settled += count
+                if self._submitted > self._settled:
+                    self._first_pending_at = time.monotonic()
+                self._done.notify_all()
+
+    def _replay_batch(self, journal: _Journal) -> None:
+        """Write the next batch of a dead process's journal; drop the journal once done."""
+        self._write_batch(journal)
+        if journal.offset >= journal.size:
+            journal.close(delete=True)
+            with suppress(OSError):
+                _fsync_directory(self._directory)
+            self._left = None
+            self._replayed_files += 1
+            self._next_rescan = 0.0  # another may be waiting
+            log.warning(
+                "prediction log: replayed %d record(s) a stopped process left in %s",
+                journal.records,
+                journal.path.name,
             )
+
+    def _write_batch(self, journal: _Journal) -> int:
+        """Insert the next batch of ``journal``; the lines settled (0 if the database is away)."""
+        lines, used, tail = journal.read_lines(self._batch_size)
+        if not lines and tail is None:
+            return 0
+        rows, bad = _parse_lines(lines)
+        if tail is not None:
+            bad.append((tail.decode("utf-8", "replace"), "cut off by an interrupted write"))
+            used = len(tail)
+        rows, more = _normalise(rows, utcnow())
+        bad.extend(more)
+        left, refused = self._deliver(rows) if rows else ([], [])
+        if left:
+            return 0  # the database is away: the whole batch again later (ids already in skip)
+        self._rejects.write([*bad, *refused])
+        journal.offset += used
+        settled = len(lines) + (tail is not None)
+        journal.records += settled
+        return settled
+
+    def _tidy(self) -> None:
+        """Drop this log's journals that are read to the end; rotate the one that grew."""
+        with self._lock:
+            while len(self._own) > 1 or (self._own and self._own[0].sealed):
+                oldest = self._own[0]
+                if oldest.offset < oldest.size:
+                    break
+                self._own.popleft().close(delete=True)
+            current = self._own[-1] if self._own else None
+            if current is None or current.sealed or current.size < self._rotate_bytes:
+                return
+            current.sealed = True
+            self._current_locked()
+
+    def _rescan(self, now: float) -> None:
+        self._next_rescan = now + _RESCAN_SECONDS
+        if not self._database_ok:
+            # The records wait here longest while the database is away: worth a disk write.
+            with self._lock:
+                descriptors = [journal.fd for journal in self._own]
+            for fd in descriptors:
+                with suppress(OSError):
+                    os.fdatasync(fd)
+        if self._left is not None:
+            return
+        with self._lock:
+            mine = {journal.path for journal in self._own}
+        try:
+            candidates = _spool_files(self._directory)
+        except OSError:
+            return
+        for path in candidates:
+            if path in mine:
+                continue
+            claimed = _Journal.claim(path)
+            if claimed is not None:
+                log.warning(
+                    "prediction log: replaying %s (%d bytes), left by a process that stopped",
+                    path.name,
+                    claimed.size,
+                )
+                self._left = claimed
+                return
 
     def _database_due(self, now: float | None = None) -> bool:
         return self._database_ok or (time.monotonic() if now is None else now) >= self._retry_at
 
-    def _deliver(self, rows: list[_Row]) -> list[_Row]:
-        """Insert ``rows``, one transaction per tenant; return the rows still needing a home."""
+    def _deliver(self, rows: list[_Row]) -> tuple[list[_Row], list[_Reject]]:
+        """Insert ``rows``, one transaction per tenant: the rows still needing a home (the
+        database stopped answering) and the rows the table refused."""
         groups: dict[str, list[_Row]] = {}
         for row in rows:
             groups.setdefault(row["tenant_id"], []).append(row)
-        left: list[_Row] = []
+        refused: list[_Reject] = []
         items = list(groups.items())
         for index, (tenant, group) in enumerate(items):
             try:
@@ -774,33 +888,25 @@ class PredictionLog:
                 continue
             except Exception as exc:
                 self._failed_batches += 1
-                if _is_row_error(exc):
-                    kept = self._isolate(tenant, group)
-                else:
+                if not _is_row_error(exc):
                     self._mark_down(exc)
-                    kept = group
-            left.extend(kept)
-            if kept:  # the database stopped answering: the other tenants wait with this one
-                for _, rest in items[index + 1 :]:
-                    left.extend(rest)
-                break
-        return left
+                    return [row for _, rest in items[index:] for row in rest], refused
+                left = self._isolate(tenant, group, refused)
+            if left:  # the database stopped answering: the other tenants wait with this one
+                return [*left, *(row for _, rest in items[index + 1 :] for row in rest)], refused
+        return [], refused
 
-    def _isolate(self, tenant: str, group: list[_Row]) -> list[_Row]:
-        """Write ``group`` row by row; refused rows go to the rejects file."""
-        refused: list[_Reject] = []
-        try:
-            for index, row in enumerate(group):
-                try:
-                    self._insert(tenant, [row])
-                except Exception as exc:
-                    if not _is_row_error(exc):
-                        self._mark_down(exc)
-                        return group[index:]
-                    refused.append((row, _describe(exc)))
-            return []
-        finally:
-            self._rejects.write(refused)
+    def _isolate(self, tenant: str, group: list[_Row], refused: list[_Reject]) -> list[_Row]:
+        """Write ``group`` row by row; refused rows are added to ``refused``."""
+        for index, row in enumerate(group):
+            try:
+                self._insert(tenant, [row])
+            except Exception as exc:
+                if not _is_row_error(exc):
+                    self._mark_down(exc)
+                    return group[index:]
+                refused.append((row, _describe(exc)))
+        return []
 
     def _insert(self, tenant: str, rows: list[_Row]) -> None:
         with tenant_session(self._engine, tenant) as session:
@@ -813,44 +919,21 @@ class PredictionLog:
         self._last_error = _describe(exc)
         self._retry_at = time.monotonic() + self._backoff
         self._backoff = min(self._backoff * 2, self._retry_max)
+        if self._sqlite:
+            # A SQLite connection opened while its file or directory was read-only stays
+            # read-only after they are writable again: the next attempt opens new ones.
+            self._engine.dispose()
         if self._database_ok:
             log.warning(
-                "prediction log: database write failed (%s); buffering in %s",
+                "prediction log: database write failed (%s); predictions wait in the journals",
                 self._last_error,
-                self._spool.directory,
             )
         self._database_ok = False
+        with self._lock:
+            self._done.notify_all()
 
     def _mark_up(self) -> None:
         if not self._database_ok:
-            log.info("prediction log: database writes succeed again; replaying the buffer")
+            log.info("prediction log: database writes succeed again; catching up")
         self._database_ok = True
         self._backoff = _FIRST_BACKOFF
-        self._full = False
-
-    def _replay_one(self) -> None:
-        """Replay the oldest spool segment this process can claim."""
-        if not self._replay_queue:
-            if self._spool.records <= 0 or time.monotonic() < self._replay_idle_until:
-                return
-            self._replay_queue.extend(self._spool.segments())
-        while self._replay_queue:
-            path = self._replay_queue.popleft()
-            with self._spool.claim(path) as segment:
-                if segment is None:
-                    continue
-                rows, bad = _parse_segment(segment.data)
-                self._rejects.write(bad)
-                left = self._deliver(rows) if rows else []
-                if len(left) == len(rows) and rows:
-                    self._replay_queue.appendleft(path)  # untouched: first in line next time
-                    return
-                if left:
-                    # Part went in: keep only the rest, then drop the old segment.
-                    self._spool.append(left, bounded=False)
-                segment.delete()
-                return
-        # Nothing claimable (all gone, or other processes' to replay): recount, and pause
-        # instead of listing the directory again at once.
-        self._spool.rescan()
-        self._replay_idle_until = time.monotonic() + self._flush_seconds
