@@ -1,11 +1,34 @@
-"""Health: one model's (from the prediction log, monitoring and the registry mirror) and the
-service's (database, Redis, registry, prediction log, models)."""
+"""Health: one model's (from a roll-up of the prediction log, monitoring and the registry
+mirror) and the service's (database, Redis, registry, prediction log, models).
+
+Both are asked for by anyone polling, so neither reads much per request:
+
+* A model's traffic (count, mean latency, last prediction) comes from
+  :class:`ModelHealthRollup`: per tenant and model, the log's rows older than a settling
+  margin are summed once and kept, and each refresh adds only the rows since (an index range
+  of ``ix_ml_predictions_tenant_model_time``) plus the unsettled tail. A refresh runs at most
+  every ``ttl_seconds`` per tenant and model, one at a time; between refreshes a request is a
+  dictionary lookup. Before the roll-up, every request counted and averaged the tenant's
+  whole log (0.16-0.8 s on 51k rows; eight pollers cut predictions from 788/s to 122/s).
+* The service's report is cached for ``ttl_seconds`` by :class:`ServiceHealthCache`, so a
+  crowd of pollers costs one database round trip and one Redis ping per interval.
+
+The error rate is the tenant's own: its refused and failed predictions in this process
+(:meth:`~roiml.serving.metrics.ServingMetrics.error_count`), unless monitoring has judged a
+period, whose rate is then reported.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
+from pydantic import BaseModel
 from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
 
 from roiml.db.engine import tenant_session
 from roiml.db.enums import ModelType
@@ -15,61 +38,263 @@ from roiml.serving.components import Components
 from roiml.serving.model_cache import ModelUnavailableError
 from roiml.serving.schemas import ModelHealth, ServiceHealth
 
-__all__ = ["model_health", "service_health"]
+__all__ = [
+    "ModelHealthRollup",
+    "PublicHealth",
+    "ServiceHealthCache",
+    "Traffic",
+    "model_health",
+    "public_health",
+    "service_health",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    """A model's served predictions in the log: how many, their latency, the last one."""
+
+    count: int = 0
+    latency_sum: float = 0.0
+    latency_count: int = 0
+    last_at: datetime | None = None
+
+    def __add__(self, other: Traffic) -> Traffic:
+        last = [t for t in (self.last_at, other.last_at) if t is not None]
+        return Traffic(
+            self.count + other.count,
+            self.latency_sum + other.latency_sum,
+            self.latency_count + other.latency_count,
+            max(last) if last else None,
+        )
+
+    @property
+    def avg_latency_ms(self) -> float | None:
+        """Mean latency of the predictions that recorded one."""
+        return self.latency_sum / self.latency_count if self.latency_count else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """What a refresh reads besides traffic: monitoring's latest verdict, the deployment."""
+
+    drift_detected: bool
+    monitored_error_rate: float | None
+    deployed_at: datetime | None
+
+
+def _traffic(
+    session: Session,
+    tenant: str,
+    name: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Traffic:
+    query = select(
+        func.count(),
+        func.sum(MLPrediction.latency_ms),
+        func.count(MLPrediction.latency_ms),
+        func.max(MLPrediction.predicted_at),
+    ).where(MLPrediction.tenant_id == tenant, MLPrediction.model_name == name)
+    if since is not None:
+        query = query.where(MLPrediction.predicted_at >= since)
+    if until is not None:
+        query = query.where(MLPrediction.predicted_at < until)
+    count, latency_sum, latency_count, last_at = session.execute(query).one()
+    return Traffic(int(count or 0), float(latency_sum or 0.0), int(latency_count or 0), last_at)
+
+
+def _facts(session: Session, tenant: str, name: str, version: str | None) -> _Facts:
+    monitoring = session.execute(
+        select(MLMonitoring.drift_detected, MLMonitoring.error_rate)
+        .where(MLMonitoring.tenant_id == tenant, MLMonitoring.model_name == name)
+        .order_by(MLMonitoring.period_end.desc())
+        .limit(1)
+    ).first()
+    deployed_at = None
+    if version is not None:
+        deployed_at = session.execute(
+            select(MLModel.deployed_at).where(
+                MLModel.tenant_id == tenant, MLModel.name == name, MLModel.version == version
+            )
+        ).scalar()
+    return _Facts(
+        drift_detected=bool(monitoring.drift_detected) if monitoring is not None else False,
+        monitored_error_rate=monitoring.error_rate if monitoring is not None else None,
+        deployed_at=deployed_at,
+    )
+
+
+def _deployment(parts: Components, tenant: str, model_type: ModelType) -> tuple[str | None, str]:
+    try:
+        return parts.models.get(tenant, model_type).version, "DEPLOYED"
+    except ModelUnavailableError:
+        return None, "NOT_DEPLOYED"
+
+
+def _answer(
+    parts: Components,
+    tenant: str,
+    name: str,
+    deployment: tuple[str | None, str],
+    traffic: Traffic,
+    facts: _Facts,
+) -> ModelHealth:
+    error_rate = facts.monitored_error_rate
+    if error_rate is None:
+        # Only this tenant's errors: a process-wide count made a tenant with no traffic
+        # report another tenant's 404s as its error rate of 1.0.
+        errors = parts.metrics.error_count(tenant, name)
+        total = traffic.count + errors
+        error_rate = errors / total if total else None
+    return ModelHealth(
+        model_name=name,
+        model_version=deployment[0],
+        status=deployment[1],
+        deployed_at=facts.deployed_at,
+        prediction_count=traffic.count,
+        avg_latency_ms=traffic.avg_latency_ms,
+        error_rate=error_rate,
+        drift_detected=facts.drift_detected,
+        last_prediction_at=traffic.last_at,
+    )
 
 
 def model_health(parts: Components, tenant: str, model_type: ModelType) -> ModelHealth:
-    """The seed's health fields for one model of ``tenant``."""
+    """One model's health for ``tenant``, read in full from the log now (jobs and tests; the
+    API answers from :class:`ModelHealthRollup`)."""
     name = MODEL_NAMES[model_type]
-    try:
-        loaded = parts.models.get(tenant, model_type)
-        version: str | None = loaded.version
-        status = "DEPLOYED"
-    except ModelUnavailableError:
-        version, status = None, "NOT_DEPLOYED"
-    # Predictions still queued for the log count too: health must not lag the traffic.
+    deployment = _deployment(parts, tenant, model_type)
+    # Predictions still queued for the log count too.
     parts.prediction_log.flush(timeout=2.0)
     with tenant_session(parts.engine, tenant) as session:
-        served = session.execute(
-            select(
-                func.count(),
-                func.avg(MLPrediction.latency_ms),
-                func.max(MLPrediction.predicted_at),
-            ).where(MLPrediction.tenant_id == tenant, MLPrediction.model_name == name)
-        ).one()
-        monitoring = session.execute(
-            select(MLMonitoring.drift_detected, MLMonitoring.error_rate)
-            .where(MLMonitoring.tenant_id == tenant, MLMonitoring.model_name == name)
-            .order_by(MLMonitoring.period_end.desc())
-            .limit(1)
-        ).first()
-        deployed_at = None
-        if version is not None:
-            deployed_at = session.execute(
-                select(MLModel.deployed_at).where(
-                    MLModel.tenant_id == tenant,
-                    MLModel.name == name,
-                    MLModel.version == version,
+        traffic = _traffic(session, tenant, name)
+        facts = _facts(session, tenant, name, deployment[0])
+    return _answer(parts, tenant, name, deployment, traffic, facts)
+
+
+@dataclass
+class _Rolled:
+    """One tenant and model's roll-up: the settled sum, and the last refresh's answer."""
+
+    settled: Traffic
+    settled_until: datetime | None
+    summed_at: float  # monotonic time of the last full count
+    traffic: Traffic
+    facts: _Facts
+    refreshed_at: float  # monotonic
+
+
+class ModelHealthRollup:
+    """Model health from a per tenant and model roll-up of the prediction log (see the module
+    docstring). Thread-safe; one per app.
+
+    ``settle_seconds``: rows whose ``predicted_at`` is older than this are summed for good
+    (the log writes a row within a second or so of its prediction). Rows the spool replays
+    later than that, after a database outage, are picked up by the full recount every
+    ``recount_seconds``.
+    """
+
+    def __init__(
+        self,
+        parts: Components,
+        *,
+        ttl_seconds: float = 2.0,
+        settle_seconds: float = 30.0,
+        recount_seconds: float = 600.0,
+        monotonic: Any = time.monotonic,
+    ) -> None:
+        """A roll-up over ``parts``' database and prediction log."""
+        self._parts = parts
+        self._ttl = ttl_seconds
+        self._settle = timedelta(seconds=settle_seconds)
+        self._recount = recount_seconds
+        self._monotonic = monotonic
+        self._rolled: dict[tuple[str, str], _Rolled] = {}
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    def cached(self, tenant: str, model_type: ModelType) -> ModelHealth | None:
+        """The answer without touching the database if the roll-up is fresh, else None
+        (cheap enough for the event loop)."""
+        name = MODEL_NAMES[model_type]
+        rolled = self._rolled.get((tenant, name))
+        if rolled is None or self._monotonic() - rolled.refreshed_at >= self._ttl:
+            return None
+        deployment = _deployment(self._parts, tenant, model_type)
+        return _answer(self._parts, tenant, name, deployment, rolled.traffic, rolled.facts)
+
+    def get(self, tenant: str, model_type: ModelType) -> ModelHealth:
+        """The answer, refreshing the roll-up first if it is older than ``ttl_seconds``
+        (blocking: call off the event loop)."""
+        name = MODEL_NAMES[model_type]
+        key = (tenant, name)
+        with self._locks_lock:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:  # one refresh per key at a time; the others wait for its answer
+            rolled = self._rolled.get(key)
+            if rolled is None or self._monotonic() - rolled.refreshed_at >= self._ttl:
+                rolled = self._refresh(tenant, model_type, rolled)
+                self._rolled[key] = rolled
+        deployment = _deployment(self._parts, tenant, model_type)
+        return _answer(self._parts, tenant, name, deployment, rolled.traffic, rolled.facts)
+
+    def _refresh(self, tenant: str, model_type: ModelType, rolled: _Rolled | None) -> _Rolled:
+        parts = self._parts
+        name = MODEL_NAMES[model_type]
+        now = self._monotonic()
+        # What was just served counts: its rows may still wait in the writer's queue.
+        parts.prediction_log.flush(timeout=1.0)
+        line = parts.clock() - self._settle
+        start_over = (
+            rolled is None
+            or rolled.settled_until is None
+            or now - rolled.summed_at >= self._recount
+            # The clock went back (a pinned day restarts at midnight): rows may land behind
+            # what was settled.
+            or line < rolled.settled_until
+        )
+        version = _deployment(parts, tenant, model_type)[0]
+        with tenant_session(parts.engine, tenant) as session:
+            if start_over or rolled is None:
+                settled = _traffic(session, tenant, name, until=line)
+                summed_at = now
+            else:
+                settled = rolled.settled + _traffic(
+                    session, tenant, name, since=rolled.settled_until, until=line
                 )
-            ).scalar()
-    count = int(served[0] or 0)
-    errors = parts.metrics.error_count(name)
-    error_rate = (
-        monitoring.error_rate
-        if monitoring is not None and monitoring.error_rate is not None
-        else (errors / (count + errors) if count + errors else None)
-    )
-    return ModelHealth(
-        model_name=name,
-        model_version=version,
-        status=status,
-        deployed_at=deployed_at,
-        prediction_count=count,
-        avg_latency_ms=float(served[1]) if served[1] is not None else None,
-        error_rate=error_rate,
-        drift_detected=bool(monitoring.drift_detected) if monitoring is not None else False,
-        last_prediction_at=served[2],
-    )
+                summed_at = rolled.summed_at
+            tail = _traffic(session, tenant, name, since=line)
+            facts = _facts(session, tenant, name, version)
+        return _Rolled(settled, line, summed_at, settled + tail, facts, self._monotonic())
+
+
+# --- the service -------------------------------------------------------------------------------
+
+
+class PublicHealth(BaseModel):
+    """What anyone may know of the service: whether it is up, and which parts are failing."""
+
+    status: Literal["ok", "degraded", "down"]
+    failing: list[str]
+
+
+def public_health(report: ServiceHealth) -> PublicHealth:
+    """The report without its details (hosts, ports, paths, usage, error texts): ``down`` when
+    no model is loaded (nothing can be served), ``degraded`` when another part fails."""
+    failing = []
+    if report.database != "ok":
+        failing.append("database")
+    if report.redis.startswith("down"):
+        failing.append("redis")
+    if report.registry != "ok":
+        failing.append("registry")
+    if report.prediction_log.get("full"):
+        failing.append("prediction_log")
+    if "registry" in failing:
+        status: Literal["ok", "degraded", "down"] = "down"
+    else:
+        status = "degraded" if failing else "ok"
+    return PublicHealth(status=status, failing=failing)
 
 
 def service_health(parts: Components, redis_client: Any) -> ServiceHealth:
@@ -103,3 +328,40 @@ def service_health(parts: Components, redis_client: Any) -> ServiceHealth:
         prediction_log=dict(log_stats),
         models=models,
     )
+
+
+class ServiceHealthCache:
+    """:func:`service_health`, computed at most once per ``ttl_seconds`` (thread-safe)."""
+
+    def __init__(
+        self,
+        parts: Components,
+        redis_client: Any,
+        *,
+        ttl_seconds: float = 1.0,
+        monotonic: Any = time.monotonic,
+    ) -> None:
+        """A cache over ``parts`` and the health route's Redis client."""
+        self._parts = parts
+        self._redis = redis_client
+        self._ttl = ttl_seconds
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._report: tuple[float, ServiceHealth] | None = None
+
+    def cached(self) -> ServiceHealth | None:
+        """The report if fresh, else None (no I/O)."""
+        report = self._report
+        if report is None or self._monotonic() - report[0] >= self._ttl:
+            return None
+        return report[1]
+
+    def get(self) -> ServiceHealth:
+        """The report, checking every part first if it is stale (blocking)."""
+        with self._lock:
+            fresh = self.cached()
+            if fresh is not None:
+                return fresh
+            report = service_health(self._parts, self._redis)
+            self._report = (self._monotonic(), report)
+            return report

@@ -2,12 +2,19 @@
 
 With several server processes, ``roiml serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at a shared
 directory so ``/metrics`` adds up every process; in one process the default registry is used.
+
+What a tenant did is labelled with its tenant: predictions per class and prediction errors
+carry a ``tenant`` label, and :func:`render` shows a caller only its own tenant's series (none
+to a caller without a token while auth is on). Requests and latency per route, feature reads
+and prediction latency are the service's, unlabelled.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import Counter as Tally
+from typing import Self
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -19,19 +26,41 @@ from prometheus_client import (
     multiprocess,
 )
 
+from roiml.serving.security import current_tenant
+
 __all__ = ["CONTENT_TYPE_LATEST", "ServingMetrics", "render"]
 
 _LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+# The tenant label of what is counted outside any request (a job scoring in process).
+_NO_TENANT = ""
+# A sample's tenant label; tenant ids are slugs, so no escaped quote can occur in one.
+_TENANT_LABEL = re.compile(rb'[{,]tenant="([^"]*)"')
+
+
+class _TenantCounter(Counter):
+    """A Counter whose first label is the tenant of the request being served.
+
+    The serving step counts ``labels(model, ...)`` without knowing who asked; the tenant comes
+    from :func:`~roiml.serving.security.current_tenant` (set when the request was
+    authenticated), so the series of two tenants never add up into one.
+    """
+
+    def labels(self, *labelvalues: object, **labelkwargs: object) -> Self:
+        """The child of ``(current tenant, *labelvalues)``; all labels may also be given."""
+        if labelvalues and len(labelvalues) == len(self._labelnames) - 1:
+            labelvalues = (current_tenant() or _NO_TENANT, *labelvalues)
+        return super().labels(*labelvalues, **labelkwargs)
 
 
 class ServingMetrics:
-    """The API's counters and histograms, and this process's prediction errors per model."""
+    """The API's counters and histograms, and this process's prediction errors per tenant and
+    model."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else REGISTRY
         # Model health's error rate reads these: kept here rather than read back out of the
         # Prometheus samples, which are an exposition format, not the app's own state.
-        self._errors: Tally[str] = Tally()
+        self._errors: Tally[tuple[str, str]] = Tally()
         self._errors_lock = threading.Lock()
         kwargs = {"registry": self.registry}
         self.requests = Counter(
@@ -47,16 +76,16 @@ class ServingMetrics:
             buckets=_LATENCY_BUCKETS,
             **kwargs,  # type: ignore[arg-type]
         )
-        self.predictions = Counter(
+        self.predictions = _TenantCounter(
             "roiml_predictions_total",
-            "Predictions served by model and predicted class.",
-            ["model", "predicted_class"],
+            "Predictions served by tenant, model and predicted class.",
+            ["tenant", "model", "predicted_class"],
             **kwargs,  # type: ignore[arg-type]
         )
-        self.prediction_errors = Counter(
+        self.prediction_errors = _TenantCounter(
             "roiml_prediction_errors_total",
-            "Prediction requests refused or failed, by model and status code.",
-            ["model", "status"],
+            "Prediction requests refused or failed, by tenant, model and status code.",
+            ["tenant", "model", "status"],
             **kwargs,  # type: ignore[arg-type]
         )
         self.prediction_latency = Histogram(
@@ -74,22 +103,36 @@ class ServingMetrics:
         )
 
     def count_errors(self, model: str, status: str, count: int) -> None:
-        """``count`` requests of ``model`` refused or failed with HTTP ``status``."""
-        self.prediction_errors.labels(model, status).inc(count)
+        """``count`` requests of ``model`` refused or failed with HTTP ``status``, for the
+        tenant of the request being served."""
+        tenant = current_tenant() or _NO_TENANT
+        self.prediction_errors.labels(tenant, model, status).inc(count)
         # Batches are served on pool threads: a bare Counter update could lose a count.
         with self._errors_lock:
-            self._errors[model] += count
+            self._errors[tenant, model] += count
 
-    def error_count(self, model: str) -> int:
-        """Prediction requests of ``model`` refused or failed in this process so far."""
+    def error_count(self, tenant: str, model: str) -> int:
+        """Prediction requests of ``tenant`` for ``model`` refused or failed in this process."""
         with self._errors_lock:
-            return self._errors[model]
+            return self._errors[tenant, model]
 
 
-def render(metrics: ServingMetrics, multiprocess_dir: str | None) -> bytes:
-    """The exposition text: this process's registry, or every process's when multi-process."""
+def render(metrics: ServingMetrics, multiprocess_dir: str | None, tenant: str | None) -> bytes:
+    """The exposition text (this process's registry, or every process's when multi-process),
+    with only ``tenant``'s series of the tenant-labelled metrics; ``tenant`` None shows none
+    of them."""
     if multiprocess_dir:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]
-        return generate_latest(registry)
-    return generate_latest(metrics.registry)
+        text = generate_latest(registry)
+    else:
+        text = generate_latest(metrics.registry)
+    wanted = None if tenant is None else tenant.encode()
+    kept = []
+    for line in text.splitlines(keepends=True):
+        if not line.startswith(b"#"):
+            match = _TENANT_LABEL.search(line)
+            if match is not None and match.group(1) != wanted:
+                continue
+        kept.append(line)
+    return b"".join(kept)

@@ -21,14 +21,21 @@ and per route, in place of ``require(scope)``::
 
     async def predict(principal: Annotated[Principal, Depends(limited(Scope.PREDICT))]): ...
 
+Routes open to anyone (``/health``, ``/metrics``) use :func:`limited_public` instead: a request
+without a token is charged to its client address, one with a token as above.
+
+The client address is the one uvicorn resolved (``request.client``): the socket's peer, or the
+``X-Forwarded-For`` entry only when the peer is one of ``settings.trusted_proxies`` (the server
+passes them to uvicorn's ``forwarded_allow_ips``). Nothing here reads forwarding headers: a
+client rotating ``X-Forwarded-For`` is still one client.
+
 Why a dependency and not a middleware: the key is the authenticated (tenant, client), so a
 middleware would have to find and verify the token itself, outside FastAPI's dependency
-system; as one dependency that authenticates, charges and checks the scope, it verifies once,
-runs only on the routes that need it (health, metrics and docs pay nothing) and adds no ASGI
-layer (and no ``send`` wrapper to inject a header) to every request. Its 429 is an ordinary
-``HTTPException``. It is deliberately one dependency, not ``authenticate`` + a limiter +
-``require`` chained: FastAPI's resolution costs more per dependency than a cached token
-verification and a rate-limit check together.
+system; as one dependency that authenticates, charges and checks the scope, it verifies once
+and adds no ASGI layer (and no ``send`` wrapper to inject a header) to every request. Its
+429 is an ordinary ``HTTPException``. It is deliberately one dependency, not
+``authenticate`` + a limiter + ``require`` chained: FastAPI's resolution costs more per
+dependency than a cached token verification and a rate-limit check together.
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ __all__ = [
     "RedisRateLimiter",
     "install_rate_limiter",
     "limited",
+    "limited_public",
     "make_rate_limiter",
     "rate_key",
 ]
@@ -96,6 +104,12 @@ class RateLimiter(Protocol):
 def rate_key(principal: Principal) -> str:
     """The budget a request is charged to: ``"<tenant>:<client_id>"``."""
     return f"{principal.tenant_id}:{principal.client_id}"
+
+
+def _address_key(request: Request) -> str:
+    # Another namespace than any tenant's: a tenant id cannot contain '!'.
+    client = request.client
+    return f"!addr:{client.host if client else 'unknown'}"
 
 
 def _check_limits(per_minute: int, burst: int) -> None:
@@ -282,18 +296,7 @@ def _limited(wanted: Scope) -> Callable[..., Awaitable[Principal]]:
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     ) -> Principal:
         principal = principal_of(request, credentials)
-        try:
-            limiter: RateLimiter = request.app.state.rate_limiter
-        except AttributeError:
-            raise RuntimeError(
-                "no rate limiter on app.state: call "
-                "install_rate_limiter(app, make_rate_limiter(settings)) when building the app"
-            ) from None
-        decision = await limiter.hit(rate_key(principal))
-        if not decision.allowed:
-            raise _too_many(principal, limiter, decision)
-        if decision.remaining >= 0:
-            response.headers["X-RateLimit-Remaining"] = str(decision.remaining)
+        await _charge(request, response, rate_key(principal), principal)
         check_scope(principal, wanted)
         return principal
 
@@ -301,14 +304,57 @@ def _limited(wanted: Scope) -> Callable[..., Awaitable[Principal]]:
     return dependency
 
 
-def _too_many(principal: Principal, limiter: RateLimiter, decision: RateDecision) -> HTTPException:
+async def limited_public(
+    request: Request,
+    response: Response,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Principal | None:
+    """Dependency of the routes anyone may call: the Principal if the request carries a token
+    (or auth is off), else None; either way the request is charged to a rate-limit budget.
+
+    Without a token the budget is the client address's; a bad token is still a 401, so a
+    caller who meant to authenticate learns why it did not work.
+    """
+    verifier = getattr(request.app.state, "token_verifier", None)
+    if verifier is not None and verifier.enabled and credentials is None:
+        await _charge(request, response, _address_key(request), None)
+        return None
+    principal = principal_of(request, credentials)
+    await _charge(request, response, rate_key(principal), principal)
+    return principal
+
+
+async def _charge(
+    request: Request, response: Response, key: str, principal: Principal | None
+) -> None:
+    """Charge one request to ``key``; HTTP 429 when its budget is spent."""
+    try:
+        limiter: RateLimiter = request.app.state.rate_limiter
+    except AttributeError:
+        raise RuntimeError(
+            "no rate limiter on app.state: call "
+            "install_rate_limiter(app, make_rate_limiter(settings)) when building the app"
+        ) from None
+    decision = await limiter.hit(key)
+    if not decision.allowed:
+        raise _too_many(principal, request, limiter, decision)
+    if decision.remaining >= 0:
+        response.headers["X-RateLimit-Remaining"] = str(decision.remaining)
+
+
+def _too_many(
+    principal: Principal | None, request: Request, limiter: RateLimiter, decision: RateDecision
+) -> HTTPException:
     retry_after = max(1, math.ceil(decision.retry_after_seconds))  # RFC 9110: whole seconds
+    if principal is not None:
+        who = f"client '{principal.client_id}' of tenant '{principal.tenant_id}'"
+    else:
+        who = f"address {request.client.host if request.client else 'unknown'}"
     return HTTPException(
         status_code=status.HTTP_429_TOO_MANY_REQUESTS,
         detail=(
-            f"too many requests from client '{principal.client_id}' of tenant "
-            f"'{principal.tenant_id}': the limit is {limiter.per_minute} a minute with bursts "
-            f"of {limiter.burst}; retry after {retry_after} s"
+            f"too many requests from {who}: the limit is {limiter.per_minute} a minute with "
+            f"bursts of {limiter.burst}; retry after {retry_after} s"
         ),
         headers={"Retry-After": str(retry_after), "X-RateLimit-Remaining": "0"},
     )

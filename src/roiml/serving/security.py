@@ -21,7 +21,9 @@ Failures are ``HTTPException``s FastAPI renders as ``{"detail": "..."}``: 401 wi
 
 from __future__ import annotations
 
+import contextvars
 import functools
+import math
 import re
 import threading
 import time
@@ -54,6 +56,7 @@ __all__ = [
     "bearer_scheme",
     "check_scope",
     "check_startup",
+    "current_tenant",
     "install_auth",
     "principal_of",
     "require",
@@ -84,10 +87,27 @@ SUPPORTED_ALGORITHMS: frozenset[str] = (
 
 # A tenant id is used in keys, paths and SQL session settings: the same slug rule as settings.
 _TENANT_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Subjects and client ids name the caller in rate-limit keys, logs and error messages: one
+# printable token, bounded, so a claim cannot smuggle spaces, newlines or a megabyte into them.
+_MAX_ID_CHARS = 256
+# RFC 7519 §2 NumericDate claims: numbers of seconds, never strings (PyJWT would int() them).
+_TIME_CLAIMS = ("exp", "nbf", "iat")
 # Real tokens are well under 2 KiB. The cap bounds the work (and the cache memory) an attacker
 # can make one request cost before the signature is even checked.
 _MAX_TOKEN_CHARS = 8192
 _REALM = "roiml"
+
+# The tenant of the request being served, for what counts per tenant without being handed the
+# principal (the prediction metrics, counted deep in the serving step). Set by principal_of;
+# each request runs in its own task, and threads started with run_in_threadpool copy it.
+_request_tenant: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "roiml_request_tenant", default=None
+)
+
+
+def current_tenant() -> str | None:
+    """The tenant of the request this code serves (None outside a request)."""
+    return _request_tenant.get()
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,9 +269,36 @@ def _string_claim(claims: Mapping[str, Any], name: str) -> str | None:
     value = claims.get(name)
     if value is None:
         return None
-    if not isinstance(value, str) or not value:
-        raise AuthenticationError(f"the bearer token's '{name}' claim must be a non-empty string")
+    if (
+        not isinstance(value, str)
+        or not value
+        or len(value) > _MAX_ID_CHARS
+        or not value.isprintable()
+        or any(c.isspace() for c in value)
+    ):
+        raise AuthenticationError(
+            f"the bearer token's '{name}' claim must be a string of 1-{_MAX_ID_CHARS} printable "
+            "characters without spaces; fix the claim at the identity provider"
+        )
     return value
+
+
+def _time_claims(claims: Mapping[str, Any]) -> dict[str, float]:
+    """The NumericDate claims present, each checked to be a finite number (not a string, not a
+    boolean, which Python counts as an int); AuthenticationError naming the claim otherwise."""
+    times: dict[str, float] = {}
+    for name in _TIME_CLAIMS:
+        if name not in claims:
+            continue
+        value = claims[name]
+        if type(value) not in (int, float) or not math.isfinite(value):
+            what = "not finite" if type(value) is float else f"a {type(value).__name__}"
+            raise AuthenticationError(
+                f"the bearer token's '{name}' claim is {what}, not a number of seconds since "
+                "the epoch (RFC 7519 NumericDate); fix the claim at the identity provider"
+            )
+        times[name] = float(value)
+    return times
 
 
 def _scopes_of(claims: Mapping[str, Any]) -> frozenset[Scope]:
@@ -262,12 +309,14 @@ def _scopes_of(claims: Mapping[str, Any]) -> frozenset[Scope]:
             continue
         if isinstance(value, str):
             names.extend(value.split())  # OAuth 2 (RFC 8693 §4.2): space-separated
-        elif isinstance(value, list) and all(isinstance(item, str) for item in value):
+        elif isinstance(value, list) and all(
+            isinstance(item, str) and item and not any(c.isspace() for c in item) for item in value
+        ):
             names.extend(value)
         else:
             raise AuthenticationError(
                 f"the bearer token's '{claim}' claim must be a space-separated string or a "
-                "list of strings"
+                "list of strings without spaces; fix the claim at the identity provider"
             )
     # Scopes of other services are ignored: they grant nothing here.
     granted = frozenset(_SCOPE_BY_NAME[name] for name in names if name in _SCOPE_BY_NAME)
@@ -312,6 +361,13 @@ class TokenVerifier:
             "require": required,
             # Without a configured audience, an ``aud`` claim is the issuer's business.
             "verify_aud": self._audience is not None,
+            # Times are checked here after their types: PyJWT int()s a string "exp" and
+            # accepts it, where a NumericDate must be a number.
+            "verify_exp": False,
+            "verify_nbf": False,
+            "verify_iat": False,
+            # sub too, so that its wrong type gets the same reason as azp's and client_id's.
+            "verify_sub": False,
             "enforce_minimum_key_length": True,
         }
         self._cache_size = cache_size
@@ -383,7 +439,19 @@ class TokenVerifier:
         except (ValueError, TypeError):
             # A hostile token must never become a 500; PyJWT maps nearly all of these itself.
             raise AuthenticationError(self._explain(token, jwt.DecodeError())) from None
-        return self._principal(claims), float(claims["exp"]) + self._leeway
+        times = _time_claims(claims)
+        self._check_times(times)
+        return self._principal(claims), times["exp"] + self._leeway
+
+    def _check_times(self, times: Mapping[str, float]) -> None:
+        # PyJWT's rules and leeway (exp is past at exp itself), on the real clock as PyJWT's
+        # were: the injectable clock only ages cache entries.
+        now = time.time()
+        if times["exp"] <= now - self._leeway:
+            raise AuthenticationError(self._explain("", jwt.ExpiredSignatureError()))
+        for name in ("nbf", "iat"):
+            if name in times and times[name] > now + self._leeway:
+                raise AuthenticationError(self._explain("", jwt.ImmatureSignatureError()))
 
     def _principal(self, claims: Mapping[str, Any]) -> Principal:
         name = self._tenant_claim
@@ -484,7 +552,8 @@ def principal_of(request: Request, credentials: HTTPAuthorizationCredentials | N
 
     The logic of :func:`authenticate`, callable from other dependencies so that they need not
     add a dependency layer (FastAPI spends more per layer than a cached verification costs).
-    The principal is also left on ``request.state.principal`` for logging.
+    The principal is also left on ``request.state.principal`` for logging, and its tenant as
+    :func:`current_tenant` for the metrics counted while serving the request.
     """
     try:
         verifier: TokenVerifier = request.app.state.token_verifier
@@ -514,6 +583,7 @@ def principal_of(request: Request, credentials: HTTPAuthorizationCredentials | N
         except AuthenticationError as exc:
             raise _unauthorized(str(exc)) from None
     request.state.principal = principal
+    _request_tenant.set(principal.tenant_id)
     return principal
 
 

@@ -1,5 +1,12 @@
-"""``GET /health`` (the service's parts: 200, or 503 naming what is down) and ``GET /metrics``
-(Prometheus)."""
+"""``GET /health`` (200 when the service is ok, else 503 naming the failing parts) and
+``GET /metrics`` (Prometheus), both open to anyone and rate limited.
+
+Without the ``admin`` scope (auth on, no token or another scope) ``/health`` says only
+``ok`` / ``degraded`` / ``down`` and which parts fail: the full report names error types,
+the prediction log's spool and its usage, which are the operators' business. ``/metrics``
+shows a caller only its own tenant's series of the tenant-labelled metrics
+(:func:`roiml.serving.metrics.render`).
+"""
 
 from __future__ import annotations
 
@@ -7,25 +14,40 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from roiml.serving.dependencies import ServingDep
-from roiml.serving.health import service_health
+from roiml.serving.dependencies import PublicPrincipal, ServiceHealthDep, ServingDep
+from roiml.serving.health import PublicHealth, public_health
 from roiml.serving.metrics import CONTENT_TYPE_LATEST, render
-from roiml.serving.schemas import ServiceHealth
+from roiml.serving.schemas import ErrorBody, ServiceHealth
+from roiml.serving.security import Scope
 
 __all__ = ["router"]
 
 router = APIRouter()
 
+_HEALTH_RESPONSES: dict[int | str, dict[str, object]] = {
+    503: {"model": PublicHealth | ServiceHealth},
+    401: {"model": ErrorBody},
+    429: {"model": ErrorBody},
+}
 
-@router.get("/health", response_model=ServiceHealth, responses={503: {"model": ServiceHealth}})
-async def health(serving: ServingDep) -> Response:
-    """Database, Redis, registry, prediction log and models: 200, or 503 naming what's down."""
-    report = await run_in_threadpool(service_health, serving.parts, serving.health_redis)
-    status = 200 if report.status == "ok" else 503
-    return JSONResponse(report.model_dump(mode="json"), status_code=status)
+
+@router.get("/health", response_model=PublicHealth | ServiceHealth, responses=_HEALTH_RESPONSES)
+async def health(health: ServiceHealthDep, principal: PublicPrincipal) -> Response:
+    """200 when every part is ok, else 503; the full report only with the ``admin`` scope."""
+    report = health.cached()
+    if report is None:
+        report = await run_in_threadpool(health.get)
+    public = public_health(report)
+    status = 200 if public.status == "ok" else 503
+    if principal is not None and Scope.ADMIN in principal.scopes:
+        return JSONResponse(report.model_dump(mode="json"), status_code=status)
+    return JSONResponse(public.model_dump(mode="json"), status_code=status)
 
 
 @router.get("/metrics", include_in_schema=False)
-async def prometheus_metrics(serving: ServingDep) -> Response:
+async def prometheus_metrics(serving: ServingDep, principal: PublicPrincipal) -> Response:
+    """The Prometheus exposition: the service's series, and the caller's tenant's."""
     parts = serving.parts
-    return Response(render(parts.metrics, parts.multiprocess_dir), media_type=CONTENT_TYPE_LATEST)
+    tenant = principal.tenant_id if principal is not None else None
+    body = render(parts.metrics, parts.multiprocess_dir, tenant)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -1,4 +1,5 @@
-"""``GET /v1/models/{model_name}/health``: one model's deployment, traffic, errors and drift."""
+"""``GET /v1/models/{model_name}/health``: one model's deployment, traffic, errors and drift,
+for the caller's tenant, from the roll-up (:class:`roiml.serving.health.ModelHealthRollup`)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ from starlette.concurrency import run_in_threadpool
 
 from roiml.errors import RoimlError
 from roiml.models.artifact import model_type_of
-from roiml.serving.dependencies import ComponentsDep, ReadPrincipal
-from roiml.serving.health import model_health
+from roiml.serving.dependencies import HealthRollupDep, ReadPrincipal
 from roiml.serving.routes.common import BASE, ERRORS
 from roiml.serving.schemas import ModelHealth
 
@@ -19,11 +19,15 @@ router = APIRouter(tags=["models"])
 
 @router.get(f"{BASE}/v1/models/{{model_name}}/health", response_model=ModelHealth, responses=ERRORS)
 async def health_of_model(
-    model_name: str, parts: ComponentsDep, principal: ReadPrincipal
+    model_name: str, rollup: HealthRollupDep, principal: ReadPrincipal
 ) -> ModelHealth:
-    """The model's deployment, traffic, latency, errors and drift."""
+    """The model's deployment, traffic, latency, errors and drift (traffic at most ~2 s old)."""
     try:
         model_type = model_type_of(model_name)
     except RoimlError as exc:
         raise HTTPException(404, str(exc)) from exc
-    return await run_in_threadpool(model_health, parts, principal.tenant_id, model_type)
+    tenant = principal.tenant_id
+    cached = rollup.cached(tenant, model_type)
+    if cached is not None:
+        return cached
+    return await run_in_threadpool(rollup.get, tenant, model_type)
