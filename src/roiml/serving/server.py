@@ -15,27 +15,54 @@ Two choices here are measured, not folklore (bench/api_load.py):
   request allocated last and dominates the p99. The GIL switch interval drops from 5 ms to 0.2 ms,
   so the event loop is not starved for a whole interval while a thread (prediction log writer,
   batch pool) holds the GIL.
+* With several workers the ``roiml serve`` process supervises them and starts a new one when
+  one dies, with a backoff; and one instance serves a port: ``SO_REUSEPORT`` would let a second
+  instance bind beside the first without an error and take a share of its connections, so
+  :func:`claim_address` refuses to start on an address already served.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import fcntl
 import gc
+import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import shutil
 import signal
 import socket
 import sys
 import tempfile
+import time
+from collections import deque
+from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from roiml.errors import ConfigurationError
 from roiml.settings import Settings
 
-__all__ = ["FrozenHeapServer", "NoDelayHttpToolsProtocol", "bind_reuseport", "serve"]
+__all__ = [
+    "AddressClaim",
+    "AddressInUseError",
+    "FrozenHeapServer",
+    "NoDelayHttpToolsProtocol",
+    "bind_reuseport",
+    "claim_address",
+    "serve",
+]
+
+log = logging.getLogger(__name__)
+
+
+class AddressInUseError(ConfigurationError):
+    """The address ``roiml serve`` was asked for is served already."""
 
 
 class NoDelayHttpToolsProtocol(HttpToolsProtocol):
@@ -115,33 +142,202 @@ def _worker(host: str, port: int, metrics_dir: str) -> None:
     FrozenHeapServer(_config(get_settings(), metrics_dir)).run(sockets=[sock])
 
 
-def serve(settings: Settings, host: str, port: int, workers: int) -> None:
-    """Serve the API until interrupted."""
-    if workers == 1:
-        sock = bind_reuseport(host, port)
-        FrozenHeapServer(_config(settings)).run(sockets=[sock])
-        return
-    metrics_dir = tempfile.mkdtemp(prefix="roiml-metrics-")
-    # Read by prometheus_client when each worker imports it: set before they start.
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    context = multiprocessing.get_context("spawn")
-    processes: list[Any] = [
-        context.Process(target=_worker, args=(host, port, metrics_dir), name=f"roiml-api-{i}")
-        for i in range(workers)
-    ]
-    for process in processes:
-        process.start()
+class AddressClaim:
+    """This process's claim to serve ``host:port``: an exclusive ``flock`` on
+    ``<data_dir>/serve-<host>-<port>.lock``, held until :meth:`release` or the process ends."""
 
-    def stop(*_: object) -> None:
-        for process in processes:
-            if process.is_alive():
+    def __init__(self, path: Path | None, fd: int | None) -> None:
+        self.path = path
+        self._fd = fd
+
+    def release(self) -> None:
+        """Give the address up (the lock file stays: deleting it would race the next claim)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def claim_address(settings: Settings, host: str, port: int) -> AddressClaim:
+    """Refuse to serve ``host:port`` if something serves it already, else claim it.
+
+    Every worker binds with ``SO_REUSEPORT``, so a second ``roiml serve`` on the same port would
+    bind without error and silently take a share of the connections. Two checks: a bind without
+    ``SO_REUSEPORT`` fails while any process listens there (another instance, whatever its data
+    directory, or another program); and the lock under the data directory covers two instances
+    of one deployment starting together, before either listens.
+    """
+    if port == 0:
+        return AddressClaim(None, None)  # an ephemeral port is never shared
+    name = f"serve-{host.replace(':', '_').replace('/', '_')}-{port}.lock"
+    path = settings.data_dir / name
+    fd: int | None = None
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        log.warning("cannot open %s (%s); relying on the port check alone", path, exc)
+    if fd is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise AddressInUseError(
+                f"another roiml serve (pid {holder}) already serves {host}:{port} from this data "
+                "directory; stop it first, or serve on another --port"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    try:
+        _probe_bind(host, port)
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        raise
+    return AddressClaim(path, fd)
+
+
+def _probe_bind(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # SO_REUSEADDR only: a port still in TIME_WAIT from a stopped instance is free to take.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise AddressInUseError(
+                f"{host}:{port} is already served (by another roiml serve or another program); "
+                "stop it first, or serve on another --port"
+            ) from None
+
+
+def serve(settings: Settings, host: str, port: int, workers: int) -> None:
+    """Serve the API until interrupted; refuse an address something serves already.
+
+    With several workers this process supervises them: a worker that dies is started again,
+    after a pause that doubles while workers keep dying young (see :class:`_Supervisor`).
+    """
+    claim = claim_address(settings, host, port)
+    try:
+        if workers == 1:
+            sock = bind_reuseport(host, port)
+            FrozenHeapServer(_config(settings)).run(sockets=[sock])
+            return
+        metrics_dir = tempfile.mkdtemp(prefix="roiml-metrics-")
+        # Read by prometheus_client when each worker imports it: set before they start.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        try:
+            _Supervisor(host, port, workers, metrics_dir).run()
+        finally:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    finally:
+        claim.release()
+
+
+class _Supervisor:
+    """Starts the workers, restarts any that dies, stops them all on SIGTERM or SIGINT.
+
+    A worker that dies is replaced after ``RESTART_DELAY`` seconds, doubled for each worker
+    death in the last ``CRASH_WINDOW`` seconds (at most ``MAX_DELAY``): a worker killed once
+    (out of memory, a stray SIGKILL) is back within a second, while one that fails at every
+    start does not spin. Each death and restart is logged. What the dead worker had answered is
+    in its prediction-log journal, which the surviving workers and its replacement replay.
+    """
+
+    RESTART_DELAY = 0.5
+    MAX_DELAY = 30.0
+    CRASH_WINDOW = 60.0
+
+    def __init__(self, host: str, port: int, workers: int, metrics_dir: str) -> None:
+        self.host = host
+        self.port = port
+        self.metrics_dir = metrics_dir
+        self.context = multiprocessing.get_context("spawn")
+        self.slots: list[Any] = [None] * workers
+        self.due: dict[int, float] = {}  # slot -> when to start its next worker
+        self.deaths: deque[float] = deque()
+        self.stopping = False
+
+    def run(self) -> None:
+        """Supervise until a stop signal, then stop the workers."""
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        try:
+            for slot in range(len(self.slots)):
+                self._start(slot)
+            while not self.stopping:
+                alive = [p.sentinel for p in self.slots if p is not None and p.is_alive()]
+                timeout = 1.0
+                if self.due:
+                    timeout = max(0.0, min(min(self.due.values()) - time.monotonic(), 1.0))
+                if alive:
+                    multiprocessing.connection.wait(alive, timeout)
+                else:
+                    time.sleep(timeout)
+                self._reap()
+                now = time.monotonic()
+                for slot, at in list(self.due.items()):
+                    if at <= now and not self.stopping:
+                        del self.due[slot]
+                        self._start(slot)
+        finally:
+            self._terminate()
+
+    def _start(self, slot: int) -> None:
+        process = self.context.Process(
+            target=_worker,
+            args=(self.host, self.port, self.metrics_dir),
+            name=f"roiml-api-{slot}",
+        )
+        process.start()
+        self.slots[slot] = process
+
+    def _reap(self) -> None:
+        now = time.monotonic()
+        for slot, process in enumerate(self.slots):
+            if process is None or process.is_alive() or self.stopping:
+                continue
+            process.join()
+            self.slots[slot] = None
+            with suppress(Exception):
+                # Its live gauges stop counting in /metrics; its counters stay, as they should.
+                from prometheus_client import multiprocess
+
+                multiprocess.mark_process_dead(process.pid, self.metrics_dir)  # type: ignore[no-untyped-call]
+            self.deaths.append(now)
+            while self.deaths and self.deaths[0] < now - self.CRASH_WINDOW:
+                self.deaths.popleft()
+            delay = min(self.RESTART_DELAY * 2 ** (len(self.deaths) - 1), self.MAX_DELAY)
+            self.due[slot] = now + delay
+            log.warning(
+                "roiml serve: worker %d (pid %s) exited with %s; starting a new one in %.1f s",
+                slot,
+                process.pid,
+                _exit_status(process.exitcode),
+                delay,
+            )
+
+    def _stop(self, *_: object) -> None:
+        self.stopping = True
+        for process in self.slots:
+            if process is not None and process.is_alive():
                 process.terminate()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    try:
-        for process in processes:
-            process.join()
-    finally:
-        stop()
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+    def _terminate(self) -> None:
+        self._stop()
+        deadline = time.monotonic() + 30.0
+        for process in self.slots:
+            if process is None:
+                continue
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+
+def _exit_status(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"signal {signal.Signals(-code).name}"
+    return f"code {code}"
