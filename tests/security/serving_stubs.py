@@ -64,13 +64,20 @@ class StubLog:
 
     def __init__(self) -> None:
         self.flushes = 0
+        self.state = "ok"
 
     def flush(self, timeout: float | None = None) -> bool:
         self.flushes += 1
         return True
 
     def stats(self) -> dict[str, Any]:
-        return {"queued": 0, "spool_dir": SPOOL_PATH, "last_error": DB_ERROR, "full": False}
+        return {
+            "state": self.state,
+            "queued": 0,
+            "spool_dir": SPOOL_PATH,
+            "last_error": DB_ERROR,
+            "full": self.state == "refusing",
+        }
 
 
 def migrated_engine(tmp_path: Path) -> Engine:

@@ -142,6 +142,13 @@ def test_public_health_names_failing_parts_only(api: Api, tmp_path: Path) -> Non
     assert "OperationalError" not in response.text
 
 
+def test_a_refusing_prediction_log_is_down_publicly(api: Api) -> None:
+    api.parts.prediction_log.state = "refusing"  # type: ignore[attr-defined]
+    response = api.client.get("/health")
+    assert response.status_code == 503
+    assert response.json() == {"status": "down", "failing": ["prediction_log"]}
+
+
 # --- model health from a roll-up -------------------------------------------------------------
 
 

@@ -280,7 +280,8 @@ class PublicHealth(BaseModel):
 
 def public_health(report: ServiceHealth) -> PublicHealth:
     """The report without its details (hosts, ports, paths, usage, error texts): ``down`` when
-    no model is loaded (nothing can be served), ``degraded`` when another part fails."""
+    no prediction can be served (no model loaded, or the prediction log refusing), else
+    ``degraded`` when a part fails."""
     failing = []
     if report.database != "ok":
         failing.append("database")
@@ -288,9 +289,10 @@ def public_health(report: ServiceHealth) -> PublicHealth:
         failing.append("redis")
     if report.registry != "ok":
         failing.append("registry")
-    if report.prediction_log.get("full"):
+    log_state = report.prediction_log.get("state", "ok")
+    if log_state != "ok" or report.prediction_log.get("full"):
         failing.append("prediction_log")
-    if "registry" in failing:
+    if report.registry != "ok" or log_state == "refusing" or report.prediction_log.get("full"):
         status: Literal["ok", "degraded", "down"] = "down"
     else:
         status = "degraded" if failing else "ok"
