@@ -6,6 +6,9 @@ metrics, model health) used to take the API's capacity.
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -74,6 +77,33 @@ def test_rotating_forwarded_for_is_one_client(monkeypatch: pytest.MonkeyPatch) -
     config = _served_by_uvicorn(settings, _limited_app(settings), monkeypatch)
     assert config.proxy_headers is False
     statuses = _statuses(config, "127.0.0.1", _rotating)
+    assert statuses.count(200) == BURST and statuses.count(429) == 20 - BURST
+
+
+def test_a_live_server_counts_a_rotating_header_as_one_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same attack on a real socket: uvicorn serving ``roiml serve``'s config."""
+    settings = make_settings(auth_enabled=False, jwt_secret=None)
+    app = make_app(settings, lambda: MemoryRateLimiter(60, BURST))
+    monkeypatch.setattr(app_module, "asgi", lambda *args, **kwargs: app)
+    config = _config(settings)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        config.host, config.port = probe.getsockname()
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.started, "the server did not start"
+        with httpx.Client(base_url=f"http://127.0.0.1:{config.port}", timeout=10) as client:
+            statuses = [client.get("/predict", headers=_rotating(i)).status_code for i in range(20)]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
     assert statuses.count(200) == BURST and statuses.count(429) == 20 - BURST
 
 
