@@ -422,7 +422,7 @@ def test_an_unwritable_journal_refuses_then_recovers_without_a_restart(
             log.submit(records(1, prefix="lost"))
         assert "Read-only" not in str(refused.value)
         assert log.health()["state"] == "refusing"
-        assert log.health()["journal"] == "cannot be written"
+        assert log.health()["journal"] == "last write failed"
     log.submit(records(4, start=10))
     assert log.flush(timeout=60)
     assert sorted(prediction_ids(sqlite_engine)) == sorted(

@@ -295,6 +295,7 @@ class _Journal:
         self.own = own
         self.sealed = not own  # no more appends: the writer deletes it once read to the end
         self.records = 0  # settled so far (a claimed journal's count, for the log line)
+        self.torn = False  # holds part of a line past ``size``: takes no more appends
 
     @classmethod
     def create(cls, directory: Path) -> _Journal:
@@ -332,15 +333,19 @@ class _Journal:
         return cls(path, fd, stat.st_size, own=False)
 
     def append(self, payload: bytes) -> None:
-        """Append ``payload`` whole, or leave the file as it was and raise."""
+        """Append ``payload`` whole, or leave the file as it was and raise (``torn`` if even
+        that failed)."""
         view = memoryview(payload)
         try:
             while view:
                 view = view[os.write(self.fd, view) :]
         except OSError:
             # A short write (a full disk) must not leave half a line for the next to run into.
-            with suppress(OSError):
-                os.ftruncate(self.fd, self.size)
+            if len(view) < len(payload):
+                try:
+                    os.ftruncate(self.fd, self.size)
+                except OSError:
+                    self.torn = True
             raise
         self.size += len(payload)
 
@@ -559,6 +564,9 @@ class PredictionLog:
             except OSError as exc:
                 self._journal_failed_locked(journal, exc)
                 raise self._refuse_locked() from exc
+            if self._journal_error is not None:
+                log.warning("prediction log: the journal takes writes again; serving predictions")
+                self._journal_error = None
             if self._submitted == self._settled:
                 self._first_pending_at = time.monotonic()
             self._submitted += count
@@ -619,11 +627,13 @@ class PredictionLog:
         with self._lock:
             queued = self._submitted - self._settled
             refused_total = self._refused_total
-        used = _spool_bytes(self._directory)
+        health = self.health()
         return {
+            "state": health["state"],
             "queued": queued,
-            "spooled_bytes": used,
+            "spooled_bytes": health["spool_bytes"],
             "spool_max_bytes": self._max_bytes,
+            "spool_used": health["spool_used"],
             "written_total": self._written_total,
             "duplicates_total": self._duplicates_total,
             "rejected_total": self._rejects.total,
@@ -632,39 +642,40 @@ class PredictionLog:
             "failed_batches": self._failed_batches,
             "last_error": self._last_error,
             "database_ok": self._database_ok,
-            "full": self.health()["state"] == "refusing",
+            "full": health["state"] == "refusing",
         }
 
     def health(self) -> PredictionLogHealth:
         """The log's state for ``/health``, with no host, port or path in it.
 
         ``state`` is ``ok``; ``degraded`` (predictions are served and journaled, but the
-        database is not taking them, or a dead process's journal is being replayed); or
-        ``refusing`` (prediction routes answer 503: the journal cannot be written, or the
-        database is away and the journals are at their bound, or a submit was refused in the
-        last few seconds). ``spool_bytes`` / ``spool_max_bytes`` / ``spool_used`` are the
-        journals of every process on the directory against the bound.
+        database is not taking them, a dead process's journal is being replayed, or the last
+        journal write failed); or ``refusing`` (prediction routes answer 503: no journal can be
+        created, or the database is away and the journals are at their bound, or a submit was
+        refused in the last few seconds). ``spool_bytes`` / ``spool_max_bytes`` /
+        ``spool_used``: the journals of every process on the directory against the bound.
         """
         used = _spool_bytes(self._directory)
         now = time.monotonic()
         with self._lock:
-            journal_ok = self._current_locked() is not None
+            has_journal = self._current_locked() is not None
+            journal_ok = has_journal and self._journal_error is None
             recent_refusal = now - self._refused_at < _REFUSING_SECONDS
             backlog = self._submitted - self._settled
             refused_total = self._refused_total
         database_ok = self._database_ok
         # Full when the largest submit seen would not fit: the next like it is refused.
         full = not database_ok and used + self._largest_payload > self._max_bytes
-        if not journal_ok or full or recent_refusal:
+        if full or recent_refusal or not has_journal:
             state = "refusing"
-        elif not database_ok or self._left is not None:
+        elif not journal_ok or not database_ok or self._left is not None:
             state = "degraded"
         else:
             state = "ok"
         return {
             "state": state,
             "database_writes": "ok" if database_ok else "failing",
-            "journal": "ok" if journal_ok else "cannot be written",
+            "journal": "ok" if journal_ok else "last write failed",
             "spool_bytes": used,
             "spool_max_bytes": self._max_bytes,
             "spool_used": round(used / self._max_bytes, 4),
@@ -697,16 +708,14 @@ class PredictionLog:
                 log.error("prediction log: cannot create a journal: %s; refusing predictions", exc)
             self._journal_error = _describe(exc)
             return None
-        if self._journal_error is not None:
-            log.warning("prediction log: journals can be written again; serving predictions")
-            self._journal_error = None
         self._own.append(journal)
         return journal
 
     def _journal_failed_locked(self, journal: _Journal, exc: OSError) -> None:
-        # Later records go to a new journal: this one may hold a line the truncate could not
-        # take back, and the writer reads only up to the last complete one.
-        journal.sealed = True
+        if journal.torn:
+            # Later records go to a new journal: this one holds part of a line the truncate
+            # could not take back (the writer reads only up to the last complete one).
+            journal.sealed = True
         if self._journal_error is None:
             log.error("prediction log: cannot write the journal: %s; refusing predictions", exc)
         self._journal_error = _describe(exc)
