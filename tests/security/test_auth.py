@@ -134,6 +134,7 @@ WRONG_TYPES = [
     ({"scope": 5}, "'scope' claim must be a space-separated string"),
     ({"scope": ["predict", 3]}, "'scope' claim must be a space-separated string"),
     ({"scope": ["predict admin"]}, "'scope' claim must be a space-separated string"),
+    ({"jti": 12}, "'jti' claim must be a string"),
 ]
 
 

@@ -127,6 +127,14 @@ def test_admin_health_has_the_details(api: Api) -> None:
     assert body["database"] == "ok"
     assert body["prediction_log"]["spool_dir"] == SPOOL_PATH
     assert body["prediction_log"]["last_error"] == DB_ERROR
+    assert set(body["models"].values()) == {"v1"}
+
+
+def test_admin_health_shows_the_callers_models_only(api: Api) -> None:
+    """The report's models are the admin's tenant's, not the default tenant's."""
+    api.parts.models.deployed.discard("initech")  # type: ignore[attr-defined]
+    body = api.client.get("/health", headers=api.token("initech", "admin")).json()
+    assert set(body["models"].values()) == {"not loaded"}
 
 
 def test_public_health_names_failing_parts_only(api: Api, tmp_path: Path) -> None:

@@ -517,6 +517,11 @@ class TokenVerifier:
                 "the bearer token's signature does not verify: it was not signed with this "
                 "API's key; get a token from the configured identity provider"
             )
+        if isinstance(exc, jwt.exceptions.InvalidJTIError):
+            return (
+                "the bearer token's 'jti' claim must be a string; fix the claim at the identity "
+                "provider"
+            )
         if isinstance(exc, jwt.DecodeError):
             return (
                 "the bearer token is not a well-formed JWT (three base64url parts separated by "

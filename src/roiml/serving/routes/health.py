@@ -32,7 +32,9 @@ _HEALTH_RESPONSES: dict[int | str, dict[str, object]] = {
 
 
 @router.get("/health", response_model=PublicHealth | ServiceHealth, responses=_HEALTH_RESPONSES)
-async def health(health: ServiceHealthDep, principal: PublicPrincipal) -> Response:
+async def health(
+    health: ServiceHealthDep, serving: ServingDep, principal: PublicPrincipal
+) -> Response:
     """200 when every part is ok, else 503; the full report only with the ``admin`` scope."""
     report = health.cached()
     if report is None:
@@ -40,7 +42,10 @@ async def health(health: ServiceHealthDep, principal: PublicPrincipal) -> Respon
     public = public_health(report)
     status = 200 if public.status == "ok" else 503
     if principal is not None and Scope.ADMIN in principal.scopes:
-        return JSONResponse(report.model_dump(mode="json"), status_code=status)
+        # The models are the caller's tenant's (an in-memory read), not the default tenant's.
+        models = serving.parts.models.status(principal.tenant_id)
+        body = report.model_copy(update={"models": models}).model_dump(mode="json")
+        return JSONResponse(body, status_code=status)
     return JSONResponse(public.model_dump(mode="json"), status_code=status)
 
 
