@@ -6,6 +6,7 @@ request (now a roll-up that still sees recent traffic).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -222,3 +223,21 @@ def test_model_health_route_is_cheap_when_polled(api: Api) -> None:
         assert response.status_code == 200 and response.json()["prediction_count"] == 100
     # One refresh (settled part, tail) for thirty polls within the roll-up's TTL.
     assert len(statements) <= 3, statements
+
+
+def test_pollers_do_not_queue_behind_a_refresh(api: Api) -> None:
+    """While one refresh runs (a slow database), the others answer from the last roll-up at
+    once instead of holding threads."""
+    clock = Clock()
+    rollup = ModelHealthRollup(api.parts, ttl_seconds=2, monotonic=clock)
+    add_predictions(api.parts.engine, "acme", 5)
+    assert rollup.get("acme", ModelType.MOVE_PROBABILITY).prediction_count == 5
+    clock.now += 3  # stale
+    add_predictions(api.parts.engine, "acme", 2)
+    lock = rollup._locks["acme", MOVE]
+    with lock:  # a refresh in progress
+        started = time.perf_counter()
+        stale = rollup.get("acme", ModelType.MOVE_PROBABILITY)
+        assert time.perf_counter() - started < 0.5
+        assert stale.prediction_count == 5
+    assert rollup.get("acme", ModelType.MOVE_PROBABILITY).prediction_count == 7

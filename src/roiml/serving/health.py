@@ -230,11 +230,19 @@ class ModelHealthRollup:
         key = (tenant, name)
         with self._locks_lock:
             lock = self._locks.setdefault(key, threading.Lock())
-        with lock:  # one refresh per key at a time; the others wait for its answer
-            rolled = self._rolled.get(key)
-            if rolled is None or self._monotonic() - rolled.refreshed_at >= self._ttl:
-                rolled = self._refresh(tenant, model_type, rolled)
-                self._rolled[key] = rolled
+        rolled = self._rolled.get(key)
+        # One refresh per key at a time. While one runs, the others answer from the previous
+        # roll-up rather than queue: waiting threads would hold the pool the batch route needs
+        # (and a slow database would make them many). Only the very first answer waits.
+        if lock.acquire(blocking=rolled is None):
+            try:
+                rolled = self._rolled.get(key)
+                if rolled is None or self._monotonic() - rolled.refreshed_at >= self._ttl:
+                    rolled = self._refresh(tenant, model_type, rolled)
+                    self._rolled[key] = rolled
+            finally:
+                lock.release()
+        assert rolled is not None  # acquired blocking when there was none
         deployment = _deployment(self._parts, tenant, model_type)
         return _answer(self._parts, tenant, name, deployment, rolled.traffic, rolled.facts)
 
