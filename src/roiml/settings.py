@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Environment", "Settings", "get_settings"]
@@ -52,8 +52,6 @@ class Settings(BaseSettings):
         env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
-        # A validation error would echo its input, the start of a JWT secret included.
-        hide_input_in_errors=True,
     )
 
     environment: Environment = Environment.DEVELOPMENT
@@ -77,8 +75,9 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr | None = None
     jwt_public_key: str | None = None
     jwt_algorithm: str = "HS256"
-    auth_enabled: bool = Field(
-        default=False,
+    # None only until validated: then on exactly when a key is set (see _auth_follows_the_key).
+    auth_enabled: bool | None = Field(
+        default=None,
         description="Require bearer tokens. Unset: on exactly when ROIML_JWT_SECRET or "
         "ROIML_JWT_PUBLIC_KEY is set; false with a key set refuses to start.",
     )
@@ -232,21 +231,31 @@ class Settings(BaseSettings):
                 ) from None
         return value
 
+    @field_validator("auth_enabled")
+    @classmethod
+    def _auth_not_off_beside_a_key(cls, value: bool | None, info: ValidationInfo) -> bool | None:
+        # After the key fields: an explicit false beside a key is a contradiction, not a
+        # preference. A field validator rather than the model's, whose error would echo every
+        # input, the secret included.
+        secret = info.data.get("jwt_secret")
+        has_key = bool(secret and secret.get_secret_value()) or bool(
+            info.data.get("jwt_public_key")
+        )
+        if has_key and value is False:
+            raise ValueError(
+                "ROIML_AUTH_ENABLED=false but ROIML_JWT_SECRET or ROIML_JWT_PUBLIC_KEY is set: "
+                "remove ROIML_AUTH_ENABLED=false (a configured key turns authentication on), or "
+                "unset the key to serve without authentication (never in production)"
+            )
+        return value
+
     @model_validator(mode="after")
     def _auth_follows_the_key(self) -> Settings:
-        # A key configured while auth stays off was the audit's "silently off": a key turns
-        # auth on, and an explicit false beside one is a contradiction, not a preference.
-        has_key = bool(self.jwt_secret and self.jwt_secret.get_secret_value()) or bool(
-            self.jwt_public_key
-        )
-        if has_key and not self.auth_enabled:
-            if "auth_enabled" in self.model_fields_set:
-                raise ValueError(
-                    "ROIML_AUTH_ENABLED=false but ROIML_JWT_SECRET or ROIML_JWT_PUBLIC_KEY is "
-                    "set: remove ROIML_AUTH_ENABLED=false (a configured key turns authentication "
-                    "on), or unset the key to serve without authentication (never in production)"
-                )
-            self.auth_enabled = True
+        # A key configured while auth stayed off was the audit's "silently off".
+        if self.auth_enabled is None:
+            self.auth_enabled = bool(
+                (self.jwt_secret and self.jwt_secret.get_secret_value()) or self.jwt_public_key
+            )
         return self
 
     @model_validator(mode="after")
