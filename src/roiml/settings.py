@@ -126,6 +126,13 @@ class Settings(BaseSettings):
     prediction_log_buffer_max_mb: int = Field(
         default=512, ge=1, description="Disk kept for predictions while the database is away."
     )
+    api_max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        le=1_073_741_824,
+        description="Largest request body the API reads; a larger one is a 413. A batch of "
+        "1000 requests without features is ~110 kB; with every feature given, ~4 kB an item.",
+    )
 
     # --- monitoring (docs/MONITORING.md: methods, defaults and why) ----------------------------
     monitoring_numeric_method: Literal["auto", "wasserstein", "psi", "ks"] = Field(

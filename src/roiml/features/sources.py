@@ -174,7 +174,10 @@ def _time_clauses(
     clauses = [f"{times[0]} < :until"]
     params: dict[str, Any] = {"until": as_of_max}
     if days is not None:
-        params["since"] = as_of_min - timedelta(days=days)
+        # An as-of within the lookback of year 1 would overflow: nothing is older than that.
+        earliest = datetime.min.replace(tzinfo=as_of_min.tzinfo)
+        lookback = timedelta(days=days)
+        params["since"] = as_of_min - lookback if as_of_min - earliest > lookback else earliest
         clauses.append("(" + " OR ".join(f"{t} >= :since" for t in times) + ")")
     return clauses, params
 

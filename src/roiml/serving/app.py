@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from roiml.errors import RoimlError
+from roiml.serving.body_limit import BodyLimit
 from roiml.serving.components import Components, registry_components
 from roiml.serving.metrics import ServingMetrics
 from roiml.serving.model_cache import ModelUnavailableError
@@ -94,6 +95,8 @@ def create_app(settings: Settings, components: Components | None = None) -> Fast
         openapi_url=f"{BASE}/openapi.json",
         lifespan=lifespan,
     )
+    # Added first, so CORS (when on) wraps it and a 413 carries its headers too.
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -1,18 +1,41 @@
-"""Request and response shapes of the prediction API (the seed's, validated field by field)."""
+"""Request and response shapes of the prediction API (the seed's, validated field by field).
+
+The OpenAPI schema is generated from these models and says what the server accepts: each
+prediction route has its own request model (its ``prediction_type``, its model's feature names,
+``horizon_months`` for the value model only), numbers are finite JSON numbers, dates are
+RFC 3339 instants from 1900 to 2200, and feedback classes are the models' classes.
+"""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Annotated, Literal
+from functools import cache
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    ValidationError,
+    WithJsonSchema,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
-from roiml.db.enums import EntityType, PredictionType
+from roiml.db.enums import EntityType, ModelType, PredictionType, TransactionType
 from roiml.jsonformat import UtcDatetime
 
 __all__ = [
+    "DATE_WINDOW",
     "MAX_BATCH",
-    "BatchItem",
+    "MODEL_CLASSES",
+    "REQUEST_MODELS",
     "BatchItemError",
     "BatchRequest",
     "BatchResponse",
@@ -24,6 +47,8 @@ __all__ = [
     "PredictionResponse",
     "ServiceHealth",
     "TopFeature",
+    "describe_errors",
+    "validate_batch_item",
 ]
 
 MAX_BATCH = 1000
@@ -35,30 +60,241 @@ EntityId = Annotated[
 FeatureName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 FeatureSource = Literal["online", "warm", "computed", "given", "mixed"]
 
+# A JSON number, finite: Python's JSON parser reads NaN and Infinity, which the schema (JSON)
+# does not allow and a model or the prediction log cannot use; strict, so true and "1.5" are
+# not numbers either.
+Finite = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+
+# The instants the API takes: RFC 3339 with an offset (OpenAPI's date-time), years 1900 to
+# 2200. Wider than any data the product holds, narrow enough that no date arithmetic on them
+# overflows (year 1 minus a lookback did, a 500).
+DATE_WINDOW = (1900, 2200)
+_INSTANT = (
+    r"^(19\d{2}|2[01]\d{2}|2200)-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
+    r"T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$"
+)
+_INSTANT_RE = re.compile(_INSTANT)
+
+
+def _instant(value: object) -> object:
+    """``value`` as a datetime if it is an RFC 3339 instant inside the window; ValueError
+    saying what to send otherwise (numbers are not accepted as timestamps)."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _INSTANT_RE.match(value):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise ValueError(
+            f"{shown} is not an RFC 3339 instant from {DATE_WINDOW[0]} to {DATE_WINDOW[1]}; "
+            "send one like 2024-06-01T00:00:00Z (with Z or an offset such as +02:00)"
+        )
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not a calendar date; send a day that exists, like 2024-02-29"
+        ) from None
+
+
+Instant = Annotated[
+    datetime,
+    BeforeValidator(_instant),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": _INSTANT}),
+]
+
+# Each model's classes, as its predictions name them (models/trainers.py, models/predict.py).
+_WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
+MODEL_CLASSES: dict[PredictionType, tuple[str, ...]] = {
+    PredictionType.MOVE_PROBABILITY: ("LOW", "MEDIUM", "HIGH"),
+    PredictionType.TRANSACTION_TYPE: tuple(t.value for t in TransactionType),
+    PredictionType.CONTACT_TIMING: tuple(f"{d}-{h:02d}" for d in _WEEKDAYS for h in range(24)),
+    PredictionType.PROPERTY_VALUE: (),
+}
+_KINDS = frozenset(k.value for k in PredictionType)
+_ANY_CLASS = frozenset(c for classes in MODEL_CLASSES.values() for c in classes)
+
+
+def _a_class(value: str) -> str:
+    if value not in _ANY_CLASS:
+        raise ValueError(
+            f"{value[:40]!r} is no model's class; give the observed class of the prediction's "
+            "model: LOW, MEDIUM or HIGH (move probability), BUY, SELL, REFINANCE or INVESTMENT "
+            "(transaction type), a weekday and hour like MON-19 (contact timing); a property "
+            "value takes actual_value"
+        )
+    return value
+
+
+ActualClass = Annotated[
+    str,
+    Strict(),
+    AfterValidator(_a_class),
+    WithJsonSchema({"type": "string", "enum": sorted(_ANY_CLASS)}),
+]
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class PredictionRequest(_Strict):
-    """One prediction. Without ``features`` the API reads them from the feature store."""
+    """One prediction. Without ``features`` the API reads them from the feature store.
+
+    The base of each route's request model (:data:`REQUEST_MODELS`), which narrows
+    ``prediction_type``, ``features`` and ``horizon_months`` to its model."""
 
     entity_id: EntityId = Field(description="The homeowner's id.", examples=["user_123"])
-    entity_type: EntityType = Field(default=EntityType.USER, description="Only USER is served.")
+    entity_type: Literal[EntityType.USER] = Field(
+        default=EntityType.USER, description="Only USER is served."
+    )
     prediction_type: PredictionType | None = Field(
         default=None, description="Optional; must match the route when given."
     )
-    features: dict[FeatureName, float | None] | None = Field(
+    features: dict[FeatureName, Finite | None] | None = Field(
         default=None,
         description="The model's exact feature vector (every feature, no other); null = missing.",
         max_length=512,
     )
-    as_of_date: datetime | None = Field(
-        default=None, description="Predict as of this past instant (features computed then)."
+    as_of_date: Instant | None = Field(
+        default=None,
+        description="Predict as of this past instant (features computed then); RFC 3339, "
+        f"years {DATE_WINDOW[0]} to {DATE_WINDOW[1]}, not after now.",
     )
-    horizon_months: float | None = Field(
+    horizon_months: Finite | None = Field(
         default=None, ge=0, le=12, description="Property value only: months ahead (default 6)."
     )
+
+    @field_validator("entity_type", mode="before")
+    @classmethod
+    def _only_users(cls, value: object) -> object:
+        if value != EntityType.USER.value:
+            raise ValueError(f"entity_type {str(value)[:20]!r} is not served; use USER")
+        return value
+
+
+@cache
+def _inputs_of(kind: PredictionType) -> tuple[str, ...]:
+    """The inputs of ``kind``'s model as the shipped training configs define them (what a
+    model trained on other configs takes, its health route's version names in the registry)."""
+    from roiml.features.catalog import CATALOG
+    from roiml.models.artifact import HORIZON_FEATURE, MODEL_NAMES
+    from roiml.models.config import load_config
+
+    config = load_config(MODEL_NAMES[ModelType(kind.value)])
+    names = [n for n in CATALOG.expand(config.feature_sets) if n not in config.exclude_features]
+    if kind is PredictionType.PROPERTY_VALUE:
+        names.append(HORIZON_FEATURE)
+    return tuple(names)
+
+
+def _features_schema(kind: PredictionType) -> dict[str, Any]:
+    names = _inputs_of(kind)
+    value = {"anyOf": [{"type": "number"}, {"type": "null"}]}
+    return {
+        "anyOf": [
+            {
+                "type": "object",
+                "properties": dict.fromkeys(names, value),
+                "required": list(names),
+                "additionalProperties": False,
+            },
+            {"type": "null"},
+        ],
+        "description": "The model's exact feature vector: every input named, no other; "
+        "null = missing. Omit it to have the features read from the feature store.",
+    }
+
+
+def _route_model(kind: PredictionType, *, item: bool) -> type[PredictionRequest]:
+    """The request model of ``kind``'s route (``item``: as an item of a batch, where
+    ``prediction_type`` is required)."""
+    kind_type: Any = Literal[kind]
+    features: Any = Annotated[
+        dict[FeatureName, Finite | None] | None, WithJsonSchema(_features_schema(kind))
+    ]
+    fields: dict[str, Any] = {
+        "prediction_type": (
+            (kind_type, Field(description="Which model."))
+            if item
+            else (kind_type | None, Field(default=None, description="Optional: the route's."))
+        ),
+        "features": (features, Field(default=None, max_length=512)),
+    }
+    if kind is not PredictionType.PROPERTY_VALUE:
+        fields["horizon_months"] = (
+            None,
+            Field(default=None, description="Property value only; null or absent here."),
+        )
+    route = kind.value.lower().replace("_", "-")
+
+    def match_route(value: object) -> object:
+        if isinstance(value, str) and value != kind.value and value in _KINDS:
+            raise ValueError(
+                f"prediction_type {value} does not match this route ({kind.value}); call the "
+                "route of that model or drop the field"
+            )
+        return value
+
+    def no_horizon(value: object) -> object:
+        if value is not None:
+            raise ValueError(
+                f"horizon_months applies to property-value predictions only; drop it from "
+                f"this {route} request"
+            )
+        return value
+
+    validators: dict[str, Any] = {
+        "_match_route": field_validator("prediction_type", mode="before")(match_route)
+    }
+    if "horizon_months" in fields:
+        validators["_no_horizon"] = field_validator("horizon_months", mode="before")(no_horizon)
+    name = "".join(part.title() for part in kind.value.split("_")) + ("Item" if item else "Request")
+    model: type[PredictionRequest] = create_model(
+        name, __base__=PredictionRequest, __validators__=validators, **fields
+    )
+    model.__doc__ = (
+        f"One {route.replace('-', ' ')} request of a batch."
+        if item
+        else f"One {route.replace('-', ' ')} prediction. Without ``features`` the API reads them "
+        "from the feature store."
+    )
+    return model
+
+
+# Each prediction route's request model, and the batch's item model per prediction type.
+REQUEST_MODELS: dict[PredictionType, type[PredictionRequest]] = {
+    kind: _route_model(kind, item=False) for kind in PredictionType
+}
+_ITEM_MODELS: dict[PredictionType, type[PredictionRequest]] = {
+    kind: _route_model(kind, item=True) for kind in PredictionType
+}
+
+
+def describe_errors(exc: ValidationError, prefix: str = "") -> str:
+    """A validation error's messages as one line: where, what was wrong (and what to do)."""
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False):
+        where = ".".join(str(p) for p in (prefix, *error["loc"]) if p != "")
+        parts.append(f"{where or 'item'}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def validate_batch_item(raw: object) -> PredictionRequest:
+    """One item of a batch as its model's request; ValueError saying what is wrong with it."""
+    if not isinstance(raw, dict):
+        raise ValueError(
+            f"an item is an object (a prediction route's body with prediction_type), not "
+            f"{type(raw).__name__ if raw is not None else 'null'}"
+        )
+    kind = raw.get("prediction_type")
+    if not isinstance(kind, str) or kind not in _KINDS:
+        raise ValueError(
+            "prediction_type: give the item's model, one of "
+            + ", ".join(k.value for k in PredictionType)
+        )
+    try:
+        return _ITEM_MODELS[PredictionType(kind)].model_validate(raw)
+    except ValidationError as exc:
+        raise ValueError(describe_errors(exc)) from None
 
 
 class TopFeature(BaseModel):
@@ -87,24 +323,32 @@ class PredictionResponse(BaseModel):
     details: dict[str, float | int | str] | None = None
 
 
-class BatchItem(PredictionRequest):
-    """One request of a batch: ``prediction_type`` says which model."""
-
-    prediction_type: PredictionType
-
-
 class BatchRequest(_Strict):
-    """Up to 1000 requests, any mix of models."""
+    """Up to 1000 requests, any mix of models.
 
-    requests: list[BatchItem] = Field(min_length=1, max_length=MAX_BATCH)
+    Each item is checked on its own: an item that is not a valid request of its
+    ``prediction_type``'s route (that route's request body, ``prediction_type`` required) is
+    that item's 422 in ``errors``, never the whole batch's."""
+
+    # Any JSON per item in the schema too: an item that is not a valid request (not even an
+    # object) is answered in errors, so no item can make the batch itself invalid.
+    requests: list[Any] = Field(
+        min_length=1,
+        max_length=MAX_BATCH,
+        description="Each an object: the body of one prediction route with prediction_type "
+        "naming its model. An item that is not a valid request is answered in errors, "
+        "with what is wrong; the others are served.",
+    )
 
 
 class BatchItemError(BaseModel):
     """Why one item of a batch got no prediction; the others are unaffected."""
 
     index: int
-    entity_id: str
-    prediction_type: PredictionType
+    entity_id: str | None = Field(description="The item's entity_id, if it gave a valid one.")
+    prediction_type: PredictionType | None = Field(
+        description="The item's prediction_type, if it gave a valid one."
+    )
     status_code: int
     detail: str
 
@@ -119,13 +363,38 @@ class BatchResponse(BaseModel):
 
 
 class FeedbackRequest(_Strict):
-    """The real outcome of a prediction, for realised performance."""
+    """The real outcome of a prediction, for realised performance: ``actual_value``,
+    ``actual_class`` or both (a class of the prediction's own model)."""
 
-    actual_value: float | None = Field(default=None, description="The observed value, if numeric.")
-    actual_class: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = Field(
-        default=None, description="The observed class (e.g. HIGH/LOW outcome, BUY, MON-19)."
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["actual_value"], "properties": {"actual_value": {"type": "number"}}},
+                {"required": ["actual_class"], "properties": {"actual_class": {"type": "string"}}},
+            ]
+        },
     )
-    observed_at: datetime | None = Field(default=None, description="When it was observed.")
+
+    actual_value: Finite | None = Field(
+        default=None, description="The observed value, if numeric (e.g. 1: moved, a sale price)."
+    )
+    actual_class: ActualClass | None = Field(
+        default=None,
+        description="The observed class, one of the prediction's model's classes (HIGH / "
+        "MEDIUM / LOW, BUY / SELL / REFINANCE / INVESTMENT, MON-19); another model's is a 409.",
+    )
+    observed_at: Instant | None = Field(
+        default=None,
+        description=f"When it was observed: RFC 3339, years {DATE_WINDOW[0]} to "
+        f"{DATE_WINDOW[1]}; default now.",
+    )
+
+    @model_validator(mode="after")
+    def _says_something(self) -> FeedbackRequest:
+        if self.actual_value is None and self.actual_class is None:
+            raise ValueError("give actual_value, actual_class or both")
+        return self
 
 
 class FeedbackResponse(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
@@ -11,10 +12,10 @@ from starlette.concurrency import run_in_threadpool
 from roiml.db.enums import PredictionType
 from roiml.serving.dependencies import PredictPrincipal, serving_of
 from roiml.serving.routes.common import BASE, ERRORS, json_response
-from roiml.serving.schemas import PredictionRequest, PredictionResponse
+from roiml.serving.schemas import REQUEST_MODELS, ErrorBody, PredictionRequest, PredictionResponse
 from roiml.serving.service import ItemError
 
-__all__ = ["ROUTE_TYPES", "router"]
+__all__ = ["BODY_ERRORS", "ROUTE_TYPES", "router"]
 
 ROUTE_TYPES = {
     "move-probability": PredictionType.MOVE_PROBABILITY,
@@ -22,6 +23,9 @@ ROUTE_TYPES = {
     "contact-timing": PredictionType.CONTACT_TIMING,
     "property-value": PredictionType.PROPERTY_VALUE,
 }
+
+# What a route with a JSON body may answer besides ERRORS: 400 for a body that is not text.
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {**ERRORS, 400: {"model": ErrorBody}}
 
 router = APIRouter(tags=["predictions"])
 
@@ -45,6 +49,9 @@ def _route(kind: PredictionType) -> Callable[..., Awaitable[Response]]:
         return json_response(outcome.body, response)
 
     route.__doc__ = f"{kind.value.replace('_', ' ').title()}: an explained prediction."
+    # The route's own request model (its prediction_type, feature names, horizon), which
+    # FastAPI reads from the signature to validate the body and write the schema.
+    route.__annotations__["request"] = REQUEST_MODELS[kind]
     return route
 
 
@@ -52,6 +59,6 @@ for _path, _kind in ROUTE_TYPES.items():
     router.post(
         f"{BASE}/v1/predict/{_path}",
         response_model=PredictionResponse,
-        responses=ERRORS,
+        responses=BODY_ERRORS,
         name=f"predict_{_kind.value.lower()}",
     )(_route(_kind))
