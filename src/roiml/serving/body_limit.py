@@ -3,8 +3,8 @@ it is parsed.
 
 Pure ASGI (a ``BaseHTTPMiddleware`` would cost more than a prediction): a declared
 ``Content-Length`` over the bound is answered at once, without reading the body; a body
-streamed without one (chunked) or longer than it declared is counted as it arrives and
-refused at the first byte past the bound, before the app has parsed any of it.
+streamed without one (chunked) is counted as it arrives and refused at the first chunk past
+the bound, before the app has parsed any of it.
 """
 
 from __future__ import annotations
@@ -50,13 +50,14 @@ class BodyLimit:
             return
         limit = self.max_bytes
         for key, value in scope["headers"]:
-            if key == b"content-length":
-                # A malformed length is the server's to refuse; a body longer than it says is
-                # caught while it is read.
-                if value.isdigit() and int(value) > limit:
+            if key == b"content-length" and value.isdigit():
+                if int(value) > limit:
                     await self._refuse(send)
                     return
-                break
+                # The server delivers no more than the declared length (the rest would be the
+                # next request): nothing to count, nothing added to the hot path.
+                await self.app(scope, receive, send)
+                return
         received = 0
         started = False
 
