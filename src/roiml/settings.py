@@ -63,6 +63,32 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="Redis for the online store; None uses the embedded store."
     )
+    # The API's bounds on its dependencies (docs/API.md, "Degradation"): a dead or hung one
+    # costs a timeout a few times, then microseconds while its breaker is open.
+    redis_connect_timeout_ms: float = Field(
+        default=50, gt=0, le=10_000, description="The online read's Redis connect timeout."
+    )
+    redis_read_timeout_ms: float = Field(
+        default=50, gt=0, le=10_000, description="The online read's Redis socket timeout."
+    )
+    database_connect_timeout_seconds: int = Field(
+        default=2, ge=2, le=60, description="The API's PostgreSQL connect timeout (libpq: >= 2)."
+    )
+    database_statement_timeout_ms: int = Field(
+        default=2000, ge=10, le=600_000, description="The API's bound on one SQL statement."
+    )
+    database_read_timeout_ms: int = Field(
+        default=300, ge=10, le=600_000, description="Bound on a prediction's warm-store reads."
+    )
+    database_pool_timeout_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="The API's wait for a pooled connection."
+    )
+    breaker_failures: int = Field(
+        default=3, ge=1, le=100, description="Consecutive failures that open a breaker."
+    )
+    breaker_cooldown_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="An open breaker's wait before its probe."
+    )
     mlflow_tracking_uri: str | None = Field(
         default=None, description="MLflow tracking URI; default is SQLite under data_dir."
     )

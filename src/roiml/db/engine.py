@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import logging
+import os
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +24,132 @@ from roiml.db.base import TenantMixin
 from roiml.errors import ConfigurationError, DatabaseUnavailableError
 from roiml.jsonformat import dumps_text
 
-__all__ = ["check_connection", "is_postgres", "make_engine", "tenant_session"]
+__all__ = [
+    "DatabaseTimeouts",
+    "check_connection",
+    "is_postgres",
+    "make_engine",
+    "statement_deadline",
+    "tenant_session",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DatabaseTimeouts:
+    """Bounds on a PostgreSQL engine's calls (the API's; batch jobs run unbounded).
+
+    ``statement_ms`` is sent as ``statement_timeout`` (the server cancels a slow statement)
+    and also enforced on the client: a server that stopped answering (hung, or a network that
+    drops packets) never cancels anything, so a watchdog shuts the connection's socket down
+    ``margin_ms`` after the server should have, and the statement fails instead of hanging.
+    """
+
+    connect_seconds: int = 2
+    statement_ms: int = 2000
+    pool_seconds: float = 1.0
+    margin_ms: int = 250
+
+
+class _Watchdog:
+    """One thread that shuts down the socket of any statement past its deadline."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int]] = []
+        self._armed: dict[int, int] = {}  # token -> socket fd
+        self._tokens = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, fd: int, seconds: float) -> int:
+        token = next(self._tokens)
+        with self._cond:
+            self._armed[token] = fd
+            heapq.heappush(self._heap, (time.monotonic() + seconds, token))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="db-watchdog", daemon=True)
+                self._thread.start()
+            elif self._heap[0][1] == token:
+                self._cond.notify()
+        return token
+
+    def disarm(self, token: int) -> None:
+        # The heap entry stays until its deadline; an unknown token is skipped then.
+        with self._cond:
+            self._armed.pop(token, None)
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                while self._heap and self._heap[0][1] not in self._armed:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                deadline, token = self._heap[0]
+                wait = deadline - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+                fd = self._armed.pop(token)
+                _shut_down(fd)
+
+
+def _shut_down(fd: int) -> None:
+    # shutdown() acts on the connection, not on the descriptor: the statement's blocked read
+    # returns end-of-file and libpq reports the connection lost. The duplicate is closed, the
+    # original stays libpq's.
+    try:
+        duplicate = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        return
+    try:
+        duplicate.shutdown(socket.SHUT_RDWR)
+        log.warning("database statement past its deadline: connection shut down")
+    except OSError:
+        pass
+    finally:
+        duplicate.close()
+
+
+_WATCHDOG = _Watchdog()
+_DEADLINE = threading.local()
+
+
+@contextmanager
+def statement_deadline(seconds: float) -> Iterator[None]:
+    """Statements of this thread on a bounded engine (:class:`DatabaseTimeouts`) fail after
+    ``seconds`` rather than the engine's bound, inside the block (a prediction's reads are
+    held to less than the API's other statements)."""
+    previous = getattr(_DEADLINE, "seconds", None)
+    _DEADLINE.seconds = seconds
+    try:
+        yield
+    finally:
+        _DEADLINE.seconds = previous
+
+
+def _bound(engine: Engine, timeouts: DatabaseTimeouts) -> None:
+    default = (timeouts.statement_ms + timeouts.margin_ms) / 1000
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _arm(conn: Any, cursor: Any, *_: Any) -> None:
+        seconds = getattr(_DEADLINE, "seconds", None) or default
+        conn.info["roiml_watch"] = _WATCHDOG.arm(cursor.connection.pgconn.socket, seconds)
+
+    def _disarm(conn: Any, *_: Any) -> None:
+        token = conn.info.pop("roiml_watch", None)
+        if token is not None:
+            _WATCHDOG.disarm(token)
+
+    event.listen(engine, "after_cursor_execute", _disarm)
+
+    @event.listens_for(engine, "handle_error")
+    def _failed(context: Any) -> None:
+        if context.connection is not None:
+            _disarm(context.connection)
 
 
 def _normalise_url(url: str) -> str:
@@ -26,8 +159,9 @@ def _normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for ``url`` with the per-backend settings the project relies on."""
+def make_engine(url: str, *, timeouts: DatabaseTimeouts | None = None, **kwargs: Any) -> Engine:
+    """An engine for ``url`` with the per-backend settings the project relies on; on
+    PostgreSQL, ``timeouts`` bound every connect, pool wait and statement."""
     try:
         # A bad port ("host:abc") surfaces as ValueError rather than ArgumentError.
         parsed = make_url(_normalise_url(url))
@@ -49,9 +183,25 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         return engine
     if parsed.get_backend_name() == "postgresql":
-        kwargs.setdefault("pool_pre_ping", True)
-        kwargs.setdefault("connect_args", {"connect_timeout": 5})
-        return _create_engine(url, parsed, **kwargs)
+        if timeouts is None:
+            kwargs.setdefault("pool_pre_ping", True)
+            kwargs.setdefault("connect_args", {"connect_timeout": 5})
+            return _create_engine(url, parsed, **kwargs)
+        # No pre-ping: SQLAlchemy's ping is a statement no event sees, so nothing bounds it on
+        # a hung server. A dead pooled connection fails its first statement instead, which
+        # invalidates the pool; the caller's breaker and retry cover that one failure.
+        kwargs.setdefault("pool_pre_ping", False)
+        kwargs.setdefault("pool_timeout", timeouts.pool_seconds)
+        kwargs.setdefault(
+            "connect_args",
+            {
+                "connect_timeout": timeouts.connect_seconds,
+                "options": f"-c statement_timeout={timeouts.statement_ms}",
+            },
+        )
+        engine = _create_engine(url, parsed, **kwargs)
+        _bound(engine, timeouts)
+        return engine
     raise ConfigurationError(
         f"unsupported database backend {parsed.get_backend_name()!r}: use sqlite or postgresql"
     )

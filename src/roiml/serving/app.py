@@ -10,15 +10,21 @@ table and one schema.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from redis.exceptions import RedisError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from roiml.errors import RoimlError
@@ -32,6 +38,7 @@ from roiml.serving.routes.common import BASE
 from roiml.serving.runtime import Serving
 from roiml.serving.security import install_auth
 from roiml.settings import Settings
+from roiml.store.breaker import DependencyUnavailableError
 
 __all__ = ["asgi", "create_app"]
 
@@ -43,9 +50,11 @@ class _Edge:
     counts every request by route template and status. Pure ASGI: a ``BaseHTTPMiddleware``
     would cost more than the prediction itself."""
 
-    def __init__(self, app: ASGIApp, metrics: ServingMetrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: ServingMetrics, retry_after: int = 1) -> None:
         self.app = app
         self.metrics = metrics
+        # Every 503 says when to come back, the health report's included.
+        self.retry_after = (b"retry-after", str(retry_after).encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,6 +71,11 @@ class _Edge:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if status == 503 and not any(
+                    k.lower() == b"retry-after" for k, _ in message.get("headers", ())
+                ):
+                    headers = [*message.get("headers", ()), self.retry_after]
+                    message = {**message, "headers": headers}
             await send(message)
 
         try:
@@ -111,7 +125,7 @@ def create_app(settings: Settings, components: Components | None = None) -> Fast
     app.state.metrics = parts.metrics
     for router in ROUTERS:
         app.include_router(router)
-    _install_error_handlers(app)
+    _install_error_handlers(app, settings)
     return app
 
 
@@ -123,14 +137,40 @@ def asgi(
 ) -> ASGIApp:
     """The app as served: with the ``/v1`` short paths and request metrics."""
     app = create_app(settings, components or registry_components(settings, multiprocess_dir))
-    return _Edge(app, app.state.metrics)
+    return _Edge(app, app.state.metrics, max(1, math.ceil(settings.breaker_cooldown_seconds)))
 
 
-def _install_error_handlers(app: FastAPI) -> None:
+def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
+    # Every 503 says when to come back: a breaker's next probe is at most a cool-down away.
+    retry_after = {"Retry-After": str(max(1, math.ceil(settings.breaker_cooldown_seconds)))}
+
     @app.exception_handler(RoimlError)
     async def roiml_error(_: Request, exc: RoimlError) -> JSONResponse:
-        status = 503 if isinstance(exc, ModelUnavailableError) else 422
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+        if isinstance(exc, ModelUnavailableError):
+            return JSONResponse({"detail": str(exc)}, status_code=503, headers=retry_after)
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(DependencyUnavailableError)
+    async def unavailable(_: Request, exc: DependencyUnavailableError) -> JSONResponse:
+        headers = {"Retry-After": exc.retry_after_header}
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers=headers)
+
+    # A store failing under a route that does not degrade (feedback, model health): a 503 the
+    # client can retry, never a 500.
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(PoolTimeoutError)
+    @app.exception_handler(RedisError)
+    async def store_down(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("a store is unavailable: %s", type(exc).__name__)
+        detail = f"a store is unavailable ({type(exc).__name__}); retry in a moment"
+        return JSONResponse({"detail": detail}, status_code=503, headers=retry_after)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 503 and not (exc.headers and "Retry-After" in exc.headers):
+            exc.headers = {**(exc.headers or {}), **retry_after}
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from roiml.db.base import utcnow
-from roiml.db.engine import make_engine
+from roiml.db.engine import DatabaseTimeouts, make_engine
 from roiml.models.artifact import ModelArtifact
 from roiml.serving.metrics import ServingMetrics
 from roiml.serving.model_cache import ModelCache, ModelUnavailableError
@@ -22,9 +22,16 @@ from roiml.serving.prediction_log import PredictionLog
 from roiml.serving.ratelimit import RateLimiter, make_rate_limiter
 from roiml.serving.security import check_startup
 from roiml.settings import Settings
+from roiml.store.breaker import CircuitBreaker, guard_engine
 from roiml.store.online import OnlineStore, open_online_store
 
-__all__ = ["Components", "registry_components", "serving_clock"]
+__all__ = [
+    "Components",
+    "database_timeouts",
+    "registry_components",
+    "serving_clock",
+    "serving_engine",
+]
 
 
 @dataclass
@@ -39,6 +46,9 @@ class Components:
     rate_limiter: RateLimiter
     metrics: ServingMetrics
     multiprocess_dir: str | None = None
+    # The breaker every call of ``engine`` goes through (serving_engine's); None: the
+    # prediction's reads get one of their own.
+    database_breaker: CircuitBreaker | None = None
     # The serving clock: features and as-of checks are "now" by it (tests replay a past day).
     clock: Callable[[], datetime] = utcnow
 
@@ -62,6 +72,29 @@ def serving_clock(settings: Settings) -> Callable[[], datetime]:
     return pinned_clock
 
 
+def database_timeouts(settings: Settings) -> DatabaseTimeouts:
+    """The API's bounds on its PostgreSQL calls, from ``settings`` (SQLite ignores them)."""
+    return DatabaseTimeouts(
+        connect_seconds=settings.database_connect_timeout_seconds,
+        statement_ms=settings.database_statement_timeout_ms,
+        pool_seconds=settings.database_pool_timeout_seconds,
+    )
+
+
+def serving_engine(settings: Settings, url: str | None = None) -> tuple[Engine, CircuitBreaker]:
+    """The API's engine on ``url`` (default: the settings' database) with its bounds, and the
+    breaker that every connect and statement of it goes through."""
+    url = url or settings.resolved_database_url
+    engine = make_engine(url, timeouts=database_timeouts(settings))
+    breaker = CircuitBreaker(
+        "database",
+        failures=settings.breaker_failures,
+        cooldown=settings.breaker_cooldown_seconds,
+    )
+    guard_engine(engine, breaker)
+    return engine, breaker
+
+
 def registry_components(
     settings: Settings,
     multiprocess_dir: str | None = None,
@@ -73,7 +106,7 @@ def registry_components(
     which takes one set only: an app built in process beside the served one (the demo's calls,
     a population scoring) passes ``ServingMetrics(CollectorRegistry())``."""
     check_startup(settings)
-    engine = make_engine(settings.resolved_database_url)
+    engine, breaker = serving_engine(settings)
     registries: dict[str, Any] = {}
 
     def registry(tenant: str) -> Any:
@@ -106,5 +139,6 @@ def registry_components(
         rate_limiter=make_rate_limiter(settings),
         metrics=metrics if metrics is not None else ServingMetrics(),
         multiprocess_dir=multiprocess_dir,
+        database_breaker=breaker,
         clock=serving_clock(settings),
     )

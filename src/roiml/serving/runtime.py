@@ -16,6 +16,8 @@ from roiml.serving.components import Components
 from roiml.serving.schemas import PredictionRequest
 from roiml.serving.service import ItemError, PredictionService, ServedPrediction
 from roiml.settings import Settings
+from roiml.store.breaker import CircuitBreaker
+from roiml.store.online import redis_read_client
 from roiml.store.vectors import PredictionVectors
 
 __all__ = ["Serving"]
@@ -27,7 +29,8 @@ _MODEL_LABELS = {kind: MODEL_NAMES[ModelType(kind.value)] for kind in Prediction
 @dataclass(frozen=True)
 class Serving:
     """The app's running parts: its components, the prediction service over them, and one
-    Redis client for ``/health`` (a new one per call paid a TCP connect each time)."""
+    Redis client for ``/health`` (a new one per call paid a TCP connect each time; its
+    timeouts are the online read's, so a hung Redis costs ``/health`` tens of milliseconds)."""
 
     parts: Components
     service: PredictionService
@@ -36,13 +39,29 @@ class Serving:
     @classmethod
     def build(cls, settings: Settings, parts: Components) -> Serving:
         """The service and health client over ``parts``, as ``settings`` ask."""
+        # The database's breaker: a dead one fails a prediction's reads at once, not after a
+        # connect timeout each (the online store holds Redis's). An engine guarded by one
+        # (serving_engine) has its calls counted there: the reads only add their own timeouts.
+        database = parts.database_breaker or CircuitBreaker(
+            "database",
+            failures=settings.breaker_failures,
+            cooldown=settings.breaker_cooldown_seconds,
+        )
+        vectors = PredictionVectors(
+            parts.engine,
+            parts.online,
+            database_breaker=database,
+            engine_guarded=parts.database_breaker is not None,
+            read_timeout=settings.database_read_timeout_ms / 1000,
+        )
         service = PredictionService(
-            PredictionVectors(parts.engine, parts.online),
+            vectors,
             parts.models,
             clock=parts.clock,
             batch_threads=settings.api_batch_threads,
         )
-        return cls(parts, service, _redis_client(settings.redis_url))
+        health = redis_read_client(settings) if settings.redis_url else None
+        return cls(parts, service, health)
 
     def serve(
         self,
@@ -87,16 +106,9 @@ class Serving:
         parts = self.parts
         parts.models.stop()
         self.service.close()
+        self.service.vectors.close()
         if self.health_redis is not None:
             self.health_redis.close()
         parts.prediction_log.close()
         parts.online.close()
         parts.engine.dispose()
-
-
-def _redis_client(url: str | None) -> Any:
-    if not url:
-        return None
-    import redis
-
-    return redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)

@@ -27,6 +27,7 @@ from roiml.models.explain import top_features
 from roiml.models.predict import Predictions, predict
 from roiml.serving.model_cache import LoadedModel, ModelCache
 from roiml.serving.schemas import PredictionRequest, PredictionResponse
+from roiml.store.breaker import DependencyUnavailableError
 from roiml.store.vectors import PredictionVectors, Vectors
 
 __all__ = ["ItemError", "PredictionService", "ServedPrediction"]
@@ -42,10 +43,12 @@ _CLOCK_SKEW = timedelta(minutes=5)
 
 @dataclass
 class ItemError(Exception):
-    """One request that cannot be served: an HTTP status and what to fix."""
+    """One request that cannot be served: an HTTP status and what to fix; a 503 (a store it
+    needed is down) says when to try again, ``retry_after`` seconds."""
 
     status_code: int
     detail: str
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,8 @@ class _GroupInputs:
             error = vectors.errors.get(k)
             if error is None:
                 self.sources[i] = source
+            elif error.reason == "unavailable":
+                self.errors[i] = ItemError(503, error.detail, error.retry_after)
             else:
                 status = 404 if error.reason == "unknown_entity" else 422
                 self.errors[i] = ItemError(status, error.detail)
@@ -223,6 +228,16 @@ class PredictionService:
     # ------------------------------------------------------------------ serving
 
     def _serve_group(
+        self, tenant: str, model_type: ModelType, group: _Group, started: float
+    ) -> list[ServedPrediction | ItemError]:
+        try:
+            return self._serve_group_of(tenant, model_type, group, started)
+        except DependencyUnavailableError as exc:
+            # The vectors degrade per row; this is anything else below that needed a store.
+            unavailable = ItemError(503, str(exc), exc.retry_after)
+            return [unavailable] * len(group.requests)
+
+    def _serve_group_of(
         self, tenant: str, model_type: ModelType, group: _Group, started: float
     ) -> list[ServedPrediction | ItemError]:
         artifact = group.model.artifact

@@ -16,9 +16,12 @@ from typing import Protocol
 
 import pyarrow as pa
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from roiml.db.enums import EntityType
 from roiml.settings import Settings
+from roiml.store.breaker import CircuitBreaker
 from roiml.store.online_records import (
     DEFAULT_TTL,
     FeatureMatrix,
@@ -39,6 +42,7 @@ __all__ = [
     "OnlineStore",
     "VectorRows",
     "open_online_store",
+    "redis_read_client",
 ]
 
 
@@ -92,7 +96,32 @@ class OnlineStore(Protocol):
 
 
 def open_online_store(settings: Settings) -> OnlineStore:
-    """Redis when ``settings.redis_url`` is set, else the embedded SQLite store."""
+    """Redis when ``settings.redis_url`` is set, else the embedded SQLite store.
+
+    On Redis, reads are bounded by the settings' connect and read timeouts and go through a
+    circuit breaker (:class:`RedisOnlineStore`); writes keep a client without those bounds.
+    """
     if settings.redis_url:
-        return RedisOnlineStore(redis.Redis.from_url(settings.redis_url))
+        return RedisOnlineStore(
+            redis.Redis.from_url(settings.redis_url),
+            read_client=redis_read_client(settings),
+            breaker=CircuitBreaker(
+                "redis",
+                failures=settings.breaker_failures,
+                cooldown=settings.breaker_cooldown_seconds,
+            ),
+        )
     return SqliteOnlineStore(settings.online_store_path)
+
+
+def redis_read_client(settings: Settings) -> redis.Redis:
+    """A client of ``settings.redis_url`` for the serving path: the settings' connect and read
+    timeouts, and no retries of its own (a breaker decides when to try again)."""
+    if not settings.redis_url:
+        raise ValueError("redis_read_client needs settings.redis_url")
+    return redis.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=settings.redis_connect_timeout_ms / 1000,
+        socket_timeout=settings.redis_read_timeout_ms / 1000,
+        retry=Retry(NoBackoff(), 0),
+    )

@@ -11,6 +11,7 @@ import pyarrow as pa
 import redis
 
 from roiml.db.enums import EntityType
+from roiml.store.breaker import CircuitBreaker
 from roiml.store.cold import check_day
 from roiml.store.online_records import (
     OnlineFeatureSet,
@@ -20,7 +21,10 @@ from roiml.store.online_records import (
     to_epoch_us,
 )
 
-__all__ = ["RedisOnlineStore"]
+__all__ = ["REDIS_FAILURES", "RedisOnlineStore"]
+
+# What a Redis outage raises: refused or reset connections, timeouts, a server still loading.
+REDIS_FAILURES: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
 
 
 # KEYS: vector keys. ARGV: as_of µs, expiry (unix ms), then one record per key.
@@ -49,10 +53,21 @@ class RedisOnlineStore(RecordStore):
         namespace: str = "roiml",
         write_chunk: int = 2000,
         chunks_per_round_trip: int = 8,
+        read_client: redis.Redis | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
-        """Use ``client``; its responses must be bytes (``decode_responses=False``)."""
+        """Use ``client``; its responses must be bytes (``decode_responses=False``).
+
+        Reads (the serving path) go through ``read_client`` when given, whose socket timeouts
+        should be tens of milliseconds, and through ``breaker``: a dead or hung Redis then
+        fails a read with :class:`~roiml.store.breaker.DependencyUnavailableError`, after a
+        timeout a few times, then at once while the breaker is open. Writes (the pipeline's
+        bulk Lua calls, which take longer than a read's timeout) keep ``client``.
+        """
         super().__init__(namespace)
         self._client = client
+        self._read_client = read_client if read_client is not None else client
+        self._breaker = breaker
         self._write_chunk = write_chunk
         self._chunks_per_round_trip = chunks_per_round_trip
         self._write_script = client.register_script(_WRITE_IF_NOT_OLDER)
@@ -90,6 +105,12 @@ class RedisOnlineStore(RecordStore):
         return written
 
     def _fetch(self, keys: list[bytes]) -> Sequence[bytes | None]:
+        breaker = self._breaker
+        if breaker is None:
+            return self._mget(keys)
+        return breaker.call(lambda: self._mget(keys), REDIS_FAILURES)
+
+    def _mget(self, keys: list[bytes]) -> Sequence[bytes | None]:
         # One MGET, packed here: redis-py's generic packing costs ~1 µs per argument, half the
         # time of a 500-key read. Sending and parsing stay with redis-py's connection.
         parts = [b"*%d\r\n$4\r\nMGET\r\n" % (len(keys) + 1)]
@@ -97,12 +118,13 @@ class RedisOnlineStore(RecordStore):
         command = b"".join(parts)
         try:
             return self._send(command)
-        except (redis.ConnectionError, redis.TimeoutError):
+        except redis.ConnectionError:
             # A pooled connection the server dropped: one retry on a fresh one, as redis-py does.
+            # Not after a timeout: a hung server would only cost a second one.
             return self._send(command)
 
     def _send(self, command: bytes) -> list[bytes | None]:
-        pool = self._client.connection_pool
+        pool = self._read_client.connection_pool
         connection: Any = pool.get_connection()
         try:
             connection.send_packed_command([command])
@@ -130,3 +152,5 @@ class RedisOnlineStore(RecordStore):
     def close(self) -> None:
         """See :meth:`OnlineStore.close`."""
         self._client.close()
+        if self._read_client is not self._client:
+            self._read_client.close()

@@ -8,6 +8,12 @@ warm store only for the sets that read missed, and each group's computations are
 call. An entity the tenant does not have, or whose features the engine cannot compute, gets
 an error of its own; the rest of the group is served.
 
+A dependency that fails degrades the read by the same order: with the online store down (an
+error, a timeout, its breaker open) every set goes to the warm store, then the engine; with the
+database down the rows that needed it get an ``unavailable`` error each (the API's 503) and the
+rows the online store served are still served. Database calls go through a breaker of their
+own, so a dead database costs a timeout a few times, then microseconds.
+
 The API calls :meth:`PredictionVectors.read` once per request group (a single prediction is a
 group of one); :meth:`roiml.store.retrieval.FeatureStore.create_prediction_features` is the
 same read for one entity.
@@ -15,27 +21,34 @@ same read for one entity.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from functools import partial
+from typing import Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Engine, bindparam, select
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from roiml.db.base import as_naive_utc, utcnow
-from roiml.db.engine import tenant_session
+from roiml.db.engine import statement_deadline, tenant_session
 from roiml.db.enums import EntityType
 from roiml.db.source_models import User
-from roiml.errors import FeatureError
+from roiml.errors import DatabaseUnavailableError, FeatureError
 from roiml.features.catalog import CATALOG, Catalog
 from roiml.features.engine import FeatureEngine, entity_frame
 from roiml.features.sources import load_sources
 from roiml.store import warm
+from roiml.store.breaker import CircuitBreaker, DependencyUnavailableError
 from roiml.store.online import DEFAULT_TTL, OnlineFeatureSet, OnlineStore
 
 __all__ = [
+    "DATABASE_FAILURES",
     "TIERS",
     "FeatureSource",
     "PredictionVectors",
@@ -48,15 +61,30 @@ FeatureSource = Literal["online", "warm", "computed"]
 TIERS: tuple[FeatureSource, ...] = ("online", "warm", "computed")
 _WARM = 1
 _COMPUTED = 2
+# What a database outage raises: refused, reset or shut-down connections, a statement past its
+# timeout, no pooled connection in time.
+DATABASE_FAILURES: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    PoolTimeoutError,
+    DatabaseUnavailableError,
+    OSError,
+)
+T = TypeVar("T")
+# A bounded read is given up this long after its statement deadline: the server's own cancel,
+# or the engine's watchdog, should have ended it by then.
+_READ_MARGIN = 0.05
 
 
 @dataclass(frozen=True, slots=True)
 class VectorError:
-    """Why one entity has no vector: ``unknown_entity`` (not a user of the tenant) or
-    ``features`` (the engine could not compute its features); ``detail`` says what to do."""
+    """Why one entity has no vector: ``unknown_entity`` (not a user of the tenant),
+    ``features`` (the engine could not compute its features) or ``unavailable`` (a store it
+    needed is down; ``retry_after`` seconds); ``detail`` says what to do."""
 
-    reason: Literal["unknown_entity", "features"]
+    reason: Literal["unknown_entity", "features", "unavailable"]
     detail: str
+    retry_after: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -112,8 +140,22 @@ class PredictionVectors:
         catalog: Catalog = CATALOG,
         ttl: timedelta = DEFAULT_TTL,
         feature_engine: FeatureEngine | None = None,
+        database_breaker: CircuitBreaker | None = None,
+        engine_guarded: bool = False,
+        read_timeout: float | None = None,
     ) -> None:
+        """Read through ``online``, then ``engine``'s warm store, then compute.
+
+        ``database_breaker``: the database's; the calls go through it, unless
+        ``engine_guarded`` (the engine's events already do, see
+        :func:`~roiml.store.breaker.guard_engine`). ``read_timeout`` (seconds) bounds the
+        existence and warm reads, connects included.
+        """
         self.engine = engine
+        self.database_breaker = database_breaker
+        self.engine_guarded = engine_guarded
+        self.read_timeout = read_timeout
+        self._reader = ThreadPoolExecutor(4, thread_name_prefix="roiml-db-read")
         self.online = online
         self.catalog = catalog
         self.ttl = ttl
@@ -149,6 +191,45 @@ class PredictionVectors:
             if past:
                 read.past(past)
         return read.vectors
+
+    def database(self, fn: Callable[[], T], *, read: bool = False) -> T:
+        """``fn()`` (a database call) through the breaker; a short read (``read``) runs on a
+        reader thread and is given up after ``read_timeout``; any failure is
+        :class:`DependencyUnavailableError`."""
+        breaker = self.database_breaker
+        seconds = self.read_timeout
+        call = fn
+        if read and seconds is not None:
+            call = partial(self._bounded_read, fn, seconds)
+        if breaker is not None and not self.engine_guarded:
+            return breaker.call(call, DATABASE_FAILURES)
+        try:
+            return call()
+        except DATABASE_FAILURES as exc:
+            if breaker is not None and isinstance(exc, TimeoutError):
+                # The engine's breaker learns of it when the stuck statement fails; a request
+                # waiting for that would pay the whole connect or statement timeout.
+                breaker.failure(exc)
+            raise DependencyUnavailableError("database", type(exc).__name__) from exc
+
+    def _bounded_read(self, fn: Callable[[], T], seconds: float) -> T:
+        # On a thread of its own: a connect to a server that stopped answering takes libpq's
+        # connect timeout (2 s at least), and a prediction served on the event loop must not
+        # hold it that long.
+        def bounded() -> T:
+            with statement_deadline(seconds):
+                return fn()
+
+        future = self._reader.submit(bounded)
+        try:
+            return future.result(timeout=seconds + _READ_MARGIN)
+        except FutureTimeoutError:
+            future.cancel()
+            raise TimeoutError(f"no answer from the database in {seconds:.3f} s") from None
+
+    def close(self) -> None:
+        """Stop the reader threads."""
+        self._reader.shutdown(wait=False, cancel_futures=True)
 
     def existing(self, tenant: str, entity_ids: Sequence[str]) -> set[str]:
         """Which of ``entity_ids`` are users of ``tenant``."""
@@ -232,24 +313,41 @@ class _Read:
         that read missed."""
         layout, values = self.layout, self.vectors.values
         entity_ids = self.entity_ids
+        source = self.source
         ids = entity_ids if len(rows) == len(entity_ids) else [entity_ids[i] for i in rows]
-        read = self.source.online.get_matrix(
-            self.tenant, EntityType.USER, ids, layout.sets, self.now
-        )
-        values[rows] = read.values[:, layout.picks]
-        found = read.found
-        partial = np.flatnonzero(~found.all(axis=1)).tolist()
+        try:
+            read = source.online.get_matrix(
+                self.tenant, EntityType.USER, ids, layout.sets, self.now
+            )
+        except DependencyUnavailableError:
+            # The online store is down: every set of every row from the next tiers.
+            found = np.zeros((len(rows), len(layout.sets)), dtype=bool)
+            partial = list(range(len(rows)))
+        else:
+            values[rows] = read.values[:, layout.picks]
+            found = read.found
+            partial = np.flatnonzero(~found.all(axis=1)).tolist()
         if not partial:
             return
         misses = [rows[k] for k in partial]
-        known = self.source.existing(self.tenant, [entity_ids[i] for i in misses])
+        asked = [entity_ids[i] for i in misses]
+        try:
+            known = source.database(lambda: source.existing(self.tenant, asked), read=True)
+        except DependencyUnavailableError as exc:
+            for i in misses:
+                self._fail(i, _unavailable(exc))
+            return
         unfilled: list[tuple[int, list[int]]] = []  # (row, sets still missing)
         for k, i in zip(partial, misses, strict=True):
             if entity_ids[i] not in known:
                 self._fail(i, _unknown(entity_ids[i], self.tenant))
                 continue
             missing = [s for s in range(len(layout.sets)) if not found[k, s]]
-            still = self._warm(i, missing)
+            try:
+                still = self._warm(i, missing)
+            except DependencyUnavailableError as exc:
+                self._fail(i, _unavailable(exc))
+                continue
             if still:
                 unfilled.append((i, still))
         if unfilled:
@@ -258,7 +356,14 @@ class _Read:
     def past(self, rows: list[tuple[int, datetime]]) -> None:
         """Every feature of each row computed as of its own past instant."""
         entity_ids = self.entity_ids
-        known = self.source.existing(self.tenant, [entity_ids[i] for i, _ in rows])
+        source = self.source
+        asked = [entity_ids[i] for i, _ in rows]
+        try:
+            known = source.database(lambda: source.existing(self.tenant, asked), read=True)
+        except DependencyUnavailableError as exc:
+            for i, _ in rows:
+                self._fail(i, _unavailable(exc))
+            return
         ok = []
         for i, moment in rows:
             if entity_ids[i] in known:
@@ -269,30 +374,39 @@ class _Read:
             return
         indexes = [i for i, _ in ok]
         try:
-            computed = self.source.compute(
-                self.tenant,
-                list(self.layout.names),
-                [entity_ids[i] for i in indexes],
-                [moment for _, moment in ok],
+            computed = source.database(
+                lambda: source.compute(
+                    self.tenant,
+                    list(self.layout.names),
+                    [entity_ids[i] for i in indexes],
+                    [moment for _, moment in ok],
+                )
             )
         except FeatureError as exc:
             for i in indexes:
                 self._fail(i, VectorError("features", str(exc)))
+            return
+        except DependencyUnavailableError as exc:
+            for i in indexes:
+                self._fail(i, _unavailable(exc))
             return
         self.vectors.values[indexes] = computed
         self.vectors.tiers[indexes] = _COMPUTED
 
     def _warm(self, row: int, missing: list[int]) -> list[int]:
         """Row ``row``'s ``missing`` sets from the warm store; the ones it has not either."""
-        layout, vectors = self.layout, self.vectors
-        latest = warm.read_latest(
-            self.source.engine,
-            self.tenant,
-            EntityType.USER,
-            self.entity_ids[row],
-            [layout.sets[s].name for s in missing],
-            self.source.ttl,
-            now=self.now,
+        layout, vectors, source = self.layout, self.vectors, self.source
+        latest = source.database(
+            lambda: warm.read_latest(
+                source.engine,
+                self.tenant,
+                EntityType.USER,
+                self.entity_ids[row],
+                [layout.sets[s].name for s in missing],
+                source.ttl,
+                now=self.now,
+            ),
+            read=True,
         )
         still = []
         for s in missing:
@@ -314,16 +428,23 @@ class _Read:
         sets = sorted({s for _, missing in unfilled for s in missing})
         columns = np.concatenate([layout.members[s] for s in sets]).tolist()
         rows = [i for i, _ in unfilled]
+        source = self.source
         try:
-            computed = self.source.compute(
-                self.tenant,
-                [layout.names[c] for c in columns],
-                [self.entity_ids[i] for i in rows],
-                [self.now] * len(rows),
+            computed = source.database(
+                lambda: source.compute(
+                    self.tenant,
+                    [layout.names[c] for c in columns],
+                    [self.entity_ids[i] for i in rows],
+                    [self.now] * len(rows),
+                )
             )
         except FeatureError as exc:
             for i in rows:
                 self._fail(i, VectorError("features", str(exc)))
+            return
+        except DependencyUnavailableError as exc:
+            for i in rows:
+                self._fail(i, _unavailable(exc))
             return
         position = {c: j for j, c in enumerate(columns)}
         for k, (i, missing) in enumerate(unfilled):
@@ -341,6 +462,10 @@ def _unknown(entity: str, tenant: str) -> VectorError:
     return VectorError(
         "unknown_entity", f"entity {entity!r} is not a user of tenant {tenant!r}; check the id"
     )
+
+
+def _unavailable(exc: DependencyUnavailableError) -> VectorError:
+    return VectorError("unavailable", str(exc), exc.retry_after)
 
 
 def _float(value: float | None) -> float:
