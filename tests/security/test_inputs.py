@@ -4,11 +4,15 @@ limit; in a batch, a bad item is that item's error; feedback that is refused sto
 
 from __future__ import annotations
 
+import http.client
+import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
@@ -192,6 +196,59 @@ def test_a_streamed_body_over_the_limit_is_a_413(small_limit: TestClient) -> Non
         "/v1/predict/batch", content=chunks(), headers=JSON
     )  # the batch route too
     assert batch.status_code == 413
+
+
+@pytest.fixture(scope="module")
+def live_small_limit(
+    served_world: World, trained_models: dict[str, TrainingReport]
+) -> Iterator[tuple[str, int]]:
+    """The 4 kB-limit API served by uvicorn on a free port: what a client's connection sees."""
+    settings: Settings = served_world.settings.model_copy(update={"api_max_body_bytes": 4096})
+    components = _components(settings, trained_models, {n: "1" for n in ROUTES.values()})
+    server = uvicorn.Server(
+        uvicorn.Config(asgi(settings, components), host="127.0.0.1", port=0, log_level="error")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield "127.0.0.1", port
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_after_a_413_the_connection_serves_the_next_request(
+    live_small_limit: tuple[str, int],
+) -> None:
+    """A client that sends its whole body before reading (as most do) gets the 413, not a
+    reset, and its next request on the same connection is served."""
+    connection = http.client.HTTPConnection(*live_small_limit, timeout=30)
+    try:
+        big = b'{"entity_id": "user_1", "pad": "' + b"x" * 2_000_000 + b'"}'
+        connection.request("POST", MOVE, body=big, headers=JSON)
+        answer = connection.getresponse()
+        assert answer.status == 413 and b"larger than 4,096 bytes" in answer.read()
+
+        def chunks() -> Iterator[bytes]:
+            yield from [b" " * 100_000] * 20
+
+        connection.request("POST", MOVE, body=chunks(), headers=JSON, encode_chunked=True)
+        answer = connection.getresponse()
+        assert answer.status == 413, answer.read()
+        answer.read()
+        bad = b'{"entity_id": "user_1", "as_of_date": "0001-01-01T00:00:00"}'
+        connection.request("POST", MOVE, body=bad, headers=JSON)
+        answer = connection.getresponse()
+        assert answer.status == 422 and b"from 1900 to 2200" in answer.read()
+        connection.request("POST", MOVE, body=b'{"entity_id": "user_1"}', headers=JSON)
+        answer = connection.getresponse()
+        assert answer.status == 200, answer.read()
+        answer.read()
+    finally:
+        connection.close()
 
 
 def test_the_default_limit_refuses_the_audits_8mb_body(api: Api) -> None:

@@ -86,6 +86,9 @@ class BodyLimit:
             await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
+        # The connection stays open: the server discards the unread rest of the body, so a
+        # client that sends it all before reading gets its 413 and may go on. With
+        # "Connection: close" the server reset the socket under such a client's upload.
         await send(
             {
                 "type": "http.response.start",
@@ -93,8 +96,6 @@ class BodyLimit:
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(self._body)).encode()),
-                    # The unread rest of the body would be taken for the next request.
-                    (b"connection", b"close"),
                 ],
             }
         )
