@@ -117,8 +117,12 @@ def test_production_without_jwt_key_is_refused(monkeypatch: pytest.MonkeyPatch) 
 @pytest.mark.parametrize(
     "key", [{"jwt_secret": "s3cret-value"}, {"jwt_public_key": "-----BEGIN PUBLIC KEY-----"}]
 )
-def test_production_with_a_key_turns_auth_on(key: dict[str, str]) -> None:
-    settings = make(environment="production", auth_enabled=False, **key)
+def test_a_key_with_auth_switched_off_is_refused(key: dict[str, str]) -> None:
+    # A contradiction is not settled silently either way: the operator is told which two
+    # settings disagree. Without the flag, the key turns auth on.
+    with pytest.raises(ValidationError, match="ROIML_AUTH_ENABLED=false"):
+        make(environment="production", auth_enabled=False, **key)
+    settings = make(environment="production", **key)
     assert settings.environment is Environment.PRODUCTION
     assert settings.auth_enabled is True
 
