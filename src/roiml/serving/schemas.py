@@ -9,6 +9,7 @@ RFC 3339 instants from 1900 to 2200, and feedback classes are the models' classe
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Annotated, Any, Literal
@@ -19,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     Strict,
     StringConstraints,
     ValidationError,
@@ -27,6 +29,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from roiml.db.enums import EntityType, ModelType, PredictionType, TransactionType
 from roiml.jsonformat import UtcDatetime
@@ -204,13 +208,25 @@ def _features_schema(kind: PredictionType) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class _ModelInputs:
+    """``features``' JSON schema for ``kind``'s model, written when a schema is generated:
+    the names come from the training configs, which import the models package (LightGBM,
+    seconds), so not when this module is imported."""
+
+    kind: PredictionType
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return _features_schema(self.kind)
+
+
 def _route_model(kind: PredictionType, *, item: bool) -> type[PredictionRequest]:
     """The request model of ``kind``'s route (``item``: as an item of a batch, where
     ``prediction_type`` is required)."""
     kind_type: Any = Literal[kind]
-    features: Any = Annotated[
-        dict[FeatureName, Finite | None] | None, WithJsonSchema(_features_schema(kind))
-    ]
+    features: Any = Annotated[dict[FeatureName, Finite | None] | None, _ModelInputs(kind)]
     fields: dict[str, Any] = {
         "prediction_type": (
             (kind_type, Field(description="Which model."))
