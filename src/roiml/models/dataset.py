@@ -31,7 +31,7 @@ from roiml.features.engine import FeatureEngine
 from roiml.features.frame import AS_OF, ENTITY_ID
 from roiml.features.sources import SourceTables, load_sources
 from roiml.models.config import SplitConfig
-from roiml.models.season import seasonal_profile
+from roiml.models.season import PANEL_USERS, seasonal_names, seasonal_profile
 
 __all__ = ["LOOKBACK_DAYS", "Snapshots", "Split", "load_snapshots", "split_by_time"]
 
@@ -186,9 +186,9 @@ def load_snapshots(
         cache_dir / f"latest-{key}.parquet", lambda: _compute(sources, [live], names, computer)
     )
     season = _cached(
-        cache_dir / f"season-{key}.parquet",
+        cache_dir / f"season-{key}-{PANEL_USERS}.parquet",
         lambda: (
-            seasonal_profile(sources, live, names, computer)
+            seasonal_profile(sources, live, seasonal_names(CATALOG), computer)
             or pa.table({AS_OF: pa.array([], pa.timestamp("us"))})
         ),
     )
