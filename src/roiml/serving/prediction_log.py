@@ -51,8 +51,8 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
-from contextlib import suppress
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -103,6 +103,7 @@ _MIN_ROTATE_BYTES: Final = 64 * 1024
 _READ_BYTES: Final = 1024 * 1024
 # /health says "refusing" for this long after a refused submit, even if the next would pass.
 _REFUSING_SECONDS: Final = 5.0
+_TYPICAL_PAYLOAD: Final = 8 * 1024  # a prediction's record is ~5.5 kB
 _JOURNAL_PREFIX: Final = "journal-"
 _JOURNAL_SUFFIX: Final = ".jsonl"
 _LEFT_PATTERNS: Final = (
@@ -387,6 +388,15 @@ def _spool_files(directory: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.name)
 
 
+def _disk_takes(directory: Path, size: int) -> bool:
+    """Whether the file system under ``directory`` is writable with ``size`` bytes free."""
+    try:
+        stat = os.statvfs(directory)
+    except OSError:
+        return False
+    return not stat.f_flag & os.ST_RDONLY and stat.f_bavail * stat.f_frsize >= size
+
+
 def _spool_bytes(directory: Path) -> int:
     """What every journal in ``directory`` holds, whichever process writes it."""
     total = 0
@@ -499,6 +509,12 @@ class PredictionLog:
                 f"cannot create the prediction buffer directory {self._directory}: {exc}"
             ) from exc
         self._rejects = _RejectFile(self._directory)
+        try:
+            self._bound_fd: int | None = os.open(
+                self._directory / ".bound.lock", os.O_RDWR | os.O_CREAT, 0o600
+            )
+        except OSError:
+            self._bound_fd = None  # a read-only directory: refusing anyway, nothing to order
 
         # Shared with submitters, under _lock. Counts are of records in this log's own journals.
         self._lock = threading.Lock()
@@ -515,6 +531,8 @@ class PredictionLog:
         self._refused_at = -math.inf
         self._refused_total = 0
         self._largest_payload = 0
+        self._own_bytes = 0  # what this log's journals hold on disk
+        self._others_bytes = 0  # what other processes' journals held when last counted
         self._current_locked()  # a directory that cannot be written is reported, not fatal
 
         # The writer's own state; stats() and health() read it without a lock (single reads).
@@ -556,21 +574,28 @@ class PredictionLog:
             if self._closed:
                 raise RuntimeError("the prediction log is closed")
             journal = self._current_locked()
-            if journal is None or (not self._database_ok and self._over_bound(len(payload))):
+            if journal is None:
                 raise self._refuse_locked()
             self._largest_payload = max(self._largest_payload, len(payload))
-            try:
-                journal.append(payload)
-            except OSError as exc:
-                self._journal_failed_locked(journal, exc)
-                raise self._refuse_locked() from exc
+            with self._room_for(len(payload)) as room:
+                if not room:
+                    raise self._refuse_locked()
+                try:
+                    journal.append(payload)
+                except OSError as exc:
+                    self._journal_failed_locked(journal, exc)
+                    raise self._refuse_locked() from exc
             if self._journal_error is not None:
                 log.warning("prediction log: the journal takes writes again; serving predictions")
                 self._journal_error = None
             if self._submitted == self._settled:
                 self._first_pending_at = time.monotonic()
             self._submitted += count
-            if wake and self._submitted - self._settled >= self._batch_size:
+            self._own_bytes += len(payload)
+            if wake and (
+                self._submitted - self._settled >= self._batch_size
+                or journal.size - journal.offset >= self._rotate_bytes
+            ):
                 self._work.notify()
 
     def wake(self) -> None:
@@ -620,6 +645,9 @@ class PredictionLog:
         if self._left is not None:
             self._left.close(delete=False)
             self._left = None
+        if self._bound_fd is not None:
+            os.close(self._bound_fd)
+            self._bound_fd = None
         return True
 
     def stats(self) -> PredictionStats:
@@ -651,8 +679,8 @@ class PredictionLog:
         ``state`` is ``ok``; ``degraded`` (predictions are served and journaled, but the
         database is not taking them, a dead process's journal is being replayed, or the last
         journal write failed); or ``refusing`` (prediction routes answer 503: no journal can be
-        created, or the database is away and the journals are at their bound, or a submit was
-        refused in the last few seconds). ``spool_bytes`` / ``spool_max_bytes`` /
+        created, the disk is read-only or full, the journals of all workers are at their bound,
+        or a submit was refused in the last few seconds). ``spool_bytes`` / ``spool_max_bytes`` /
         ``spool_used``: the journals of every process on the directory against the bound.
         """
         used = _spool_bytes(self._directory)
@@ -664,9 +692,12 @@ class PredictionLog:
             backlog = self._submitted - self._settled
             refused_total = self._refused_total
         database_ok = self._database_ok
-        # Full when the largest submit seen would not fit: the next like it is refused.
-        full = not database_ok and used + self._largest_payload > self._max_bytes
-        if full or recent_refusal or not has_journal:
+        # Judged from what every worker shares (the directory, the disk), not only from this
+        # worker's own submits: a worker that no request reached still tells the truth.
+        # Full when a submit like the largest seen would not fit under the bound.
+        largest = self._largest_payload or _TYPICAL_PAYLOAD
+        full = used + largest > self._max_bytes
+        if full or recent_refusal or not has_journal or not _disk_takes(self._directory, largest):
             state = "refusing"
         elif not journal_ok or not database_ok or self._left is not None:
             state = "degraded"
@@ -720,10 +751,31 @@ class PredictionLog:
             log.error("prediction log: cannot write the journal: %s; refusing predictions", exc)
         self._journal_error = _describe(exc)
 
-    def _over_bound(self, adding: int) -> bool:
-        # Counted on disk, over every process's journals, at every submit while the database is
-        # away: a count kept per process let two workers fill 3.4 MB of a 2 MB bound.
-        return _spool_bytes(self._directory) + adding > self._max_bytes
+    @contextmanager
+    def _room_for(self, adding: int) -> Iterator[bool]:
+        """Whether ``adding`` bytes fit under the bound; held until they are appended.
+
+        Every process's journals count: a bound kept per process let two workers fill 3.4 MB
+        of a 2 MB one. With the database taking writes and the journals far from the bound,
+        this log's own bytes and the others' as last counted decide without a look at the disk.
+        Otherwise the directory is counted, under an exclusive ``flock`` on ``.bound.lock`` held
+        through the append, so two processes cannot both take the last room.
+        """
+        if self._database_ok and (
+            self._own_bytes + self._others_bytes + adding <= self._max_bytes // 2
+        ):
+            yield True
+            return
+        fd = self._bound_fd
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            total = _spool_bytes(self._directory)
+            self._others_bytes = max(0, total - self._own_bytes)
+            yield total + adding <= self._max_bytes
+        finally:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _refuse_locked(self) -> PredictionLogRefusedError:
         now = time.monotonic()
@@ -783,7 +835,8 @@ class PredictionLog:
                 return
             if now >= self._next_rescan:
                 return
-            timeout = self._next_rescan - now
+            # Idle, it still looks every flush interval: a submit wakes it only for a full batch.
+            timeout = min(self._next_rescan - now, self._flush_seconds)
             if not due:
                 timeout = min(timeout, self._retry_at - now)
             elif pending:
@@ -804,11 +857,11 @@ class PredictionLog:
         """Write the next batch of a dead process's journal; drop the journal once done."""
         self._write_batch(journal)
         if journal.offset >= journal.size:
+            self._replayed_files += 1  # before the file goes: whoever sees it gone sees this
             journal.close(delete=True)
             with suppress(OSError):
                 _fsync_directory(self._directory)
             self._left = None
-            self._replayed_files += 1
             self._next_rescan = 0.0  # another may be waiting
             log.warning(
                 "prediction log: replayed %d record(s) a stopped process left in %s",
@@ -844,6 +897,7 @@ class PredictionLog:
                 if oldest.offset < oldest.size:
                     break
                 self._own.popleft().close(delete=True)
+                self._own_bytes -= oldest.size
             current = self._own[-1] if self._own else None
             if current is None or current.sealed or current.size < self._rotate_bytes:
                 return
@@ -852,6 +906,9 @@ class PredictionLog:
 
     def _rescan(self, now: float) -> None:
         self._next_rescan = now + _RESCAN_SECONDS
+        total = _spool_bytes(self._directory)
+        with self._lock:
+            self._others_bytes = max(0, total - self._own_bytes)
         if not self._database_ok:
             # The records wait here longest while the database is away: worth a disk write.
             with self._lock:
