@@ -29,13 +29,12 @@ Where a record goes when things fail:
   the directory (the surviving workers, the restarted one) finds an unlocked journal, claims it
   and replays it. Replaying what was already written only counts duplicates.
 * The journals of every process sharing the directory are at ``prediction_log_buffer_max_mb``
-  while the database is not taking writes, or the journal cannot be written at all (a read-only
-  or full disk): :meth:`PredictionLog.submit` raises :class:`PredictionLogRefusedError`, an
-  HTTP 503 with ``Retry-After``, rather than serve a prediction it cannot record. It recovers by
-  itself as soon as the database or the disk does. The bound is checked against the directory
-  as it is at the moment of each submit (every process's journals, counted on disk), so
-  processes sharing it share the bound; it applies while the database is away, since with the
-  database up the journals hold only records on their way to it.
+  (the database is not taking the records, or not fast enough), or the journal cannot be
+  written at all (a read-only or full disk): :meth:`PredictionLog.submit` raises
+  :class:`PredictionLogRefusedError`, an HTTP 503 with ``Retry-After``, rather than serve a
+  prediction it cannot record. It recovers by itself as soon as the database or the disk does.
+  Near the bound, or with the database away, each submit counts the directory (every process's
+  journals) under an ``flock`` the processes share, so they share the bound too.
 
 Journals left by an earlier version's spool (``seg-*.jsonl``, ``seg-*.jsonl.partial``) are
 replayed the same way.
