@@ -134,22 +134,63 @@ def statement_deadline(seconds: float) -> Iterator[None]:
 def _bound(engine: Engine, timeouts: DatabaseTimeouts) -> None:
     default = (timeouts.statement_ms + timeouts.margin_ms) / 1000
 
-    @event.listens_for(engine, "before_cursor_execute")
-    def _arm(conn: Any, cursor: Any, *_: Any) -> None:
+    def arm(info: dict[Any, Any], dbapi_connection: Any) -> None:
+        disarm(info)
+        try:
+            fd = dbapi_connection.pgconn.socket
+        except Exception:  # already closed: nothing can hang on it
+            return
         seconds = getattr(_DEADLINE, "seconds", None) or default
-        conn.info["roiml_watch"] = _WATCHDOG.arm(cursor.connection.pgconn.socket, seconds)
+        info["roiml_watch"] = _WATCHDOG.arm(fd, seconds)
 
-    def _disarm(conn: Any, *_: Any) -> None:
-        token = conn.info.pop("roiml_watch", None)
+    def disarm(info: dict[Any, Any]) -> None:
+        token = info.pop("roiml_watch", None)
         if token is not None:
             _WATCHDOG.disarm(token)
 
-    event.listen(engine, "after_cursor_execute", _disarm)
+    # A deadline runs from a statement's start until the next statement, COMMIT or ROLLBACK
+    # re-arms it or the connection goes back to the pool: what the connection does in between
+    # without an event (COMMIT itself, a COPY on the driver's connection) is bounded too.
+    @event.listens_for(engine, "before_cursor_execute")
+    def _executing(conn: Any, cursor: Any, *_: Any) -> None:
+        arm(conn.info, cursor.connection)
+
+    @event.listens_for(engine, "commit")
+    @event.listens_for(engine, "rollback")
+    def _ending(conn: Any) -> None:
+        # An event handler must not raise: a connection already invalidated has no socket.
+        if conn.invalidated:
+            return
+        try:
+            arm(conn.info, conn.connection.dbapi_connection)
+        except Exception:
+            return
+
+    @event.listens_for(engine.pool, "reset")
+    def _resetting(dbapi_connection: Any, connection_record: Any, reset_state: Any) -> None:
+        arm(connection_record.info, dbapi_connection)
+
+    # Disarmed before the socket can close: its descriptor's number may be reused at once.
+    @event.listens_for(engine.pool, "checkin")
+    @event.listens_for(engine.pool, "close")
+    def _returned(dbapi_connection: Any, connection_record: Any) -> None:
+        if connection_record is not None:
+            disarm(connection_record.info)
+
+    @event.listens_for(engine.pool, "invalidate")
+    @event.listens_for(engine.pool, "soft_invalidate")
+    def _invalidated(dbapi_connection: Any, connection_record: Any, exception: Any) -> None:
+        if connection_record is not None:
+            disarm(connection_record.info)
 
     @event.listens_for(engine, "handle_error")
     def _failed(context: Any) -> None:
-        if context.connection is not None:
-            _disarm(context.connection)
+        connection = context.connection
+        if connection is not None and not connection.invalidated:
+            try:
+                disarm(connection.info)
+            except Exception:
+                return
 
 
 def _normalise_url(url: str) -> str:

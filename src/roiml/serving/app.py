@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -159,6 +160,8 @@ def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
     # client can retry, never a 500.
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(psycopg.InterfaceError)
     @app.exception_handler(PoolTimeoutError)
     @app.exception_handler(RedisError)
     async def store_down(_: Request, exc: Exception) -> JSONResponse:

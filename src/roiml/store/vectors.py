@@ -31,6 +31,7 @@ from typing import Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+import psycopg
 from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -66,6 +67,9 @@ _COMPUTED = 2
 DATABASE_FAILURES: tuple[type[BaseException], ...] = (
     OperationalError,
     InterfaceError,
+    # The driver's own, from a COPY on its connection (roiml.features.sources).
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
     PoolTimeoutError,
     DatabaseUnavailableError,
     OSError,
@@ -206,9 +210,10 @@ class PredictionVectors:
         try:
             return call()
         except DATABASE_FAILURES as exc:
-            if breaker is not None and isinstance(exc, TimeoutError):
-                # The engine's breaker learns of it when the stuck statement fails; a request
-                # waiting for that would pay the whole connect or statement timeout.
+            if breaker is not None and not isinstance(exc, (OperationalError, InterfaceError)):
+                # The engine's events count what SQLAlchemy sees; not a read given up (the
+                # stuck statement fails later, and a request waiting for that would pay the
+                # whole timeout) nor the driver's own errors.
                 breaker.failure(exc)
             raise DependencyUnavailableError("database", type(exc).__name__) from exc
 
