@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     model_poll_seconds: float = Field(
         default=30.0, gt=0, description="How often the API checks the registry's aliases."
     )
+    model_load_timeout_seconds: float = Field(
+        default=120.0, gt=0, le=3600, description="Bound on loading one model from the registry."
+    )
     jwt_tenant_claim: str = Field(
         default="tenant_id", description="Token claim naming the tenant of every read and write."
     )

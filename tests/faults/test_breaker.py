@@ -1,9 +1,11 @@
 """The circuit breaker's states: closed, open after N consecutive failures, one probe after
-the cool-down, closed again on its success."""
+the cool-down, closed again on its success; and a model load that hangs, given up."""
 
 from __future__ import annotations
 
+import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -71,3 +73,21 @@ def test_an_error_that_is_not_the_dependency_frees_the_probe() -> None:
     with pytest.raises(ValueError):
         breaker.call(bug, (ConnectionError,))
     assert breaker.allow()
+
+
+def test_a_model_load_that_hangs_is_given_up() -> None:
+    from roiml.db.enums import ModelType
+    from roiml.serving.model_cache import ModelCache, ModelUnavailableError
+
+    release = threading.Event()
+
+    def hung_loader(tenant: str, name: str) -> Any:
+        release.wait(10)
+        raise RuntimeError("never loaded")
+
+    cache = ModelCache(hung_loader, lambda t, n: "1", 3600, load_timeout=0.1)
+    started = time.perf_counter()
+    with pytest.raises(ModelUnavailableError, match=r"took over 0\.1 s"):
+        cache.get("t", ModelType.MOVE_PROBABILITY)
+    assert time.perf_counter() - started < 1.0
+    release.set()

@@ -113,7 +113,8 @@ def test_redis_hung_serves_from_the_warm_store(
     row = figures("Redis hung (SIGSTOP) 3 s", answers, DURING, restored, _online_again, "online")
     report(row, answers, DURING)
     _check(answers, restored)
-    # The rate limiter's own Redis timeout (250 ms) is the longest wait a request meets.
-    assert row.max_seconds_health_during < 0.5
+    # The longest wait is the rate limiter's own: two tries of 250 ms, once a second
+    # (roiml.serving.ratelimit), which every route pays, /health's included.
+    assert row.max_seconds_health_during < 1.0
     assert row.max_seconds_during < 1.0
     assert row.recover_seconds <= 2.0

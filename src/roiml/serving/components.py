@@ -134,7 +134,12 @@ def registry_components(
         settings=settings,
         engine=engine,
         online=open_online_store(settings),
-        models=ModelCache(load, probe, settings.model_poll_seconds),
+        models=ModelCache(
+            load,
+            probe,
+            settings.model_poll_seconds,
+            load_timeout=settings.model_load_timeout_seconds,
+        ),
         prediction_log=PredictionLog(settings, engine),
         rate_limiter=make_rate_limiter(settings),
         metrics=metrics if metrics is not None else ServingMetrics(),

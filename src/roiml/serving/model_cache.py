@@ -48,8 +48,19 @@ VersionProbe = Callable[[str, str], str | None]
 class ModelCache:
     """Loads each (tenant, model) on first use and polls for alias moves in the background."""
 
-    def __init__(self, loader: Loader, probe: VersionProbe, poll_seconds: float) -> None:
+    def __init__(
+        self,
+        loader: Loader,
+        probe: VersionProbe,
+        poll_seconds: float,
+        *,
+        load_timeout: float | None = None,
+    ) -> None:
+        """Load with ``loader``, check aliases with ``probe`` every ``poll_seconds``; a load
+        taking over ``load_timeout`` seconds (a registry or artifact store that stopped
+        answering) is given up: the model is unavailable (503) until the next poll."""
         self._loader = loader
+        self._load_timeout = load_timeout
         self._probe = probe
         self._poll_seconds = poll_seconds
         self._models: dict[tuple[str, ModelType], LoadedModel] = {}
@@ -142,7 +153,7 @@ class ModelCache:
         key = (tenant, model_type)
         name = MODEL_NAMES[model_type]
         try:
-            version, artifact = self._loader(tenant, name)
+            version, artifact = self._bounded_load(tenant, name)
             _check_features(artifact)
             # Before the swap: requests keep the old version until the new one is ready.
             prepare(artifact)
@@ -155,6 +166,32 @@ class ModelCache:
         self._errors.pop(key, None)
         self._failed_at.pop(key, None)
         return loaded
+
+    def _bounded_load(self, tenant: str, name: str) -> tuple[str, ModelArtifact]:
+        timeout = self._load_timeout
+        if timeout is None:
+            return self._loader(tenant, name)
+        result: list[tuple[str, ModelArtifact]] = []
+        failed: list[BaseException] = []
+
+        def load() -> None:
+            try:
+                result.append(self._loader(tenant, name))
+            except BaseException as exc:
+                failed.append(exc)
+
+        # A daemon thread of its own: one that hangs is left behind, not waited for.
+        thread = threading.Thread(target=load, name=f"model-load-{name}", daemon=True)
+        thread.start()
+        thread.join(timeout)
+        if failed:
+            raise failed[0]
+        if not result:
+            raise ModelError(
+                f"loading {name} took over {timeout:g} s (ROIML_MODEL_LOAD_TIMEOUT_SECONDS); "
+                "is the registry or its artifact store answering?"
+            )
+        return result[0]
 
     def _poll(self) -> None:
         while not self._stop.wait(self._poll_seconds):

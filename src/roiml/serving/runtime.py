@@ -63,6 +63,14 @@ class Serving:
         health = redis_read_client(settings) if settings.redis_url else None
         return cls(parts, service, health)
 
+    @property
+    def online_ready(self) -> bool:
+        """Whether a prediction can expect its features from the online store now (its
+        breaker is closed): a route serving on the event loop should otherwise hand the
+        request to a thread, since the fallback reads the database."""
+        breaker = getattr(self.parts.online, "breaker", None)
+        return breaker is None or breaker.state == "closed"
+
     def serve(
         self,
         tenant: str,

@@ -72,6 +72,11 @@ class RedisOnlineStore(RecordStore):
         self._chunks_per_round_trip = chunks_per_round_trip
         self._write_script = client.register_script(_WRITE_IF_NOT_OLDER)
 
+    @property
+    def breaker(self) -> CircuitBreaker | None:
+        """The reads' breaker (None: unguarded)."""
+        return self._breaker
+
     def write_day(
         self,
         frame: pa.Table,
