@@ -3,6 +3,8 @@ second instance would start without an error and silently take a share of the co
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import socket
 import subprocess
@@ -21,7 +23,7 @@ from faults.api_process import (
     server_env,
     start_server,
 )
-from roiml.serving.server import AddressInUseError, claim_address
+from roiml.serving.server import AddressInUseError, claim_address, supervisor_status
 from roiml.settings import Settings
 
 
@@ -87,3 +89,13 @@ def test_claim_is_exclusive_per_data_directory_and_released(tmp_path: Path) -> N
         claim_address(settings, "127.0.0.1", port)
     first.release()
     claim_address(settings, "127.0.0.1", port).release()
+
+
+def test_supervisor_status_is_read_from_the_parent_s_file(tmp_path: Path) -> None:
+    """A worker reads what its supervisor (its parent process) last wrote; none without one."""
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data")
+    assert supervisor_status(settings) is None
+    settings.data_dir.mkdir(parents=True)
+    state = {"workers": 2, "alive": 1, "restarting": 1, "restarts": 1, "last_exit": None}
+    (settings.data_dir / f"serve-supervisor-{os.getppid()}.json").write_text(json.dumps(state))
+    assert supervisor_status(settings) == state

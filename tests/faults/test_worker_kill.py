@@ -6,6 +6,7 @@ The figures go to docs/API.md (Faults, prediction log); ``-s`` prints them.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -77,6 +78,12 @@ def test_a_killed_worker_loses_no_logged_prediction_and_comes_back(
     assert listening is not None, server.output()[-3000:]
     assert len(server.workers()) == 2
     assert "exited with signal SIGKILL" in server.output()
+    # What a worker's /health can read of its siblings (roiml.serving.server.supervisor_status).
+    state = json.loads((data_dir / f"serve-supervisor-{server.process.pid}.json").read_text())
+    assert state["workers"] == state["alive"] == 2
+    assert state["restarts"] == 1
+    assert state["last_exit"]["exit"] == "signal SIGKILL"
+    assert state["last_exit"]["pid"] == victim
     assert len(result.answered) > 500
     assert missing == 0
     assert duplicated == 0

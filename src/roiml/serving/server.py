@@ -27,6 +27,7 @@ import asyncio
 import errno
 import fcntl
 import gc
+import json
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -56,6 +57,7 @@ __all__ = [
     "bind_reuseport",
     "claim_address",
     "serve",
+    "supervisor_status",
 ]
 
 log = logging.getLogger(__name__)
@@ -228,10 +230,12 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
         metrics_dir = tempfile.mkdtemp(prefix="roiml-metrics-")
         # Read by prometheus_client when each worker imports it: set before they start.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        status = _status_path(settings, os.getpid())
         try:
-            _Supervisor(host, port, workers, metrics_dir).run()
+            _Supervisor(host, port, workers, metrics_dir, status).run()
         finally:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+            status.unlink(missing_ok=True)
     finally:
         claim.release()
 
@@ -250,7 +254,9 @@ class _Supervisor:
     MAX_DELAY = 30.0
     CRASH_WINDOW = 60.0
 
-    def __init__(self, host: str, port: int, workers: int, metrics_dir: str) -> None:
+    def __init__(
+        self, host: str, port: int, workers: int, metrics_dir: str, status: Path | None = None
+    ) -> None:
         self.host = host
         self.port = port
         self.metrics_dir = metrics_dir
@@ -259,6 +265,9 @@ class _Supervisor:
         self.due: dict[int, float] = {}  # slot -> when to start its next worker
         self.deaths: deque[float] = deque()
         self.stopping = False
+        self.status = status
+        self.restarts = 0
+        self.last_exit: dict[str, Any] | None = None
 
     def run(self) -> None:
         """Supervise until a stop signal, then stop the workers."""
@@ -267,6 +276,7 @@ class _Supervisor:
         try:
             for slot in range(len(self.slots)):
                 self._start(slot)
+            self._write_status()
             while not self.stopping:
                 alive = [p.sentinel for p in self.slots if p is not None and p.is_alive()]
                 timeout = 1.0
@@ -282,6 +292,7 @@ class _Supervisor:
                     if at <= now and not self.stopping:
                         del self.due[slot]
                         self._start(slot)
+                        self._write_status()
         finally:
             self._terminate()
 
@@ -311,6 +322,14 @@ class _Supervisor:
                 self.deaths.popleft()
             delay = min(self.RESTART_DELAY * 2 ** (len(self.deaths) - 1), self.MAX_DELAY)
             self.due[slot] = now + delay
+            self.restarts += 1
+            self.last_exit = {
+                "worker": slot,
+                "pid": process.pid,
+                "exit": _exit_status(process.exitcode),
+                "at": time.time(),
+            }
+            self._write_status()
             log.warning(
                 "roiml serve: worker %d (pid %s) exited with %s; starting a new one in %.1f s",
                 slot,
@@ -318,6 +337,25 @@ class _Supervisor:
                 _exit_status(process.exitcode),
                 delay,
             )
+
+    def _write_status(self) -> None:
+        if self.status is None:
+            return
+        alive = sum(1 for p in self.slots if p is not None and p.is_alive())
+        state = {
+            "pid": os.getpid(),
+            "workers": len(self.slots),
+            "alive": alive,
+            "restarting": len(self.due),
+            "restarts": self.restarts,
+            "last_exit": self.last_exit,
+        }
+        partial = self.status.with_suffix(".partial")
+        try:
+            partial.write_text(json.dumps(state))
+            partial.replace(self.status)
+        except OSError as exc:
+            log.warning("cannot write the supervisor's status to %s: %s", self.status, exc)
 
     def _stop(self, *_: object) -> None:
         self.stopping = True
@@ -335,6 +373,26 @@ class _Supervisor:
             if process.is_alive():
                 process.kill()
                 process.join()
+
+
+def _status_path(settings: Settings, supervisor_pid: int) -> Path:
+    return settings.data_dir / f"serve-supervisor-{supervisor_pid}.json"
+
+
+def supervisor_status(settings: Settings) -> dict[str, Any] | None:
+    """What the supervisor of this worker last wrote, or None (one worker, no supervisor).
+
+    ``workers`` expected, ``alive`` (started and not dead: a replacement counts while it still
+    loads its models), ``restarting`` (dead, waiting for their backoff), ``restarts`` since the
+    start, ``last_exit`` (``worker``, ``pid``, ``exit``: ``signal SIGKILL`` or ``code N``,
+    ``at``: Unix time). For ``/health``: one worker's process cannot see that its sibling died;
+    ``alive < workers``, or a ``last_exit`` in the last minute, is a degraded service.
+    """
+    try:
+        state: dict[str, Any] = json.loads(_status_path(settings, os.getppid()).read_text())
+    except (OSError, ValueError):
+        return None
+    return state
 
 
 def _exit_status(code: int | None) -> str:
