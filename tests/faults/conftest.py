@@ -358,9 +358,9 @@ def run_load(
                 start = time.monotonic()
                 try:
                     response = requests[kind](http)
-                    answer = record(kind, response, start - t0, time.monotonic() - start)
+                    answer = record(kind, response, start, time.monotonic() - start)
                 except httpx.HTTPError:
-                    answer = Answer(kind, start - t0, time.monotonic() - start, 0, None)
+                    answer = Answer(kind, start, time.monotonic() - start, 0, None)
                 with lock:
                     answers.append(answer)
                 time.sleep(pause)
@@ -369,14 +369,18 @@ def run_load(
     for w in workers:
         w.start()
     time.sleep(max(0.0, t0 - time.monotonic()))
+    # Times count from when the fault is in place: on a busy machine this thread may wake late.
     fault()
-    time.sleep(max(0.0, t0 + during - time.monotonic()))
+    t0 = time.monotonic()
+    time.sleep(during)
     restore()
     restored = time.monotonic() - t0
     time.sleep(after)
     stop.set()
     for w in workers:
         w.join(timeout=60)
+    for a in answers:
+        a.started -= t0
     return sorted(answers, key=lambda a: a.started), restored
 
 
