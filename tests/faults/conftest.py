@@ -369,9 +369,9 @@ def run_load(
     for w in workers:
         w.start()
     time.sleep(max(0.0, t0 - time.monotonic()))
-    # Times count from when the fault is in place: on a busy machine this thread may wake late.
-    fault()
+    # Times count from when the fault begins: on a busy machine this thread may wake late.
     t0 = time.monotonic()
+    fault()
     time.sleep(during)
     restore()
     restored = time.monotonic() - t0

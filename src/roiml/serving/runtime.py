@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from roiml.db.engine import is_postgres
 from roiml.db.enums import ModelType, PredictionType
 from roiml.models.artifact import MODEL_NAMES
 from roiml.serving.components import Components
@@ -52,7 +53,10 @@ class Serving:
             parts.online,
             database_breaker=database,
             engine_guarded=parts.database_breaker is not None,
-            read_timeout=settings.database_read_timeout_ms / 1000,
+            # A server can hang; the embedded SQLite file cannot, and its reads stay inline.
+            read_timeout=(
+                settings.database_read_timeout_ms / 1000 if is_postgres(parts.engine) else None
+            ),
         )
         service = PredictionService(
             vectors,
