@@ -67,9 +67,12 @@ class _Edge:
             scope["raw_path"] = scope["path"].encode()
         started = time.perf_counter()
         status = 500
+        answered = False
 
         async def send_status(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                answered = True
             if message["type"] == "http.response.start":
                 status = message["status"]
                 if status == 503 and not any(
@@ -81,6 +84,13 @@ class _Edge:
 
         try:
             await self.app(scope, receive, send_status)
+        except Exception:
+            # Starlette's error middleware sends the 500 and then re-raises, and uvicorn closes
+            # a connection whose app raised: the client's next request on it was reset. Once
+            # the 500 has gone out whole, the error is logged here and the connection kept.
+            if not answered:
+                raise
+            log.exception("unhandled error in %s %s (answered 500)", scope["method"], scope["path"])
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.requests.labels(route, scope["method"], str(status)).inc()

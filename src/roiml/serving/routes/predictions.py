@@ -37,8 +37,10 @@ def _route(kind: PredictionType) -> Callable[..., Awaitable[Response]]:
         # The app's Serving straight off app.state, not through a dependency: FastAPI spends
         # more per dependency layer than this lookup costs, on the API's hottest path.
         serving = serving_of(http)
-        if request.as_of_date is not None:
-            # Computing features as of a past instant reads SQL: off the event loop.
+        if request.as_of_date is not None or not serving.online_ready:
+            # Computing features as of a past instant reads SQL, and so does the fallback while
+            # the online store's breaker is open: off the event loop, which must keep answering
+            # /health and the requests the store can serve.
             outcome = (
                 await run_in_threadpool(serving.serve, principal.tenant_id, [(kind, request)])
             )[0]
