@@ -99,3 +99,33 @@ def test_supervisor_status_is_read_from_the_parent_s_file(tmp_path: Path) -> Non
     state = {"workers": 2, "alive": 1, "restarting": 1, "restarts": 1, "last_exit": None}
     (settings.data_dir / f"serve-supervisor-{os.getppid()}.json").write_text(json.dumps(state))
     assert supervisor_status(settings) == state
+
+
+def test_health_reads_a_siblings_death_from_the_supervisor() -> None:
+    """A worker's /health is degraded, naming ``workers``, while a sibling is dead or died in
+    the last minute; one process (no supervisor) and every worker alive are ok."""
+    from roiml.serving.health import _workers, public_health
+    from roiml.serving.schemas import ServiceHealth
+
+    now = 1_000_000.0
+    assert _workers(None, now) == ("one process", True)
+    assert _workers({"workers": 2, "alive": 2, "last_exit": None}, now) == ("2 of 2 alive", True)
+    died = {"worker": 1, "pid": 42, "exit": "signal SIGKILL", "at": now - 4}
+    line, ok = _workers({"workers": 2, "alive": 2, "last_exit": died}, now)
+    assert not ok and "worker 1 (pid 42) died 4 s ago: signal SIGKILL" in line
+    assert _workers({"workers": 2, "alive": 1, "last_exit": None}, now)[1] is False
+    old = {**died, "at": now - 120}
+    assert _workers({"workers": 2, "alive": 2, "last_exit": old}, now) == ("2 of 2 alive", True)
+
+    report = ServiceHealth(
+        status="degraded",
+        database="ok",
+        redis="ok",
+        registry="ok",
+        prediction_log={"state": "ok"},
+        models={},
+        workers=line,
+        workers_ok=False,
+    )
+    public = public_health(report)
+    assert public.status == "degraded" and public.failing == ["workers"]

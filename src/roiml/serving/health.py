@@ -37,6 +37,7 @@ from roiml.models.artifact import MODEL_NAMES
 from roiml.serving.components import Components
 from roiml.serving.model_cache import ModelUnavailableError
 from roiml.serving.schemas import ModelHealth, ServiceHealth
+from roiml.serving.supervisor_state import supervisor_status
 
 __all__ = [
     "ModelHealthRollup",
@@ -297,6 +298,8 @@ def public_health(report: ServiceHealth) -> PublicHealth:
         failing.append("redis")
     if report.registry != "ok":
         failing.append("registry")
+    if not report.workers_ok:
+        failing.append("workers")
     log_state = report.prediction_log.get("state", "ok")
     if log_state != "ok" or report.prediction_log.get("full"):
         failing.append("prediction_log")
@@ -329,7 +332,14 @@ def service_health(parts: Components, redis_client: Any) -> ServiceHealth:
     if not loaded:
         registry = "no model loaded"
     log_stats = parts.prediction_log.stats()
-    down = database != "ok" or redis_state.startswith("down") or not loaded
+    workers, workers_ok = _workers(supervisor_status(parts.settings), time.time())
+    down = (
+        database != "ok"
+        or redis_state.startswith("down")
+        or not loaded
+        or log_stats["state"] != "ok"
+        or not workers_ok
+    )
     return ServiceHealth(
         status="degraded" if down else "ok",
         database=database,
@@ -337,7 +347,32 @@ def service_health(parts: Components, redis_client: Any) -> ServiceHealth:
         registry=registry,
         prediction_log=dict(log_stats),
         models=models,
+        workers=workers,
+        workers_ok=workers_ok,
     )
+
+
+# A worker's death is news this long: the supervisor replaces it within seconds, but the
+# capacity was down and its in-flight requests were reset.
+_RECENT_EXIT_SECONDS = 60.0
+
+
+def _workers(status: dict[str, Any] | None, now: float) -> tuple[str, bool]:
+    """The supervisor's status as one line (``one process``, ``2 of 2 alive``, or ``1 of 2
+    alive; worker 1 (pid 123) died 4 s ago: signal SIGKILL``) and whether it is healthy:
+    every worker alive and none died in the last minute."""
+    if status is None:
+        return "one process", True
+    alive, expected = int(status.get("alive", 0)), int(status.get("workers", 0))
+    line = f"{alive} of {expected} alive"
+    last = status.get("last_exit")
+    recent = isinstance(last, dict) and now - float(last.get("at", 0.0)) < _RECENT_EXIT_SECONDS
+    if isinstance(last, dict) and recent:
+        line += (
+            f"; worker {last.get('worker')} (pid {last.get('pid')}) died "
+            f"{now - float(last.get('at', 0.0)):.0f} s ago: {last.get('exit')}"
+        )
+    return line, alive >= expected and not recent
 
 
 class ServiceHealthCache:

@@ -444,6 +444,10 @@ class ServiceHealth(BaseModel):
     registry: str
     prediction_log: dict[str, float | int | str | bool | None]
     models: dict[str, str]
+    # The server's processes as its supervisor last wrote them: "one process" (no supervisor),
+    # "2 of 2 alive", or who died and when; a worker cannot otherwise see its sibling's death.
+    workers: str = "one process"
+    workers_ok: bool = True  # every worker alive and none died in the last minute
 
 
 class ErrorBody(BaseModel):

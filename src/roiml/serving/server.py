@@ -47,6 +47,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from roiml.errors import ConfigurationError
+from roiml.serving.supervisor_state import status_path, supervisor_status
 from roiml.settings import Settings
 
 __all__ = [
@@ -230,7 +231,7 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
         metrics_dir = tempfile.mkdtemp(prefix="roiml-metrics-")
         # Read by prometheus_client when each worker imports it: set before they start.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-        status = _status_path(settings, os.getpid())
+        status = status_path(settings, os.getpid())
         try:
             _Supervisor(host, port, workers, metrics_dir, status).run()
         finally:
@@ -373,26 +374,6 @@ class _Supervisor:
             if process.is_alive():
                 process.kill()
                 process.join()
-
-
-def _status_path(settings: Settings, supervisor_pid: int) -> Path:
-    return settings.data_dir / f"serve-supervisor-{supervisor_pid}.json"
-
-
-def supervisor_status(settings: Settings) -> dict[str, Any] | None:
-    """What the supervisor of this worker last wrote, or None (one worker, no supervisor).
-
-    ``workers`` expected, ``alive`` (started and not dead: a replacement counts while it still
-    loads its models), ``restarting`` (dead, waiting for their backoff), ``restarts`` since the
-    start, ``last_exit`` (``worker``, ``pid``, ``exit``: ``signal SIGKILL`` or ``code N``,
-    ``at``: Unix time). For ``/health``: one worker's process cannot see that its sibling died;
-    ``alive < workers``, or a ``last_exit`` in the last minute, is a degraded service.
-    """
-    try:
-        state: dict[str, Any] = json.loads(_status_path(settings, os.getppid()).read_text())
-    except (OSError, ValueError):
-        return None
-    return state
 
 
 def _exit_status(code: int | None) -> str:
