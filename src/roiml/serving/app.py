@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from roiml.errors import RoimlError
+from roiml.errors import PredictionLogFullError, RoimlError
 from roiml.serving.body_limit import BodyLimit
 from roiml.serving.components import Components, registry_components
 from roiml.serving.metrics import ServingMetrics
@@ -157,7 +157,8 @@ def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
 
     @app.exception_handler(RoimlError)
     async def roiml_error(_: Request, exc: RoimlError) -> JSONResponse:
-        if isinstance(exc, ModelUnavailableError):
+        # Both are "not now", not "not this request": a 422 would tell the client not to retry.
+        if isinstance(exc, ModelUnavailableError | PredictionLogFullError):
             return JSONResponse({"detail": str(exc)}, status_code=503, headers=retry_after)
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
