@@ -191,3 +191,52 @@ def test_public_routes_charge_the_address_without_a_token(tight_api: Any, path: 
 def test_a_bad_token_on_a_public_route_is_401(tight_api: Any) -> None:
     response = tight_api.get("/health", headers=bearer("not-a-jwt"))
     assert response.status_code == 401
+
+
+def test_a_hung_redis_costs_one_probe_not_every_request() -> None:
+    """A Redis that accepts connections and never answers (stopped): a request waits one
+    timeout (no retry on a timeout), requests in the next second go unchecked at once, then one
+    request probes again while the others arriving during it go unchecked too. (Requests sent
+    before the first failure was known each wait their own timeout: nothing could tell them.)"""
+    import asyncio
+    import socket
+
+    from roiml.serving.ratelimit import RedisRateLimiter
+
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(16)  # the kernel completes connects; nobody ever reads
+    port = hung.getsockname()[1]
+
+    async def scenario() -> tuple[float, list[float], float]:
+        limiter = RedisRateLimiter(
+            f"redis://127.0.0.1:{port}/0", 600, 10, timeout_seconds=0.2, retry_seconds=0.5
+        )
+
+        async def timed(key: str) -> float:
+            started = time.perf_counter()
+            decision = await limiter.hit(key)
+            assert decision.allowed  # fail open
+            return time.perf_counter() - started
+
+        try:
+            first_seconds = await timed("t:a")
+            # Within the second after a failure: nobody waits on Redis.
+            meanwhile = await asyncio.gather(*(timed(f"t:{i}") for i in range(20)))
+            await asyncio.sleep(0.6)
+            # After it, one request probes; those arriving during the probe do not queue on it.
+            probe = asyncio.create_task(timed("t:b"))
+            await asyncio.sleep(0.02)
+            meanwhile += await asyncio.gather(*(timed(f"u:{i}") for i in range(20)))
+            probe_seconds = await probe
+        finally:
+            await limiter.aclose()
+        return first_seconds, meanwhile, probe_seconds
+
+    try:
+        first_seconds, meanwhile, probe = asyncio.run(scenario())
+    finally:
+        hung.close()
+    assert 0.15 < first_seconds < 0.39  # one 0.2 s timeout, not two
+    assert max(meanwhile) < 0.1  # none waited on the hung server
+    assert 0.15 < probe < 0.39  # after the skip window, one request probes again

@@ -53,6 +53,7 @@ from fastapi import Depends, HTTPException, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from starlette.applications import Starlette
 
 from roiml.serving.security import Principal, Scope, bearer_scheme, check_scope, principal_of
@@ -197,7 +198,9 @@ class RedisRateLimiter:
     route to report. Fail-open because the limiter protects capacity, not data: every request
     is still authenticated and tenant-scoped, and refusing all traffic because the limiter's
     store is down would turn a Redis outage into a full API outage. After a failure Redis is
-    not tried again for ``retry_seconds``, so an outage adds no latency to each request.
+    not tried again for ``retry_seconds``, then one request probes it while the others go
+    unchecked, so an outage adds no latency to each request: a hung Redis costs one probe's
+    timeout a second, paid by one request, not by every request that arrives meanwhile.
     """
 
     def __init__(
@@ -208,6 +211,7 @@ class RedisRateLimiter:
         *,
         prefix: str = "roiml:ratelimit:",
         timeout_seconds: float = 0.25,
+        connect_timeout_seconds: float | None = None,
         retry_seconds: float = 1.0,
     ) -> None:
         """Connect lazily to ``redis_url``; keys are ``<prefix><tenant>:<client>``."""
@@ -219,15 +223,18 @@ class RedisRateLimiter:
         self._prefix = prefix
         self._retry_ns = int(retry_seconds * 1e9)
         self._skip_until = 0
+        self._probing = False
         interval_us = max(1, round(60e6 / per_minute))
         self._args = [interval_us, burst * interval_us]
-        # A short timeout and a single immediate retry (for a pooled connection the server
-        # closed): redis-py's default of 3 retries with backoff would stall requests for seconds.
+        # A short timeout and a single immediate retry on a closed connection (a pooled one the
+        # server dropped), none on a timeout: a server that did not answer in time will not
+        # answer the retry either (redis-py's default, 3 retries with backoff, stalled requests
+        # for seconds; a retry on timeout doubled each probe of a hung Redis).
         self._client: aioredis.Redis = aioredis.Redis.from_url(
             redis_url,
             socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
-            retry=Retry(NoBackoff(), 1),
+            socket_connect_timeout=connect_timeout_seconds or timeout_seconds,
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
         self._script = self._client.register_script(_GCRA)
 
@@ -238,8 +245,11 @@ class RedisRateLimiter:
 
     async def hit(self, key: str) -> RateDecision:
         """See :meth:`RateLimiter.hit`; allows the request if Redis cannot be reached."""
-        if self._skip_until and time.monotonic_ns() < self._skip_until:
+        probe = bool(self._skip_until)
+        if probe and (self._probing or time.monotonic_ns() < self._skip_until):
             return RateDecision(True, 0.0, -1)
+        # One event loop per process: the flag needs no lock.
+        self._probing = probe
         try:
             result: Any = await self._script(keys=[self._prefix + key], args=self._args)
         except Exception as exc:  # any Redis failure: fail open, see the class docstring
@@ -248,6 +258,8 @@ class RedisRateLimiter:
             self._skip_until = time.monotonic_ns() + self._retry_ns
             log.warning("rate limiter allows requests unchecked, Redis failed: %s", exc)
             return RateDecision(True, 0.0, -1)
+        finally:
+            self._probing = False
         if self.last_error is not None:
             log.info("rate limiter: Redis is back")
             self.last_error = None
@@ -264,7 +276,13 @@ def make_rate_limiter(settings: Settings) -> RateLimiter:
     """Redis when ``settings.redis_url`` is set (one budget across processes), else memory."""
     if settings.redis_url:
         return RedisRateLimiter(
-            settings.redis_url, settings.rate_limit_per_minute, settings.rate_limit_burst
+            settings.redis_url,
+            settings.rate_limit_per_minute,
+            settings.rate_limit_burst,
+            # Not the online read's 50 ms: a late answer here only lets one request through
+            # unchecked, then skips Redis for a second, so a busy Redis must not trip it.
+            timeout_seconds=0.25,
+            connect_timeout_seconds=settings.redis_connect_timeout_ms / 1000,
         )
     return MemoryRateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
 
