@@ -55,20 +55,6 @@ for _route in ROUTES:
     )
 
 
-# Owned elsewhere (issue 18's other items; remove each excuse when its route is fixed):
-# /health answers anyone by design, while the schema inherits a required bearer from its
-# optional one (routes/health.py); the dashboard page documents its error answers as text/html
-# (routes/dashboard.py's response_class), which are JSON.
-for _check in ("ignored_auth", "missing_required_header"):
-    _excuse(_check, "GET /health", "public by design; its schema says a bearer is required")
-_excuse(
-    "content_type_conformance",
-    "GET /api/ml/dashboard",
-    "the page's JSON error answers are documented as text/html",
-    lambda body: body.startswith(b'{"detail"'),
-)
-
-
 @dataclass
 class Found:
     """One failed check: which, where, the request body and the answer."""

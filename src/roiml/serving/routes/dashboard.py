@@ -32,6 +32,20 @@ DASHBOARD_SCOPE = Scope.ADMIN
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody} for status in (401, 403, 422, 429)
 }
+# The page's errors are JSON like every route's; with "model", FastAPI would document them in
+# the page's own media type (text/html).
+_PAGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
+    for status, description in (
+        (401, "Unauthorized"),
+        (403, "Forbidden"),
+        (422, "Unprocessable Entity"),
+        (429, "Too Many Requests"),
+    )
+}
 Days = Annotated[
     int,
     Query(ge=1, le=MAX_DAYS, description="Calendar days to show, today included."),
@@ -40,7 +54,7 @@ Days = Annotated[
 router = APIRouter(tags=["monitoring"])
 
 
-@router.get(DASHBOARD_PATH, response_class=HTMLResponse, responses=_ERRORS)
+@router.get(DASHBOARD_PATH, response_class=HTMLResponse, responses=_PAGE_ERRORS)
 async def dashboard_page(
     parts: ComponentsDep, principal: AdminPrincipal, days: Days = 30
 ) -> HTMLResponse:

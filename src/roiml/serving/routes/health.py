@@ -31,7 +31,15 @@ _HEALTH_RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 
-@router.get("/health", response_model=PublicHealth | ServiceHealth, responses=_HEALTH_RESPONSES)
+@router.get(
+    "/health",
+    response_model=PublicHealth | ServiceHealth,
+    responses=_HEALTH_RESPONSES,
+    # Open to anyone; a token only adds detail. OpenAPI says "optional" as an empty
+    # requirement beside the bearer; FastAPI lists the bearer alone (required) and appends
+    # this list to its own.
+    openapi_extra={"security": [{}]},
+)
 async def health(
     health: ServiceHealthDep, serving: ServingDep, principal: PublicPrincipal
 ) -> Response:
