@@ -48,6 +48,7 @@ PUBLIC = {
         "RegisteredModelSummary",
         "RoimlPyfuncModel",
         "Stage",
+        "list_mirrored",
         "lower_is_better",
         "parse_stage",
     },
