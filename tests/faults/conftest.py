@@ -29,6 +29,7 @@ import redis
 import uvicorn
 from prometheus_client import CollectorRegistry
 
+from conftest import IN_CI
 from roiml.db.base import utcnow
 from roiml.db.engine import make_engine
 from roiml.db.migrate import upgrade
@@ -46,7 +47,6 @@ from roiml.store.online import OnlineStore, open_online_store
 from roiml.store.retrieval import FeatureStore
 from roiml.world import WorldConfig, generate_world
 
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 REDIS_SERVER = "/usr/bin/redis-server"
 FAULT_TENANT = "faults"
 USERS = 300

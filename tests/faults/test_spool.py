@@ -12,7 +12,6 @@ The figures go to docs/API.md (Faults, prediction log); ``-s`` prints them.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from conftest import IN_CI
 from faults.api_process import (
     INTERNALS,
     Load,
@@ -36,7 +36,6 @@ from faults.api_process import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.timeout(600)]
 
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 MAX_MB = 1
 
 

@@ -268,9 +268,9 @@ def detect_drift(
             }
         values[SHARED_STEP] = float(numeric.wasserstein_raw[i]) / max(float(spread[i]), 0.001)
         values[NOT_JUDGED] = math.nan
-        values[MEAN_SHIFT] = abs(
-            float(numeric.mean_current[i]) - float(numeric.mean_reference[i])
-        ) / max(float(numeric.reference_std[i]), 0.001)
+        std = max(float(numeric.reference_std[i]), 0.001)
+        moved = float(numeric.mean_current[i]) - float(numeric.mean_reference[i])
+        values[MEAN_SHIFT] = abs(moved) / std
         statistic = values["ks_pvalue"] if method == "ks" else values[method]
         if method in _PVALUE and policy.automatic(name, kind):
             # Significance alone is not drift: at a few hundred rows a tiny move can pass it.
@@ -279,17 +279,19 @@ def detect_drift(
             drifted, score = _effect_verdict(statistic, threshold, effect, line)
         else:
             drifted, score = _verdict(method, statistic, threshold)
-        std = max(float(numeric.reference_std[i]), 0.001)
         expected = seasonal.get(name) if relation is TimeRelation.ORDINARY else None
         note = unjudged.get(name)
-        if drifted and expected is not None and kind == "numeric":
-            moved = float(numeric.mean_current[i]) - float(numeric.mean_reference[i])
-            if _seasonal(moved / std, expected / std, policy.mean_threshold):
-                drifted = False
-                note = (
-                    f"moved {moved / std:+.2f} std, as the same dates did a year earlier "
-                    f"({expected / std:+.2f} std): the season, not drift"
-                )
+        if (
+            drifted
+            and expected is not None
+            and kind == "numeric"
+            and _seasonal(moved / std, expected / std, policy.mean_threshold)
+        ):
+            drifted = False
+            note = (
+                f"moved {moved / std:+.2f} std, as the same dates did a year earlier "
+                f"({expected / std:+.2f} std): the season, not drift"
+            )
         out[name] = FeatureDrift(
             kind=kind,
             method=method,

@@ -246,15 +246,9 @@ def seasonal_moves(
         season[AS_OF].to_numpy(zero_copy_only=False), dtype="datetime64[us]"
     ).astype("datetime64[D]")
     for years in _SEASON_YEARS:
-        then = np.searchsorted(profile_days, year_earlier(today, years))
-        before = np.searchsorted(profile_days, year_earlier(days, years))
-        found = (then < profile_days.size) & (
-            profile_days[np.minimum(then, profile_days.size - 1)] == year_earlier(today, years)
-        )
-        covered = (before < profile_days.size) & (
-            profile_days[np.minimum(before, profile_days.size - 1)] == year_earlier(days, years)
-        )
-        if found.all() and covered.all():
+        then = _positions(profile_days, year_earlier(today, years))
+        before = _positions(profile_days, year_earlier(days, years))
+        if then is not None and before is not None:
             break
     else:
         return {}
@@ -315,6 +309,13 @@ def _shared_scales(
             rms = float(np.sqrt(np.mean(per_root_day**2)))
             out[i] = _OWN_MOVE_SIGMAS * rms * np.sqrt(gap_days)
     return out
+
+
+def _positions(sorted_days: np.ndarray, wanted: np.ndarray) -> np.ndarray | None:
+    """The index of each of ``wanted`` in ``sorted_days``; None unless all are there."""
+    at = np.searchsorted(sorted_days, wanted)
+    found = (at < sorted_days.size) & (sorted_days[np.minimum(at, sorted_days.size - 1)] == wanted)
+    return at if found.all() else None
 
 
 def _median(column: np.ndarray) -> float:

@@ -70,7 +70,7 @@ def list_mirrored(engine: Engine, tenant_id: str) -> list[RegisteredModelSummary
             held.pop(alias, None)
         else:
             held[alias] = to_version
-        moved[name] = max(moved.get(name, moved_at), moved_at)
+        moved[name] = moved_at
     out = []
     for name in sorted(by_name):
         rows = sorted(by_name[name], key=lambda row: _number(row[0]))

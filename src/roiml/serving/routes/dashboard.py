@@ -10,6 +10,7 @@ The figures and the page are :mod:`roiml.monitoring.dashboard`'s; this is their 
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -29,22 +30,18 @@ DASHBOARD_PATH = f"{BASE}/dashboard"
 # What AdminPrincipal checks.
 DASHBOARD_SCOPE = Scope.ADMIN
 
+_ERROR_STATUSES = (401, 403, 422, 429)
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody} for status in (401, 403, 422, 429)
+    status: {"model": ErrorBody} for status in _ERROR_STATUSES
 }
 # The page's errors are JSON like every route's; with "model", FastAPI would document them in
 # the page's own media type (text/html).
 _PAGE_ERRORS: dict[int | str, dict[str, Any]] = {
     status: {
-        "description": description,
+        "description": HTTPStatus(status).phrase,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
     }
-    for status, description in (
-        (401, "Unauthorized"),
-        (403, "Forbidden"),
-        (422, "Unprocessable Entity"),
-        (429, "Too Many Requests"),
-    )
+    for status in _ERROR_STATUSES
 }
 Days = Annotated[
     int,
