@@ -14,6 +14,12 @@ Then it serves the registry's production move model with ``mlflow models serve``
 explanations, no feature read) and drives it the same way, and prints both with their ratios.
 Peak memory per API worker is read from ``/proc/<pid>/status`` (VmHWM). Results go to
 ``bench/results/api.json``.
+
+    python -m bench api --data-dir DIR --compare before=OLD --compare after=NEW [--rounds 3]
+
+serves each checkout (``git archive REV | tar -x -C OLD``) on the same data in turn, rounds
+interleaved, and prints each one's medians over the rounds beside the ratios (last over first);
+``mlflow`` is not run. Results go to ``bench/results/api_compare.json``.
 """
 
 from __future__ import annotations
@@ -140,17 +146,13 @@ def _load(base: str, path: str, body: str, users: int, duration: int) -> dict[st
     }
 
 
-def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench api")
-    parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--tenant", default="demo")
-    parser.add_argument("--users", type=int, default=10_000)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--duration", type=int, default=10)
-    args = parser.parse_args(argv)
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is not installed: apt-get install wrk")
-    env = dict(os.environ, ROIML_DATA_DIR=args.data_dir, ROIML_TENANT_ID=args.tenant)
+def _serve_and_load(
+    args: argparse.Namespace, env: dict[str, str], source: str | None = None
+) -> dict[str, object]:
+    """``roiml serve`` (of the installed code, or of ``source``'s ``src``) under the load."""
+    if source is not None:
+        # Another checkout of roiml (``git archive REV | tar -x -C DIR``) on the same data.
+        env = dict(env, PYTHONPATH=f"{Path(source).resolve() / 'src'}")
     port = _free_port()
     server = subprocess.Popen(
         [
@@ -213,6 +215,82 @@ def main(argv: list[str]) -> None:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+    return results
+
+
+_COMPARED = {
+    "c1_p50_ms": ("single_c1", "p50_ms"),
+    "c1_p99_ms": ("single_c1", "p99_ms"),
+    "c16_requests_per_s": ("c16", "requests_per_s"),
+    "c16_p99_ms": ("c16", "p99_ms"),
+}
+
+
+def _figures(run: dict[str, object]) -> dict[str, float]:
+    load = run["roiml"]
+    assert isinstance(load, dict)
+    out = {name: float(load[part][key]) for name, (part, key) in _COMPARED.items()}
+    out["batch_1000_ms"] = float(run["roiml_batch_1000_ms"])  # type: ignore[arg-type]
+    return out
+
+
+def _compare(args: argparse.Namespace, env: dict[str, str]) -> dict[str, object]:
+    """Each labelled checkout served in turn, ``--rounds`` times interleaved (A B A B ...).
+
+    Interleaving puts every code through the same spells of a shared machine's load; the
+    medians over rounds and their ratios (the last label over the first) are one sitting's.
+    """
+    labelled = [item.split("=", 1) for item in args.compare]
+    runs: dict[str, list[dict[str, float]]] = {label: [] for label, _ in labelled}
+    for round_ in range(args.rounds):
+        for label, source in labelled:
+            print(f"round {round_ + 1}/{args.rounds}: {label} ({source})", flush=True)
+            runs[label].append(_figures(_serve_and_load(args, env, source)))
+    medians = {
+        label: {key: statistics.median(run[key] for run in each) for key in each[0]}
+        for label, each in runs.items()
+    }
+    first, last = labelled[0][0], labelled[-1][0]
+    return {
+        "workers": args.workers,
+        "users": args.users,
+        "duration_s": args.duration,
+        "rounds": runs,
+        "medians": medians,
+        f"ratios_{last}_over_{first}": {
+            key: medians[last][key] / medians[first][key] for key in medians[first]
+        },
+        "targets": {"c1_p99_ms": "<= 10", "c16_requests_per_s": ">= 1000"},
+        "load_average_after": os.getloadavg(),
+    }
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench api")
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--tenant", default="demo")
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="LABEL=DIR",
+        help="a checkout of roiml to serve (repeat: before=DIR after=DIR); skips mlflow",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of --compare")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+    env = dict(os.environ, ROIML_DATA_DIR=args.data_dir, ROIML_TENANT_ID=args.tenant)
+    if args.compare:
+        compared = _compare(args, env)
+        print(json.dumps(compared, indent=2))
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "api_compare.json").write_text(json.dumps(compared, indent=2))
+        return
+    results = _serve_and_load(args, env)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "api.json").write_text(json.dumps(results, indent=2))  # kept if mlflow fails
     print(json.dumps(results, indent=2), flush=True)

@@ -170,6 +170,9 @@ class MLPrediction(TenantMixin, Base):
     shap_values: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     latency_ms: Mapped[float | None] = mapped_column(Float)
     as_of_date: Mapped[datetime | None] = mapped_column(DateTime())
+    extrapolation_days: Mapped[float | None] = mapped_column(
+        Float, doc="days past the entity's last fresh data the answer reached; null if none"
+    )
     predicted_at: Mapped[datetime] = mapped_column(DateTime(), nullable=False, default=utcnow)
     actual_value: Mapped[float | None] = mapped_column(Float)
     actual_class: Mapped[str | None] = mapped_column(String(32))

@@ -93,6 +93,8 @@ class Property(TenantMixin, Base):
     mortgage_term_years: Mapped[int | None] = mapped_column(Integer)
     mortgage_started_at: Mapped[datetime | None] = mapped_column(DateTime())
     sold_at: Mapped[datetime | None] = mapped_column(DateTime())
+    latitude: Mapped[float | None] = mapped_column(Float, doc="degrees north, WGS 84")
+    longitude: Mapped[float | None] = mapped_column(Float, doc="degrees east, WGS 84")
 
     __table_args__ = (Index("ix_properties_tenant_owner", "tenant_id", "owner_user_id"),)
 
