@@ -87,3 +87,210 @@ def real_sales_cmd(
         console.print(
             f"  roiml data import {table} {path} --tenant TENANT", highlight=False, soft_wrap=True
         )
+
+
+# ---- roiml data contract ------------------------------------------------------------------------
+
+contract_app = typer.Typer(
+    no_args_is_help=True,
+    help="Declare the columns a tenant's files add to the source tables (docs/DATA_CONTRACT.md).",
+)
+app.add_typer(contract_app, name="contract")
+
+_TENANT = typer.Option(None, help="Tenant whose contract this is (default: ROIML_TENANT_ID).")
+_DECLARED_TYPES = "integer, float, boolean, string, date or datetime"
+
+
+def _contract_target(tenant: str | None) -> tuple[Path, str]:
+    """The data directory and the tenant a contract verb works on."""
+    settings = settings_or_exit()
+    return settings.data_dir, tenant or settings.tenant_id
+
+
+@contract_app.command("add")
+@handle_errors
+def contract_add_cmd(
+    table: str | None = typer.Argument(
+        None, help="Table the column extends (users, properties, transactions)."
+    ),
+    name: str | None = typer.Argument(None, help="The column's name in the files (snake_case)."),
+    column_type: str | None = typer.Option(None, "--type", help=f"{_DECLARED_TYPES}."),
+    categorical: bool | None = typer.Option(
+        None,
+        "--categorical/--numeric",
+        help="How it becomes a feature (default: categorical for string and boolean columns).",
+    ),
+    unit: str | None = typer.Option(None, help="Unit of a numeric column, e.g. sqft or years."),
+    allowed: str | None = typer.Option(
+        None, help="Comma-separated values a categorical column may take, e.g. a,b,c."
+    ),
+    minimum: float | None = typer.Option(None, "--min", help="Smallest valid value (numbers)."),
+    maximum: float | None = typer.Option(None, "--max", help="Largest valid value (numbers)."),
+    max_length: int | None = typer.Option(None, help="Longest valid text (strings; default 256)."),
+    description: str = typer.Option("", help="What the column holds, for the feature catalog."),
+    file: Path | None = typer.Option(
+        None,
+        "--file",
+        help="A contract YAML file (e.g. from `roiml data real-sales`): "
+        "declare all of its columns at once; nothing changes unless all are valid.",
+    ),
+    tenant: str | None = _TENANT,
+) -> None:
+    """Declare column NAME of TABLE (or every column of --file) for the tenant's imports."""
+    from roiml.errors import ImportValidationError
+    from roiml.ingest.contract import Kind
+    from roiml.ingest.extensions import (
+        ColumnRole,
+        ExtensionColumn,
+        default_role,
+        load_tenant_contract,
+        parse_contract_text,
+        save_tenant_contract,
+    )
+
+    data_dir, tenant_id = _contract_target(tenant)
+    contract = load_tenant_contract(data_dir, tenant_id)
+    single = (column_type, categorical, unit, allowed, minimum, maximum, max_length)
+    if file is not None:
+        if table is not None or any(v is not None for v in single) or description:
+            raise ImportValidationError(
+                "--file declares the columns its file lists; give either --file or "
+                "TABLE NAME --type ..., not both"
+            )
+        if not file.is_file():
+            raise ImportValidationError(f"{file} does not exist or is not a file")
+        declared = parse_contract_text(file.read_text(encoding="utf-8"), tenant_id, str(file))
+        updated = contract.with_columns(declared.extensions)
+        for (table_name, column_name), precision in declared.precisions.items():
+            updated = updated.with_precision(table_name, column_name, precision)
+        added = [c.qualified_name for c in declared.extensions]
+    else:
+        if table is None or name is None or column_type is None:
+            raise ImportValidationError(
+                "give TABLE NAME --type TYPE (e.g. `roiml data contract add properties grade "
+                "--type integer --numeric --min 1 --max 13`), or --file contract.yaml"
+            )
+        try:
+            kind = Kind(column_type.lower())
+        except ValueError:
+            raise ImportValidationError(
+                f"--type {column_type!r} is not a type; use {_DECLARED_TYPES}"
+            ) from None
+        role = (
+            default_role(kind)
+            if categorical is None
+            else ColumnRole.CATEGORICAL
+            if categorical
+            else ColumnRole.NUMERIC
+        )
+        values = tuple(v.strip() for v in allowed.split(",") if v.strip()) if allowed else ()
+        column = ExtensionColumn(
+            table=table,
+            name=name,
+            kind=kind,
+            role=role,
+            unit=unit,
+            allowed_values=values,
+            minimum=minimum,
+            maximum=maximum,
+            max_length=max_length,
+            description=description,
+        )
+        updated = contract.with_columns([column])
+        added = [column.qualified_name]
+    path = save_tenant_contract(data_dir, updated)
+    console.print(
+        f"declared {len(added)} column{'s' if len(added) != 1 else ''} for tenant {tenant_id}: "
+        f"{', '.join(added)} ({path})",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@contract_app.command("precision")
+@handle_errors
+def contract_precision_cmd(
+    table: str = typer.Argument(..., help="Table of the datetime column."),
+    column: str = typer.Argument(..., help="A datetime column, built-in or declared."),
+    precision: str = typer.Argument(
+        ..., help="second (a full timestamp), day (the time is unknown) or month (the day is too)."
+    ),
+    tenant: str | None = _TENANT,
+) -> None:
+    """Say how precisely COLUMN is known in the tenant's files, e.g. transactions closed_at day."""
+    from roiml.errors import ImportValidationError
+    from roiml.ingest.extensions import Precision, load_tenant_contract, save_tenant_contract
+
+    data_dir, tenant_id = _contract_target(tenant)
+    try:
+        chosen = Precision(precision.lower())
+    except ValueError:
+        raise ImportValidationError(
+            f"precision {precision!r} is not one; use second, day or month"
+        ) from None
+    contract = load_tenant_contract(data_dir, tenant_id).with_precision(table, column, chosen)
+    path = save_tenant_contract(data_dir, contract)
+    console.print(f"{table}.{column}: precision {chosen} for tenant {tenant_id} ({path})")
+
+
+@contract_app.command("list")
+@handle_errors
+def contract_list_cmd(
+    tenant: str | None = _TENANT,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """The columns the tenant declared, and the precision of its datetime columns."""
+    import json
+
+    from rich.table import Table
+
+    from roiml.ingest.extensions import load_tenant_contract
+
+    data_dir, tenant_id = _contract_target(tenant)
+    contract = load_tenant_contract(data_dir, tenant_id)
+    document = contract.to_document()
+    if as_json:
+        typer.echo(json.dumps({"tenant": tenant_id, **document}, indent=2))
+        return
+    if not contract:
+        console.print(
+            f"tenant {tenant_id} declares no columns; add one with `roiml data contract add`"
+        )
+        return
+    view = Table("table", "column", "type", "role", "unit", "valid values", "description")
+    for column in contract.extensions:
+        limits = ", ".join(column.allowed_values)
+        if column.minimum is not None or column.maximum is not None:
+            low = "" if column.minimum is None else f"{column.minimum:g}"
+            high = "" if column.maximum is None else f"{column.maximum:g}"
+            limits = f"{low}..{high}"
+        elif column.length_limit is not None and not limits:
+            limits = f"up to {column.length_limit} characters"
+        view.add_row(
+            column.table,
+            column.name,
+            str(column.kind),
+            str(column.role),
+            column.unit or "",
+            limits,
+            column.description,
+        )
+    console.print(view)
+    for (table, name), precision in sorted(contract.precisions.items()):
+        console.print(f"{table}.{name}: known to the {precision}", highlight=False)
+
+
+@contract_app.command("remove")
+@handle_errors
+def contract_remove_cmd(
+    table: str = typer.Argument(..., help="Table of the declared column."),
+    name: str = typer.Argument(..., help="The declared column."),
+    tenant: str | None = _TENANT,
+) -> None:
+    """Forget column NAME of TABLE: later imports reject it; stored values stay, unused."""
+    from roiml.ingest.extensions import load_tenant_contract, save_tenant_contract
+
+    data_dir, tenant_id = _contract_target(tenant)
+    contract = load_tenant_contract(data_dir, tenant_id).without(table, name)
+    path = save_tenant_contract(data_dir, contract)
+    console.print(f"removed {table}.{name} from tenant {tenant_id}'s contract ({path})")
