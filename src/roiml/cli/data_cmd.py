@@ -20,29 +20,51 @@ app = typer.Typer(no_args_is_help=True)
 def import_cmd(
     table: str = typer.Argument(..., help=f"Source table: {', '.join(SOURCE_TABLES)}."),
     file: Path = typer.Argument(..., help="CSV (header line first) or Parquet file."),
+    more: list[str] | None = typer.Argument(
+        None,
+        metavar="[TABLE FILE]...",
+        help="More files of the same import, as TABLE FILE pairs: all are written, or none; "
+        "a reference may name a row of another file (users before properties before "
+        "transactions, whatever the order given).",
+    ),
     tenant: str | None = typer.Option(None, help="Tenant of the rows (default: ROIML_TENANT_ID)."),
     file_format: FileFormat | None = typer.Option(
         None, "--format", help="File format (default: from the suffix .csv, .parquet or .pq)."
     ),
     url: str | None = typer.Option(None, help="Database URL (default: ROIML_DATABASE_URL)."),
 ) -> None:
-    """Validate FILE against TABLE's contract, then write all of it or, on any error, nothing."""
+    """Validate FILE against TABLE's contract (and the tenant's declared columns), then write all
+    of it or, on any error, nothing."""
     # The importer (pandas, SQLAlchemy) only when importing.
-    from roiml.ingest import import_file
+    from roiml.errors import ImportValidationError
     from roiml.ingest.contract import table_contract
+    from roiml.ingest.extensions import load_tenant_contract
+    from roiml.ingest.importer import import_files
 
-    table_contract(table)  # an unknown table fails before any connection is made
+    extra = more or []
+    if len(extra) % 2:
+        raise ImportValidationError(
+            f"{extra[-1]!r} has no file: give more files as TABLE FILE pairs, e.g. "
+            "`roiml data import users users.csv properties properties.csv`"
+        )
+    files = [(table, file), *((t, Path(f)) for t, f in zip(extra[::2], extra[1::2], strict=True))]
+    for name, _ in files:
+        table_contract(name)  # an unknown table fails before any connection is made
     settings = settings_or_exit()
     tenant_id = tenant or settings.tenant_id
+    # A malformed contract fails here too, before any connection is made.
+    extensions = load_tenant_contract(settings.data_dir, tenant_id)
     started = time.perf_counter()
     with open_engine(settings, url) as engine:
-        written = import_file(engine, table, file, tenant_id, file_format)
+        written = import_files(engine, files, tenant_id, file_format, extensions=extensions)
     elapsed = time.perf_counter() - started
-    rows = "row" if written == 1 else "rows"
-    console.print(
-        f"{table}: wrote {written:,} {rows} from {file.name} for tenant {tenant_id} "
-        f"in {elapsed:.2f} s"
-    )
+    for (name, path), count in zip(files, written, strict=True):
+        rows = "row" if count == 1 else "rows"
+        console.print(
+            f"{name}: wrote {count:,} {rows} from {path.name} for tenant {tenant_id} "
+            f"in {elapsed:.2f} s",
+            highlight=False,
+        )
 
 
 @app.command("real-sales")

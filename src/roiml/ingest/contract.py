@@ -30,9 +30,18 @@ from sqlalchemy import Enum as SAEnum
 from roiml.db import SOURCE_TABLES, Base
 from roiml.errors import ImportValidationError
 
-__all__ = ["ColumnContract", "Kind", "TableContract", "table_contract"]
+__all__ = [
+    "ATTRIBUTES_COLUMN",
+    "ColumnContract",
+    "Kind",
+    "Precision",
+    "TableContract",
+    "table_contract",
+]
 
 TENANT_COLUMN = "tenant_id"
+# Holds the tenant's declared columns (roiml.ingest.extensions); never a column of a file.
+ATTRIBUTES_COLUMN = "attributes"
 
 
 class Kind(StrEnum):
@@ -47,9 +56,28 @@ class Kind(StrEnum):
     DATE = "date"
 
 
+class Precision(StrEnum):
+    """How precisely a datetime column's values are known (a tenant's contract may coarsen it).
+
+    ``second``: a full timestamp (a date alone means midnight, as for every datetime column).
+    ``day``: the time is unknown; values are dates (YYYY-MM-DD). ``month``: the day is unknown;
+    values are months (YYYY-MM). A coarse value is stored as the last microsecond of its day or
+    month: the event is certainly over by then, so no point-in-time feature sees it early.
+    """
+
+    SECOND = "second"
+    DAY = "day"
+    MONTH = "month"
+
+
 @dataclass(frozen=True)
 class ColumnContract:
-    """One column a file may (or must) carry."""
+    """One column a file may (or must) carry, and the limits its values must keep.
+
+    ``minimum`` / ``maximum`` are inclusive, ``greater_than`` exclusive; built-in columns take
+    them (and ``references``, the table whose key a value must name) from ``Column.info``.
+    ``enum_values`` are the values an enum column, or a declared categorical one, may take.
+    """
 
     name: str
     kind: Kind
@@ -60,6 +88,13 @@ class ColumnContract:
     default: Any = None
     max_length: int | None = None
     enum_values: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    greater_than: float | None = None
+    references: str | None = None
+    precision: Precision = Precision.SECOND
+    description: str = ""
+    declared: bool = False
 
     @property
     def required(self) -> bool:
@@ -133,6 +168,11 @@ def _column_contract(column: Column[Any]) -> ColumnContract:
         default=getattr(default, "arg", None) if scalar_default else None,
         max_length=getattr(column.type, "length", None) if kind is Kind.STRING else None,
         enum_values=tuple(column.type.enums) if isinstance(column.type, SAEnum) else (),
+        minimum=column.info.get("minimum"),
+        maximum=column.info.get("maximum"),
+        greater_than=column.info.get("greater_than"),
+        references=column.info.get("references"),
+        description=column.doc or "",
     )
 
 
@@ -152,7 +192,7 @@ def table_contract(table_name: str) -> TableContract:
     columns = {
         column.name: _column_contract(column)
         for column in table.columns
-        if column.name not in surrogate_keys
+        if column.name not in surrogate_keys and column.name != ATTRIBUTES_COLUMN
     }
     natural_key = () if surrogate_keys else tuple(c.name for c in table.primary_key.columns)
     return TableContract(

@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from roiml.ingest.contract import ColumnContract, Kind
+from roiml.ingest.contract import ColumnContract, Kind, Precision
 
 __all__ = ["Check", "Parsed", "parse_column"]
 
 _INTEGER = r"^[+-]?\d+$"
 _FLOAT = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
 _DATE = r"^\d{4}-\d{2}-\d{2}$"
+_MONTH = r"^\d{4}-\d{2}$"
 _DATETIME = (
     r"^(?P<date>\d{4}-\d{2}-\d{2})"
     r"(?:[Tt ](?P<hour>\d{2}):(?P<minute>\d{2})"
@@ -30,6 +31,8 @@ _BOOLEAN = pa.array(["true", "false", "1", "0", "yes", "no"])
 # int64 holds every 18-digit number; longer ones are out of range for any column we have.
 _MAX_INTEGER_DIGITS = 18
 _MICROS = 1_000_000
+_DAY_SECONDS = 86_400
+_DAY_MICROS = _DAY_SECONDS * _MICROS
 
 DATETIME_EXPECTED = (
     "is not an ISO-8601 timestamp (e.g. 2024-03-01T12:30:00, 2024-03-01 12:30:00.5 "
@@ -59,6 +62,8 @@ def parse_column(column: pa.ChunkedArray | pa.Array, spec: ColumnContract) -> Pa
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if pa.types.is_dictionary(array.type):
         array = array.dictionary_decode()
+    if spec.kind is Kind.DATETIME and spec.precision is not Precision.SECOND:
+        return _parse_coarse(array, spec.precision)
     if not _is_text(array.type):
         native = _parse_native(array, spec)
         if native is not None:
@@ -254,3 +259,60 @@ def _parse_datetime(
     utc = pc.cast(pc.subtract(local_micros, offset_micros), pa.timestamp("us"))
     ok = pc.and_(pc.and_(syntax, real), pc.fill_null(offset_ok, False))
     return _keep(ok, utc), [Check(_bad(present, ok), DATETIME_EXPECTED)]
+
+
+def _parse_coarse(array: pa.Array, precision: Precision) -> Parsed:
+    """A datetime known only to the day or the month, stored as the period's last microsecond.
+
+    The event happened at some unknown moment of the period; its last microsecond is the first
+    moment it is certainly over, so a feature computed at any earlier time cannot count it.
+    """
+    if precision is Precision.DAY and (
+        pa.types.is_date(array.type) or pa.types.is_timestamp(array.type)
+    ):
+        missing = pc.is_null(array)
+        naive = pc.cast(array, pa.timestamp("us"))
+        days = pc.cast(naive, pa.date32(), safe=False)
+        bad = pc.fill_null(pc.not_equal(pc.cast(days, pa.timestamp("us")), naive), False)
+        reason = "has a time of day, but this column is known to the day (precision day)"
+        return Parsed(_last_micro(days, 1), missing, [Check(bad, reason)])
+    if not _is_text(array.type):
+        try:
+            array = pc.cast(array, pa.string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            # Unreadable as text: every present cell fails the syntax check below.
+            array = _keep(pc.is_valid(array), pa.repeat(pa.scalar("?"), len(array)))
+    trimmed = pc.utf8_trim_whitespace(pc.cast(array, pa.string()))
+    missing = pc.fill_null(pc.equal(pc.utf8_length(trimmed), 0), True)
+    present = pc.invert(missing)
+    candidate = _keep(present, trimmed)
+    if precision is Precision.DAY:
+        syntax = pc.fill_null(pc.match_substring_regex(candidate, _DATE), False)
+        parsed, real = _seconds(_keep(syntax, candidate), "%Y-%m-%d")
+        ok = pc.and_(syntax, real)
+        values = _last_micro(pc.cast(_keep(ok, parsed), pa.date32()), 1)
+        reason = "is not a date (YYYY-MM-DD); this column is known to the day (precision day)"
+        return Parsed(values, missing, [Check(_bad(present, ok), reason)])
+    syntax = pc.fill_null(pc.match_substring_regex(candidate, _MONTH), False)
+    first_text = pc.binary_join_element_wise(_keep(syntax, candidate), "01", "-")
+    first, real = _seconds(first_text, "%Y-%m-%d")
+    ok = pc.and_(syntax, real)
+    # Day 1 plus 32 days is always in the next month; its first day ends this one.
+    later = pc.cast(
+        pc.add(pc.cast(_keep(ok, first), pa.int64()), 32 * _DAY_SECONDS), pa.timestamp("s")
+    )
+    next_first = pc.strptime(
+        pc.binary_join_element_wise(pc.strftime(later, format="%Y-%m"), "01", "-"),
+        format="%Y-%m-%d",
+        unit="s",
+    )
+    days = pc.cast(pc.divide(pc.cast(next_first, pa.int64()), _DAY_SECONDS), pa.int32())
+    values = _last_micro(pc.cast(days, pa.date32()), 0)
+    reason = "is not a month (YYYY-MM); this column is known to the month (precision month)"
+    return Parsed(values, missing, [Check(_bad(present, ok), reason)])
+
+
+def _last_micro(days: pa.Array, after: int) -> pa.Array:
+    """The microsecond before midnight starting day ``days + after`` (date32), as timestamps."""
+    micros = pc.multiply(pc.add(pc.cast(pc.cast(days, pa.int32()), pa.int64()), after), _DAY_MICROS)
+    return pc.cast(pc.subtract(micros, 1), pa.timestamp("us"))

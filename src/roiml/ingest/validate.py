@@ -3,22 +3,33 @@
 The header is checked first (missing, unknown and surrogate-key columns), then every column is
 converted at once and each rule yields a mask of offending rows. The earliest offending row is
 reported with the file, line, column, value and what was expected, plus a count of the rest.
+Columns the tenant declared (:mod:`roiml.ingest.extensions`) are validated the same way and
+leave as one ``attributes`` JSON column.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from roiml.errors import ImportValidationError
-from roiml.ingest.contract import TENANT_COLUMN, ColumnContract, TableContract
+from roiml.ingest.attributes import CONTROL_CHARACTER, attributes_json
+from roiml.ingest.contract import (
+    ATTRIBUTES_COLUMN,
+    TENANT_COLUMN,
+    ColumnContract,
+    Kind,
+    TableContract,
+)
+from roiml.ingest.extensions import TenantContract
 from roiml.ingest.keys import find_duplicates
-from roiml.ingest.parse import parse_column
+from roiml.ingest.limits import limit_checks
+from roiml.ingest.parse import Check, parse_column
 from roiml.ingest.read import Source
 
-__all__ = ["Problem", "raise_first", "show_value", "validate"]
+__all__ = ["Problem", "file_columns", "raise_first", "show_value", "validate"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +66,28 @@ def raise_first(problems: list[Problem], source: Source) -> None:
     )
 
 
-def _check_header(names: list[str], contract: TableContract, source: Source) -> None:
+def file_columns(
+    contract: TableContract, extensions: TenantContract | None
+) -> dict[str, ColumnContract]:
+    """Every column a file for ``contract``'s table may carry for this tenant: the built-in ones
+    (with the tenant's precision of its datetime columns), then the tenant's declared ones."""
+    if extensions is None:
+        return dict(contract.columns)
+    table = contract.name
+    columns = {
+        name: replace(spec, precision=extensions.precision(table, name))
+        if spec.kind is Kind.DATETIME
+        else spec
+        for name, spec in contract.columns.items()
+    }
+    for column in extensions.columns(table):
+        columns[column.name] = column.column_contract(extensions.precision(table, column.name))
+    return columns
+
+
+def _check_header(
+    names: list[str], contract: TableContract, columns: dict[str, ColumnContract], source: Source
+) -> None:
     surrogate = [name for name in names if name in contract.surrogate_keys]
     if surrogate:
         raise ImportValidationError(
@@ -63,12 +95,13 @@ def _check_header(names: list[str], contract: TableContract, source: Source) -> 
             "remove the column from the file",
             column=surrogate[0],
         )
-    expected = ", ".join(contract.columns)
-    unknown = [name for name in names if name not in contract.columns]
+    expected = ", ".join(columns)
+    unknown = [name for name in names if name not in columns]
     if unknown:
         raise ImportValidationError(
             f"{source.name}: unknown column(s) {', '.join(unknown)}; "
-            f"{contract.name} takes: {expected}",
+            f"{contract.name} takes: {expected}; declare a column of your own with "
+            f"`roiml data contract add {contract.name} {unknown[0]} --type ...`",
             column=unknown[0],
         )
     missing = [
@@ -96,17 +129,27 @@ def _constant(value: object, spec: ColumnContract, n: int) -> pa.Array:
     return pa.repeat(pa.scalar(value, spec.arrow_type), n)
 
 
-def validate(data: pa.Table, contract: TableContract, source: Source, tenant_id: str) -> pa.Table:
+def validate(
+    data: pa.Table,
+    contract: TableContract,
+    source: Source,
+    tenant_id: str,
+    extensions: TenantContract | None = None,
+) -> pa.Table:
     """The rows of ``data`` converted to ``contract``'s Arrow schema, with ``tenant_id`` filled.
 
+    Columns ``extensions`` declares for the table are checked against their declaration and
+    returned as one ``attributes`` JSON text column (when the file carries any of them).
     Raises :class:`ImportValidationError` naming the first problem; checks keys within the file
     but not against the database (the importer does that inside its write transaction).
     """
-    _check_header(data.column_names, contract, source)
+    specs = file_columns(contract, extensions)
+    _check_header(data.column_names, contract, specs, source)
     n = data.num_rows
     problems: list[Problem] = []
     columns: dict[str, pa.Array] = {}
-    for position, spec in enumerate(contract.columns.values()):
+    declared: dict[str, tuple[ColumnContract, pa.Array]] = {}
+    for position, spec in enumerate(specs.values()):
         if spec.name not in data.column_names:
             if spec.name == TENANT_COLUMN:
                 columns[spec.name] = _constant(tenant_id, spec, n)
@@ -125,7 +168,7 @@ def validate(data: pa.Table, contract: TableContract, source: Source, tenant_id:
                 row, count = found
                 message = "is empty, but a value is required"
                 problems.append(Problem(row, position, spec.name, message, count))
-        for check in parsed.checks:
+        for check in [*parsed.checks, *limit_checks(values, spec), *_text_checks(values, spec)]:
             found = _first(check.mask)
             if found is not None:
                 row, count = found
@@ -141,10 +184,24 @@ def validate(data: pa.Table, contract: TableContract, source: Source, tenant_id:
                     "a file holds one tenant's rows"
                 )
                 problems.append(Problem(row, position, spec.name, message, count))
-        columns[spec.name] = values
+        if spec.declared:
+            declared[spec.name] = (spec, values)
+        else:
+            columns[spec.name] = values
     problems.extend(_duplicate_problems(data, columns, contract, source))
     raise_first(problems, source)
-    return pa.table({name: columns[name] for name in contract.columns if name in columns})
+    rows = pa.table({name: columns[name] for name in contract.columns if name in columns})
+    if declared:
+        rows = rows.append_column(ATTRIBUTES_COLUMN, attributes_json(declared, n))
+    return rows
+
+
+def _text_checks(values: pa.Array, spec: ColumnContract) -> list[Check]:
+    """A declared text value must be storable as JSON text (see :mod:`roiml.ingest.attributes`)."""
+    if not spec.declared or spec.kind not in (Kind.STRING, Kind.ENUM):
+        return []
+    control = pc.fill_null(pc.match_substring_regex(values, CONTROL_CHARACTER), False)
+    return [Check(control, "holds a control character; remove it")]
 
 
 def _duplicate_problems(
