@@ -162,3 +162,22 @@ def test_postgres_hung(postgres_world: tuple[TcpProxy, Served, str]) -> None:
     metrics = [a for a in answers if a.kind in ("metrics", "openapi") and 0 <= a.started < DURING]
     assert max(a.seconds for a in metrics) < 1.0
     assert row.recover_seconds <= 2.0
+
+
+def test_postgres_restarted_costs_no_request(postgres_world: tuple[TcpProxy, Served, str]) -> None:
+    """A restart drops every pooled connection; the engine does not pre-ping (its ping could
+    hang unbounded), so the first read meets a dead connection: it is read again on a fresh
+    one, not answered 503."""
+    proxy, served, _ = postgres_world
+    requests = kinds(served)
+    with httpx.Client(base_url=served.base, timeout=10) as client:
+        deadline = time.monotonic() + 10
+        while requests["warm-only"](client).status_code != 200:  # the pool holds connections
+            assert time.monotonic() < deadline, "the database was not used again"
+            time.sleep(0.1)
+        for _ in range(3):
+            assert requests["warm-only"](client).status_code == 200
+        proxy.kill()
+        proxy.restore()
+        statuses = [requests[kind](client).status_code for kind in ("warm-only", "as-of") * 3]
+    assert statuses == [200] * 6, statuses

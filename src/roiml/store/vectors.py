@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 import psycopg
 from sqlalchemy import Engine, bindparam, select
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from roiml.db.base import as_naive_utc, utcnow
@@ -205,6 +205,8 @@ class PredictionVectors:
         call = fn
         if read and seconds is not None:
             call = partial(self._bounded_read, fn, seconds)
+        if read:
+            call = partial(_again_if_dropped, call)
         if breaker is not None and not self.engine_guarded:
             return breaker.call(call, DATABASE_FAILURES)
         try:
@@ -475,3 +477,19 @@ def _unavailable(exc: DependencyUnavailableError) -> VectorError:
 
 def _float(value: float | None) -> float:
     return np.nan if value is None else float(value)
+
+
+def _again_if_dropped(read: Callable[[], T]) -> T:
+    """``read()``, once more if its pooled connection had been dropped by the server.
+
+    The API's engine does not pre-ping (SQLAlchemy's ping is a statement no event bounds, so a
+    hung server would hold it), so the first statement after a database restart meets a dead
+    pooled connection; SQLAlchemy then invalidates the whole pool. A read is safe to repeat, and
+    the second attempt connects afresh, so a restart costs no request a 503.
+    """
+    try:
+        return read()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        return read()
