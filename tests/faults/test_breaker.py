@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -91,3 +92,63 @@ def test_a_model_load_that_hangs_is_given_up() -> None:
         cache.get("t", ModelType.MOVE_PROBABILITY)
     assert time.perf_counter() - started < 1.0
     release.set()
+
+
+def test_a_hung_registry_leaves_one_thread_per_call_not_one_per_poll(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The alias poll's probe is bounded too; while a probe or load is still hung, the next poll
+    or request does not start another (one left-behind thread per call site)."""
+    from roiml.db.enums import ModelType
+    from roiml.serving import model_cache
+    from roiml.serving.model_cache import ModelCache, ModelUnavailableError
+
+    # No real artifact: what is loaded does not matter here, only how long loading takes.
+    monkeypatch.setattr(model_cache, "prepare", lambda artifact: None)
+    release = threading.Event()
+    loads = {"n": 0}
+
+    def loader(tenant: str, name: str) -> Any:
+        loads["n"] += 1
+        if loads["n"] > 1:  # the first load works; every later one hangs
+            release.wait(10)
+        return "1", SimpleNamespace(name=name, feature_names=())
+
+    probes = {"n": 0}
+
+    def probe(tenant: str, name: str) -> str:
+        probes["n"] += 1
+        release.wait(10)
+        return "2"
+
+    def threads(prefix: str) -> int:
+        return sum(t.name.startswith(prefix) and t.is_alive() for t in threading.enumerate())
+
+    cache = ModelCache(loader, probe, 0.1, load_timeout=5)
+    try:
+        cache.get("t", ModelType.MOVE_PROBABILITY)
+        started = time.perf_counter()
+        cache.refresh()  # the probe hangs: given up after the poll interval (0.1 s)
+        cache.refresh()  # still hung: not probed again
+        cache.refresh()
+        assert time.perf_counter() - started < 1.0
+        assert probes["n"] == 1
+        assert threads("registry-probe-") == 1
+        # Serving goes on with the version it has.
+        assert cache.get("t", ModelType.MOVE_PROBABILITY).version == "1"
+    finally:
+        release.set()
+    # A load that hangs: the next request after the cool-down is told so at once.
+    release.clear()
+    cache = ModelCache(loader, lambda t, n: None, 0.05, load_timeout=0.1)
+    try:
+        with pytest.raises(ModelUnavailableError, match=r"took over 0\.1 s"):
+            cache.get("t", ModelType.CONTACT_TIMING)
+        time.sleep(0.06)
+        started = time.perf_counter()
+        with pytest.raises(ModelUnavailableError, match="has not answered for"):
+            cache.get("t", ModelType.CONTACT_TIMING)
+        assert time.perf_counter() - started < 0.05
+        assert threads("registry-load-") == 1
+    finally:
+        release.set()

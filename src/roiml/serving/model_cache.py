@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
+from typing import TypeVar
 
 from roiml.db.base import utcnow
 from roiml.db.enums import ModelType
@@ -24,6 +26,7 @@ __all__ = ["LoadedModel", "ModelCache", "ModelUnavailableError"]
 
 log = logging.getLogger(__name__)
 PRODUCTION = "production"
+T = TypeVar("T")
 
 
 class ModelUnavailableError(RoimlError):
@@ -45,6 +48,57 @@ Loader = Callable[[str, str], tuple[str, ModelArtifact]]
 VersionProbe = Callable[[str, str], str | None]
 
 
+class _BoundedCalls:
+    """Registry calls in daemon threads of their own, each given up after its time limit.
+
+    A call that hangs (a tracking server or artifact store that accepts and never answers) is
+    left behind, not waited for; while it is still running, the same call is not started again,
+    so a registry hung for an hour costs one thread per call site, not one per poll.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[str, tuple[threading.Thread, float]] = {}
+        self._lock = threading.Lock()
+
+    def run(self, site: str, fn: Callable[[], T], seconds: float | None, what: str) -> T:
+        """``fn()``, given up after ``seconds`` (``None``: unbounded, in this thread)."""
+        if seconds is None:
+            return fn()
+        result: list[T] = []
+        failed: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                result.append(fn())
+            except BaseException as exc:
+                failed.append(exc)
+
+        with self._lock:
+            running = self._running.get(site)
+            if running is not None and running[0].is_alive():
+                hung = time.monotonic() - running[1]
+                raise ModelError(
+                    f"{what} has not answered for {hung:.0f} s (an earlier call still waits); "
+                    "is the registry or its artifact store answering?"
+                )
+            thread = threading.Thread(target=call, name=f"registry-{site}", daemon=True)
+            self._running[site] = (thread, time.monotonic())
+        thread.start()
+        thread.join(seconds)
+        if failed:
+            raise failed[0]
+        if not result:
+            raise ModelError(
+                f"{what} took over {seconds:g} s; is the registry or its artifact store answering?"
+            )
+        return result[0]
+
+    def hung(self) -> list[str]:
+        """The call sites whose last call is still running past its limit."""
+        with self._lock:
+            return [site for site, (thread, _) in self._running.items() if thread.is_alive()]
+
+
 class ModelCache:
     """Loads each (tenant, model) on first use and polls for alias moves in the background."""
 
@@ -58,9 +112,13 @@ class ModelCache:
     ) -> None:
         """Load with ``loader``, check aliases with ``probe`` every ``poll_seconds``; a load
         taking over ``load_timeout`` seconds (a registry or artifact store that stopped
-        answering) is given up: the model is unavailable (503) until the next poll."""
+        answering) is given up: the model is unavailable (503) until the next poll. A probe is
+        given up after ``poll_seconds`` or ``load_timeout``, the shorter, so a hung registry
+        delays the next alias check, never stops them."""
         self._loader = loader
         self._load_timeout = load_timeout
+        self._calls = _BoundedCalls()
+        self._probe_timeout = None if load_timeout is None else min(load_timeout, poll_seconds)
         self._probe = probe
         self._poll_seconds = poll_seconds
         self._models: dict[tuple[str, ModelType], LoadedModel] = {}
@@ -130,7 +188,12 @@ class ModelCache:
         for (tenant, model_type), current in list(self._models.items()):
             name = MODEL_NAMES[model_type]
             try:
-                version = self._probe(tenant, name)
+                version = self._calls.run(
+                    f"probe-{tenant}-{name}",
+                    partial(self._probe, tenant, name),
+                    self._probe_timeout,
+                    f"checking {name}'s production alias",
+                )
             except Exception as exc:  # the registry being away must not stop serving
                 log.warning("could not check %s/%s in the registry: %s", tenant, name, exc)
                 continue
@@ -168,30 +231,12 @@ class ModelCache:
         return loaded
 
     def _bounded_load(self, tenant: str, name: str) -> tuple[str, ModelArtifact]:
-        timeout = self._load_timeout
-        if timeout is None:
-            return self._loader(tenant, name)
-        result: list[tuple[str, ModelArtifact]] = []
-        failed: list[BaseException] = []
-
-        def load() -> None:
-            try:
-                result.append(self._loader(tenant, name))
-            except BaseException as exc:
-                failed.append(exc)
-
-        # A daemon thread of its own: one that hangs is left behind, not waited for.
-        thread = threading.Thread(target=load, name=f"model-load-{name}", daemon=True)
-        thread.start()
-        thread.join(timeout)
-        if failed:
-            raise failed[0]
-        if not result:
-            raise ModelError(
-                f"loading {name} took over {timeout:g} s (ROIML_MODEL_LOAD_TIMEOUT_SECONDS); "
-                "is the registry or its artifact store answering?"
-            )
-        return result[0]
+        return self._calls.run(
+            f"load-{tenant}-{name}",
+            partial(self._loader, tenant, name),
+            self._load_timeout,
+            f"loading {name} (ROIML_MODEL_LOAD_TIMEOUT_SECONDS)",
+        )
 
     def _poll(self) -> None:
         while not self._stop.wait(self._poll_seconds):
