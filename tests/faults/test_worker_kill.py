@@ -12,6 +12,7 @@ import signal
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from faults.api_process import (
@@ -96,3 +97,29 @@ def test_a_killed_worker_loses_no_logged_prediction_and_comes_back(
         assert "signal SIGKILL" in health["workers"], health
     else:
         assert status == 200, health
+
+
+def test_a_single_worker_is_supervised_too(
+    serve_data_dir: Path,  # noqa: F811
+    serve_processes: list[Server],  # noqa: F811
+) -> None:
+    """`--workers 1` (the demo's) is supervised like several: a SIGKILLed worker comes back and
+    answers, and /health tells of the death meanwhile."""
+    server = start_server(serve_data_dir, workers=1)
+    serve_processes.append(server)
+    (victim,) = server.workers()
+    os.kill(victim, signal.SIGKILL)
+    killed_at = time.monotonic()
+    fresh: list[int] = []
+    while time.monotonic() - killed_at < 120:
+        fresh = [pid for pid in server.workers() if pid != victim]
+        if fresh and server.listening(fresh[0]):
+            break
+        time.sleep(0.1)
+    assert fresh and server.listening(fresh[0]), server.output()[-3000:]
+    assert "exited with signal SIGKILL" in server.output()
+    status, health = server.health()
+    if time.monotonic() - killed_at < 55:
+        assert status == 503 and "died" in health["workers"], health
+    answer = httpx.post(f"{server.base}/v1/predict/move-probability", json={"entity_id": "user_1"})
+    assert answer.status_code == 200, answer.text

@@ -88,9 +88,8 @@ def demo(
     if serve:
         from roiml.serving.server import serve as run
 
-        if settings.api_workers > 1:
-            # Spawned workers read their settings afresh from the environment: pin it there.
-            os.environ["ROIML_TODAY"] = today.isoformat()
+        # The supervised workers read their settings afresh from the environment: pin it there.
+        os.environ["ROIML_TODAY"] = today.isoformat()
         base = f"http://{settings.api_host}:{settings.api_port}/api/ml"
         console.print(
             f"[bold]8. serving[/bold] {base}/docs, dashboard {base}/dashboard, answering as of "

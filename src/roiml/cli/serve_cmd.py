@@ -27,8 +27,8 @@ def serve(
     """Serve the API (docs at /api/ml/docs) with the registry's production models.
 
     Each worker binds its own SO_REUSEPORT socket and sets TCP_NODELAY on every connection
-    (see docs/API.md for why not `uvicorn --workers`); with several, this process starts a new
-    one when one dies. Refuses to start on an address something already serves.
+    (see docs/API.md for why not `uvicorn --workers`); this process starts a new one when one
+    dies, a single worker included. Refuses to start on an address something already serves.
     """
     settings = settings_or_exit()
     from roiml.serving.security import check_startup

@@ -219,15 +219,12 @@ def _probe_bind(host: str, port: int) -> None:
 def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     """Serve the API until interrupted; refuse an address something serves already.
 
-    With several workers this process supervises them: a worker that dies is started again,
-    after a pause that doubles while workers keep dying young (see :class:`_Supervisor`).
+    This process supervises the workers, one included: a worker that dies is started again,
+    after a pause that doubles while workers keep dying young (see :class:`_Supervisor`). The
+    workers are spawned and read their settings from the environment, as this process did.
     """
     claim = claim_address(settings, host, port)
     try:
-        if workers == 1:
-            sock = bind_reuseport(host, port)
-            FrozenHeapServer(_config(settings)).run(sockets=[sock])
-            return
         metrics_dir = tempfile.mkdtemp(prefix="roiml-metrics-")
         # Read by prometheus_client when each worker imports it: set before they start.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
