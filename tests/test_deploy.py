@@ -641,6 +641,10 @@ def test_prometheus_scrapes_the_api(services: dict[str, dict[str, Any]]) -> None
     assert api["metrics_path"] == "/metrics"
     assert [t for group in api["static_configs"] for t in group["targets"]] == ["ml-api:8000"]
     prometheus = services["prometheus"]
+    # The scraper's token (every tenant's series): the file the entrypoint writes it to.
+    token_file = api["authorization"]["credentials_file"]
+    assert f"> {token_file} " in " ".join(prometheus["entrypoint"])
+    assert "ROIML_METRICS_TOKEN" in prometheus["environment"]
     mounted = {volume.split(":")[1] for volume in prometheus["volumes"]}
     assert "/etc/prometheus/prometheus.yml" in mounted
     assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]

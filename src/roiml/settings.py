@@ -107,6 +107,11 @@ class Settings(BaseSettings):
         description="Require bearer tokens. Unset: on exactly when ROIML_JWT_SECRET or "
         "ROIML_JWT_PUBLIC_KEY is set; false with a key set refuses to start.",
     )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of the Prometheus scraper: /metrics shows it every tenant's "
+        "series (a tenant's own token sees only its own). Keep it as secret as the JWT key.",
+    )
     cors_origins: list[str] = Field(default_factory=list)
     log_level: str = "INFO"
     today: date | None = Field(

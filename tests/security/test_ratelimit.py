@@ -142,7 +142,10 @@ def _calls(dependant: Dependant) -> set[Any]:
 
 
 def test_every_route_charges_a_rate_limit() -> None:
-    chargers = {limited(scope) for scope in Scope} | {ratelimit.limited_public}
+    chargers = {limited(scope) for scope in Scope} | {
+        ratelimit.limited_public,
+        ratelimit.limited_metrics,
+    }
     routes = [route for router in ROUTERS for route in router.routes]
     assert {
         "/health",

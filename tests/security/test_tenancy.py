@@ -111,6 +111,36 @@ def test_metrics_without_a_token_show_no_tenant(api: Api) -> None:
     assert "roiml_predictions_total" in public.text  # the family is declared, with no series
 
 
+SCRAPER_TOKEN = "prometheus-scrapes-with-this-0123456789"
+
+
+def test_the_scrapers_token_sees_every_tenant_and_nothing_else_does(tmp_path: Path) -> None:
+    """Prometheus holds ROIML_METRICS_TOKEN (no tenant's JWT): it sees every tenant's series,
+    so per-tenant panels need no token per tenant; a near miss is a bad token (401)."""
+    settings = make_settings(metrics_token=SCRAPER_TOKEN)
+    limiter = MemoryRateLimiter(600_000, 100_000)
+    parts = make_parts(settings, migrated_engine(tmp_path), limiter, ["acme", "globex"])
+    try:
+        with TestClient(make_api(settings, parts)) as client:
+            api = Api(client, parts)
+            client.post("/serve-stub?served=3", headers=api.token("acme"))
+            client.post("/serve-stub?served=2", headers=api.token("globex"))
+            scraped = client.get("/metrics", headers={"Authorization": f"Bearer {SCRAPER_TOKEN}"})
+            assert scraped.status_code == 200
+            counts = _class_counts(scraped.text)
+            assert any('tenant="acme"} 3.0' in line for line in counts), counts
+            assert any('tenant="globex"} 2.0' in line for line in counts), counts
+            near = client.get("/metrics", headers={"Authorization": f"Bearer {SCRAPER_TOKEN}x"})
+            assert near.status_code == 401
+            # The scraper's token is good for /metrics only.
+            other = client.get(MODEL_HEALTH, headers={"Authorization": f"Bearer {SCRAPER_TOKEN}"})
+            assert other.status_code == 401
+            acme = client.get("/metrics", headers=api.token("acme")).text
+            assert "globex" not in acme
+    finally:
+        parts.engine.dispose()
+
+
 # --- /health ---------------------------------------------------------------------------------
 
 

@@ -11,13 +11,13 @@ address's.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, Request
 
 from roiml.serving.components import Components
 from roiml.serving.health import ModelHealthRollup, ServiceHealthCache
-from roiml.serving.ratelimit import limited, limited_public
+from roiml.serving.ratelimit import limited, limited_metrics, limited_public
 from roiml.serving.runtime import Serving
 from roiml.serving.security import Principal, Scope
 
@@ -26,6 +26,7 @@ __all__ = [
     "ComponentsDep",
     "FeedbackPrincipal",
     "HealthRollupDep",
+    "MetricsViewer",
     "PredictPrincipal",
     "PublicPrincipal",
     "ReadPrincipal",
@@ -90,3 +91,5 @@ ReadPrincipal = PredictPrincipal
 # Routes anyone may call (/health, /metrics): the token's principal, or None without one
 # while auth is on; rate limited either way.
 PublicPrincipal = Annotated[Principal | None, Depends(limited_public)]
+# /metrics: as PublicPrincipal, or "scraper" for the bearer of ROIML_METRICS_TOKEN.
+MetricsViewer = Annotated[Principal | Literal["scraper"] | None, Depends(limited_metrics)]

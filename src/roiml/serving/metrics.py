@@ -117,16 +117,24 @@ class ServingMetrics:
             return self._errors[tenant, model]
 
 
-def render(metrics: ServingMetrics, multiprocess_dir: str | None, tenant: str | None) -> bytes:
+def render(
+    metrics: ServingMetrics,
+    multiprocess_dir: str | None,
+    tenant: str | None,
+    *,
+    all_tenants: bool = False,
+) -> bytes:
     """The exposition text (this process's registry, or every process's when multi-process),
     with only ``tenant``'s series of the tenant-labelled metrics; ``tenant`` None shows none
-    of them."""
+    of them, ``all_tenants`` every tenant's (the operator's scraper)."""
     if multiprocess_dir:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]
         text = generate_latest(registry)
     else:
         text = generate_latest(metrics.registry)
+    if all_tenants:
+        return text
     wanted = None if tenant is None else tenant.encode()
     kept = []
     for line in text.splitlines(keepends=True):

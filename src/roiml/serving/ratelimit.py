@@ -46,7 +46,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 import redis.asyncio as aioredis
 from fastapi import Depends, HTTPException, Request, Response, status
@@ -66,6 +66,7 @@ __all__ = [
     "RedisRateLimiter",
     "install_rate_limiter",
     "limited",
+    "limited_metrics",
     "limited_public",
     "make_rate_limiter",
     "rate_key",
@@ -340,6 +341,24 @@ async def limited_public(
     principal = principal_of(request, credentials)
     await _charge(request, response, rate_key(principal), principal)
     return principal
+
+
+async def limited_metrics(
+    request: Request,
+    response: Response,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Principal | Literal["scraper"] | None:
+    """Dependency of ``/metrics``: ``"scraper"`` for the bearer of ``ROIML_METRICS_TOKEN``
+    (every tenant's series), else what :func:`limited_public` gives (the caller's own)."""
+    verifier = getattr(request.app.state, "token_verifier", None)
+    if (
+        credentials is not None
+        and verifier is not None
+        and verifier.is_scraper(credentials.credentials)
+    ):
+        await _charge(request, response, "metrics-scraper", None)
+        return "scraper"
+    return await limited_public(request, response, credentials)
 
 
 async def _charge(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import hmac
 import math
 import re
 import threading
@@ -347,6 +348,8 @@ class TokenVerifier:
         self.algorithm = settings.jwt_algorithm
         self.default_tenant = settings.tenant_id
         self._key: Any = _load_key(settings) if settings.auth_enabled else None
+        scraper = settings.metrics_token
+        self._scraper = None if scraper is None else scraper.get_secret_value().encode()
         self._algorithms = [settings.jwt_algorithm]
         self._tenant_claim = settings.jwt_tenant_claim
         self._audience = settings.jwt_audience
@@ -375,6 +378,10 @@ class TokenVerifier:
         self._clock = clock
         self._cache: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
         self._lock = threading.Lock()
+
+    def is_scraper(self, token: str) -> bool:
+        """Whether ``token`` is ``ROIML_METRICS_TOKEN`` (compared in constant time)."""
+        return self._scraper is not None and hmac.compare_digest(token.encode(), self._scraper)
 
     def anonymous(self, client_host: str | None) -> Principal:
         """The principal of every request when authentication is off: default tenant, all scopes."""

@@ -5,7 +5,8 @@ Without the ``admin`` scope (auth on, no token or another scope) ``/health`` say
 ``ok`` / ``degraded`` / ``down`` and which parts fail: the full report names error types,
 the prediction log's spool and its usage, which are the operators' business. ``/metrics``
 shows a caller only its own tenant's series of the tenant-labelled metrics
-(:func:`roiml.serving.metrics.render`).
+(:func:`roiml.serving.metrics.render`), and the Prometheus scraper holding
+``ROIML_METRICS_TOKEN`` every tenant's.
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from roiml.serving.dependencies import PublicPrincipal, ServiceHealthDep, ServingDep
+from roiml.serving.dependencies import (
+    MetricsViewer,
+    PublicPrincipal,
+    ServiceHealthDep,
+    ServingDep,
+)
 from roiml.serving.health import PublicHealth, public_health
 from roiml.serving.metrics import CONTENT_TYPE_LATEST, render
 from roiml.serving.schemas import ErrorBody, ServiceHealth
@@ -58,9 +64,13 @@ async def health(
 
 
 @router.get("/metrics", include_in_schema=False)
-async def prometheus_metrics(serving: ServingDep, principal: PublicPrincipal) -> Response:
-    """The Prometheus exposition: the service's series, and the caller's tenant's."""
+async def prometheus_metrics(serving: ServingDep, viewer: MetricsViewer) -> Response:
+    """The Prometheus exposition: the service's series, and the caller's tenant's (every
+    tenant's for the scraper's token, ``ROIML_METRICS_TOKEN``)."""
     parts = serving.parts
-    tenant = principal.tenant_id if principal is not None else None
-    body = render(parts.metrics, parts.multiprocess_dir, tenant)
+    if viewer == "scraper":
+        body = render(parts.metrics, parts.multiprocess_dir, None, all_tenants=True)
+    else:
+        tenant = viewer.tenant_id if viewer is not None else None
+        body = render(parts.metrics, parts.multiprocess_dir, tenant)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
