@@ -17,6 +17,7 @@ from bench import (
     pit_join,
     prediction_archive,
     real_sales_value,
+    prediction_log_drain,
     replay,
     world_generate,
 )
@@ -34,6 +35,7 @@ BENCHMARKS = {
     "dashboard": dashboard.main,
     "archive": prediction_archive.main,
     "fail-fast": fail_fast.main,
+    "log-drain": prediction_log_drain.main,
     "replay": replay.main,
     "cli": cli_startup.main,
 }

@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 
 import orjson
 import pytest
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Engine, delete, event, func, select
 
 from roiml.db.engine import make_engine
 from roiml.db.migrate import upgrade
@@ -169,7 +169,8 @@ def test_batches_one_multirow_insert_per_tenant_per_batch(
     # 4 batches of 250, two tenants each: 8 transactions, each one multi-row INSERT.
     assert len(commits) == 8
     assert len(inserts) == 8
-    assert all(n == 125 * 20 for n in inserts)  # 125 rows x 20 columns per statement
+    columns = len(MLPrediction.__table__.columns)
+    assert all(n == 125 * columns for n in inserts)  # 125 rows x every column per statement
     # What a submit costs (the hot path only appends to a queue): python -m bench fail-fast.
 
     stats = log.stats()
@@ -300,11 +301,18 @@ def test_replay_is_idempotent(
     assert spool_segments(cfg) == []
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_poison_rows_are_isolated_and_kept(
+    backend: str,
     configure: Callable[..., Settings],
-    sqlite_engine: Engine,
+    request: pytest.FixtureRequest,
     open_log: Callable[..., PredictionLog],
 ) -> None:
+    """PostgreSQL's batch is one JSON array the server expands: a refused row still fails
+    only itself, and a prediction id twice in one batch is a duplicate, not a failed batch."""
+    sqlite_engine: Engine = request.getfixturevalue(f"{backend}_engine")
+    with sqlite_engine.begin() as conn:  # the PostgreSQL database is the session's
+        conn.execute(delete(MLPrediction))
     cfg = configure(prediction_log_batch_size=100, prediction_log_flush_seconds=0.05)
     log = open_log(cfg, sqlite_engine)
     good = records(15)
@@ -339,6 +347,12 @@ def test_poison_rows_are_isolated_and_kept(
     assert log.flush(timeout=60)
     assert len(prediction_ids(sqlite_engine)) == 20
     assert log.stats()["queued"] == 0
+    # A replayed record beside its own duplicate in one batch: both skipped, the batch written.
+    log.submit([*records(2, start=100), records(1, start=200)[0], records(1, start=200)[0]])
+    assert log.flush(timeout=60)
+    assert len(prediction_ids(sqlite_engine)) == 21
+    assert log.stats()["duplicates_total"] == 3
+    assert log.stats()["failed_batches"] == stats["failed_batches"]
 
 
 def test_spool_bound_refuses_with_503_and_loses_nothing(
