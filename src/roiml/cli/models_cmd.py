@@ -15,6 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from roiml.cli import config_cmd
 from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
 from roiml.errors import RegistryError
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 # Its help is in roiml.cli.main.GROUPS: `roiml --help` lists it without importing this module.
 app = typer.Typer(no_args_is_help=True)
+app.add_typer(config_cmd.app, name="config", help="Editable copies of the training configs (init).")
 
 _TENANT = typer.Option(None, "--tenant", help="Tenant (default: ROIML_TENANT_ID).")
 _JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")

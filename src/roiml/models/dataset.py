@@ -15,7 +15,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -33,7 +33,14 @@ from roiml.features.sources import SourceTables, load_sources
 from roiml.models.config import SplitConfig
 from roiml.models.season import PANEL_USERS, seasonal_names, seasonal_profile
 
-__all__ = ["LOOKBACK_DAYS", "Snapshots", "Split", "load_snapshots", "split_by_time"]
+__all__ = [
+    "LOOKBACK_DAYS",
+    "Snapshots",
+    "Split",
+    "load_snapshots",
+    "sale_periods",
+    "split_by_time",
+]
 
 # The first snapshot waits this long after the data starts, so 90-day windows are full.
 LOOKBACK_DAYS = 90
@@ -116,26 +123,79 @@ def split_by_time(
 ) -> Split:
     """Train / validation / test snapshot ranges for labels ``horizon_days`` long.
 
-    Test snapshots are the last ``test_days`` whose label window still ends inside the data;
-    train and validation snapshots end ``horizon_days`` before the first test snapshot (the
-    purge gap), validation being their last ``valid_days``.
+    Test snapshots run from ``config.test_from`` (else the last ``test_days`` whose label window
+    still ends inside the data) to the last whose label window does; train and validation
+    snapshots end ``horizon_days`` before the first test snapshot (the purge gap), validation
+    starting at ``config.valid_from`` (else being their last ``valid_days``).
     """
     last_usable = data_end - timedelta(days=horizon_days)
-    test_start = last_usable - timedelta(days=config.test_days)
+    if config.test_from is not None:
+        test_start = _midnight_of(config.test_from)
+        if test_start > last_usable:
+            raise TrainingError(
+                f"--test-from {config.test_from} leaves no test snapshot whose {horizon_days}-day "
+                f"label ends inside the data (the data end {data_end:%Y-%m-%d}); pick a date on "
+                f"or before {last_usable:%Y-%m-%d}"
+            )
+    else:
+        test_start = last_usable - timedelta(days=config.test_days)
     fit_end = test_start - timedelta(days=horizon_days)
-    valid_start = fit_end - timedelta(days=config.valid_days)
-    if valid_start - first_snapshot < timedelta(days=config.valid_days):
-        span = (data_end - first_snapshot).days
-        raise TrainingError(
-            f"{span} days of snapshots are too few for a {horizon_days}-day label, "
-            f"{config.test_days} test days and {config.valid_days} validation days with purge "
-            "gaps; generate or import a longer history, or shorten the split in the config"
-        )
+    if config.valid_from is not None:
+        valid_start = _midnight_of(config.valid_from)
+        if valid_start >= fit_end:
+            raise TrainingError(
+                f"--valid-from {config.valid_from} is not before {fit_end:%Y-%m-%d}, where the "
+                f"{horizon_days}-day purge gap before the test period starts; pick an earlier date"
+            )
+        if valid_start <= first_snapshot:
+            raise TrainingError(
+                f"--valid-from {config.valid_from} leaves no training snapshot (the first is "
+                f"{first_snapshot:%Y-%m-%d}); pick a later date"
+            )
+    else:
+        valid_start = fit_end - timedelta(days=config.valid_days)
+        if valid_start - first_snapshot < timedelta(days=config.valid_days):
+            span = (data_end - first_snapshot).days
+            raise TrainingError(
+                f"{span} days of snapshots are too few for a {horizon_days}-day label, "
+                f"{config.test_days} test days and {config.valid_days} validation days with "
+                "purge gaps; generate or import a longer history, shorten the split in the "
+                "config, or give --test-from / --valid-from"
+            )
     return Split(
         train=(first_snapshot, valid_start - timedelta(seconds=1)),
         valid=(valid_start, fit_end),
         test=(test_start, last_usable),
     )
+
+
+def sale_periods(data_end: datetime, config: SplitConfig) -> tuple[datetime, datetime]:
+    """``(valid_start, test_start)`` of the value model, whose rows are split by sale date:
+    from ``config.valid_from`` / ``test_from`` where given, else ``valid_days`` / ``test_days``
+    back from the data's end."""
+    if config.test_from is not None:
+        test_start = _midnight_of(config.test_from)
+        if test_start >= data_end:
+            raise TrainingError(
+                f"--test-from {config.test_from} is at or after the data's end "
+                f"({data_end - timedelta(days=1):%Y-%m-%d} is its last day); pick an earlier date"
+            )
+    else:
+        test_start = data_end - timedelta(days=config.test_days)
+    if config.valid_from is not None:
+        valid_start = _midnight_of(config.valid_from)
+        if valid_start >= test_start:
+            raise TrainingError(
+                f"--valid-from {config.valid_from} is not before the test period's start "
+                f"{test_start:%Y-%m-%d}; pick an earlier date"
+            )
+    else:
+        valid_start = test_start - timedelta(days=config.valid_days)
+    return valid_start, test_start
+
+
+def _midnight_of(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day)
 
 
 def load_snapshots(
