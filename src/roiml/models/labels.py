@@ -171,11 +171,14 @@ def sale_labels(con: duckdb.DuckDBPyConnection, horizon_days: int) -> pa.Table:
 
 
 def purchase_labels(con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """Priced purchases seen from their buyer, as of the midnight after closing, horizon 0.
+    """Every priced purchase seen from its buyer, as of the midnight after closing, horizon 0.
 
     For sales records without owner histories (public data sets): the value at the time of
-    sale, from what the buyer's home and market looked like. Features derived from the
-    purchase price are the label itself here, which is why that config excludes them.
+    sale, from what the buyer's home and market looked like. A home sold two or three times
+    gives two or three rows, each its own buyer's; their features need the home as each buyer
+    bought it (:func:`roiml.models.ownership.purchase_history`), since ``properties`` describes
+    it by its latest buyer only. Features derived from the purchase price are the label
+    itself here, which is why that config excludes them.
     """
     return con.execute(
         f"""
@@ -183,8 +186,8 @@ def purchase_labels(con: duckdb.DuckDBPyConnection) -> pa.Table:
                CAST(CAST(t.closed_at AS DATE) + INTERVAL 1 DAY AS TIMESTAMP) AS as_of,
                t.property_id, t.closed_at AS sold_at, t.price, 0.0 AS {HORIZON_FEATURE}
         FROM transactions t
-        JOIN properties p ON p.property_id = t.property_id AND p.owner_user_id = t.user_id
         WHERE t.transaction_type IN ('BUY', 'INVESTMENT') AND t.price > 0
+          AND t.property_id IN (SELECT property_id FROM properties)
         ORDER BY as_of, entity_id, t.property_id
         """
     ).to_arrow_table()
