@@ -7,7 +7,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-__all__ = ["fit_booster", "sample_rows", "validation_loss"]
+__all__ = ["fit_booster", "refit_booster", "refit_rounds", "sample_rows", "validation_loss"]
 
 
 def fit_booster(
@@ -36,6 +36,28 @@ def fit_booster(
     # Kept for tuning (roiml tune scores a trial by it, never by the test period).
     best.best_score = booster.best_score
     return best
+
+
+def refit_rounds(best_iteration: int, train_rows: int, valid_rows: int) -> int:
+    """Rounds for a refit on train + validation: the early-stopped count scaled by the rows
+    added (more rows carry more rounds before over-fitting at the same learning rate)."""
+    return max(1, round(best_iteration * (train_rows + valid_rows) / max(train_rows, 1)))
+
+
+def refit_booster(
+    params: dict[str, Any],
+    feature_names: list[str],
+    data: tuple[np.ndarray, np.ndarray],
+    rounds: int,
+    chosen_by: lgb.Booster,
+) -> lgb.Booster:
+    """Fit ``rounds`` rounds on ``data`` (train and validation together), no early stopping;
+    the result keeps ``chosen_by``'s validation score, the one its rounds were chosen on."""
+    train_set = lgb.Dataset(data[0], data[1], feature_name=feature_names, free_raw_data=True)
+    booster = lgb.train(params, train_set, num_boost_round=rounds)
+    refit = lgb.Booster(model_str=booster.model_to_string())
+    refit.best_score = chosen_by.best_score
+    return refit
 
 
 def validation_loss(booster: lgb.Booster) -> float:

@@ -26,6 +26,7 @@ from roiml.errors import TrainingError
 from roiml.features.catalog import CATALOG
 from roiml.features.engine import FeatureEngine
 from roiml.features.frame import AS_OF, ENTITY_ID
+from roiml.features.sources import SourceTables
 from roiml.models.artifact import (
     HORIZON_FEATURE,
     MODEL_NAMES,
@@ -34,9 +35,9 @@ from roiml.models.artifact import (
     REFERENCE_TRAIN,
     ModelArtifact,
 )
-from roiml.models.boosting import fit_booster, sample_rows
+from roiml.models.boosting import fit_booster, refit_booster, refit_rounds, sample_rows
 from roiml.models.config import TrainingConfig
-from roiml.models.dataset import Snapshots, Split, split_by_time
+from roiml.models.dataset import Snapshots, Split, sale_periods, split_by_time
 from roiml.models.labels import (
     TRANSACTION_CLASSES,
     engagement_labels,
@@ -46,7 +47,9 @@ from roiml.models.labels import (
     sale_labels,
 )
 from roiml.models.metrics import binary_metrics, hit_rate, multiclass_metrics, regression_metrics
+from roiml.models.ownership import purchase_history
 from roiml.models.predict import value_interval
+from roiml.models.value_baselines import score_baselines, value_baselines
 from roiml.world.truth import MOVE_DAILY, P_MOVE
 
 __all__ = ["TRAINERS", "TrainedModel", "Trainer"]
@@ -79,11 +82,9 @@ def _features_of(config: TrainingConfig) -> list[str]:
     return [n for n in names if n not in config.exclude_features]
 
 
-def _compute_join(labels: pa.Table, snapshots: Snapshots, names: list[str]) -> pa.Table:
+def _compute_join(labels: pa.Table, sources: SourceTables, names: list[str]) -> pa.Table:
     """``labels`` plus features computed as of each row's own ``as_of`` (off the grid)."""
-    features = FeatureEngine(threads=2).compute(
-        labels.select([ENTITY_ID, AS_OF]), names, snapshots.sources
-    )
+    features = FeatureEngine(threads=2).compute(labels.select([ENTITY_ID, AS_OF]), names, sources)
     for name in names:
         labels = labels.append_column(name, features[name])
     return labels
@@ -485,45 +486,61 @@ def train_property_value(
     """Log sale price ``horizon_months`` ahead, with quantile boosters for the interval."""
     names = [*_features_of(config), HORIZON_FEATURE]
     con = snapshots.connection()
+    sources = snapshots.sources
     if config.sale_rows == "buyers":
-        rows = _compute_join(purchase_labels(con), snapshots, names[:-1])
+        sources = purchase_history(snapshots.sources)
+        rows = _compute_join(purchase_labels(con), sources, names[:-1])
     else:
         rows = _join(sale_labels(con, config.horizon_days), snapshots, names[:-1])
     con.close()
     if rows.num_rows == 0:
-        raise TrainingError("property_value_model: there are no sales of a primary residence")
+        kind = (
+            "priced purchases" if config.sale_rows == "buyers" else "sales of a primary residence"
+        )
+        raise TrainingError(
+            f"property_value_model: there are no {kind}; for a sales file pass "
+            "--recipe sales-records, for homeowners' sales --recipe homeowners"
+        )
     # Split by the sale's date for training (no sale of the test period is learnt from) and by
-    # the snapshot's date for testing (every test input is as of the test period).
-    test_start = snapshots.data_end - timedelta(days=config.split.test_days)
-    valid_start = test_start - timedelta(days=config.split.valid_days)
+    # the snapshot's date too for testing (every test input is as of the test period).
+    valid_start, test_start = sale_periods(snapshots.data_end, config.split)
     sold = np.asarray(rows["sold_at"].to_numpy(zero_copy_only=False), dtype="datetime64[us]")
     as_of = np.asarray(rows[AS_OF].to_numpy(zero_copy_only=False), dtype="datetime64[us]")
+    valid_at, test_at = np.datetime64(valid_start, "us"), np.datetime64(test_start, "us")
     parts = {
-        "train": np.flatnonzero(sold < np.datetime64(valid_start, "us")),
-        "valid": np.flatnonzero(
-            (sold >= np.datetime64(valid_start, "us")) & (sold < np.datetime64(test_start, "us"))
-        ),
-        "test": np.flatnonzero(as_of >= np.datetime64(test_start, "us")),
+        "train": np.flatnonzero(sold < valid_at),
+        "valid": np.flatnonzero((sold >= valid_at) & (sold < test_at)),
+        "test": np.flatnonzero((as_of >= test_at) & (sold >= test_at)),
     }
-    _check_counts(parts, "sale")
+    day = timedelta(days=1)  # the periods' ends are their last days, as the snapshot models'
+    window = {
+        "train_start": _day(sold[parts["train"]].min()) if len(parts["train"]) else "",
+        "train_end": str((valid_start - day).date()),
+        "valid_start": str(valid_start.date()),
+        "valid_end": str((test_start - day).date()),
+        "test_start": str(test_start.date()),
+        "test_end": str((snapshots.data_end - day).date()),
+    }
+    _check_periods(parts, window)
     sales_in_train = len(pc.unique(rows.take(pa.array(parts["train"]))["property_id"]))
     if sales_in_train < config.min_positive_labels:
         raise TrainingError(
             f"property_value_model: {sales_in_train} sales in the training period, fewer than "
-            f"the {config.min_positive_labels} the config requires"
+            f"the {config.min_positive_labels} the config requires; move --valid-from later"
         )
     matrix = _matrix(rows, names)
-    target = np.log(rows["price"].to_numpy())
+    price = rows["price"].to_numpy()
+    target = np.log(price)
     train = _train_index(parts, config)
-    valid = parts["valid"]
+    valid, test = parts["valid"], parts["test"]
     low_q, high_q = config.interval
-    boosters = {}
-    for part, extra in (
-        ("main", {}),
-        ("low", {"objective": "quantile", "alpha": low_q}),
-        ("high", {"objective": "quantile", "alpha": high_q}),
-    ):
-        boosters[part] = fit_booster(
+    objectives: dict[str, dict[str, Any]] = {
+        "main": {},
+        "low": {"objective": "quantile", "alpha": low_q},
+        "high": {"objective": "quantile", "alpha": high_q},
+    }
+    boosters = {
+        part: fit_booster(
             {**config.lightgbm, **extra},
             names,
             (matrix[train], target[train]),
@@ -531,46 +548,97 @@ def train_property_value(
             config.num_boost_round,
             config.early_stopping_rounds,
         )
+        for part, extra in objectives.items()
+    }
+    # The margin is measured on validation sales the boosters have not seen: after a refit they
+    # have, so it is kept from this first fit.
     margin = _conformal_margin(boosters, matrix[valid], target[valid], high_q - low_q)
-    test = parts["test"]
-    actual = rows["price"].to_numpy()[test]
-    predicted = np.exp(boosters["main"].predict(matrix[test]))
-    low, high = value_interval(boosters, matrix[test], predicted, margin)
-    metrics = regression_metrics(actual, predicted, low, high)
-    baselines = {
-        name: _column_baseline(actual, matrix[test], names, name)
-        for name in ("estimated_value", "purchase_price")
-        if name in names
-    }
-    baselines = {name: metrics for name, metrics in baselines.items() if metrics}
-    window = {
-        "train_start": str(sold[parts["train"]].min().astype("datetime64[D]")),
-        "train_end": str(valid_start.date()),
-        "valid_start": str(valid_start.date()),
-        "valid_end": str(test_start.date()),
-        "test_start": str(test_start.date()),
-        "test_end": str(snapshots.data_end.date()),
-    }
+    actual = price[test]
+    before = _value_metrics(boosters, matrix[test], actual, margin)
+    counts = _row_counts(parts, len(train))
+    if config.refit_with_valid:
+        both = np.concatenate([train, valid])
+        boosters = {
+            part: refit_booster(
+                {**config.lightgbm, **objectives[part]},
+                names,
+                (matrix[both], target[both]),
+                refit_rounds(booster.current_iteration(), len(train), len(valid)),
+                booster,
+            )
+            for part, booster in boosters.items()
+        }
+        counts["refit"] = len(both)
+    metrics = _value_metrics(boosters, matrix[test], actual, margin)
+    predicted = np.full(rows.num_rows, np.nan)
+    predicted[test] = np.exp(boosters["main"].predict(matrix[test]))
+    baselines = score_baselines(
+        value_baselines(rows, sources), price, predicted, train, test, config.interval
+    )
+    baselines.update(
+        {
+            name: m
+            for name in ("estimated_value", "purchase_price")
+            if name in names and (m := _column_baseline(actual, matrix[test], names, name))
+        }
+    )
+    if config.refit_with_valid:
+        baselines["before_refit"] = before
     artifact = ModelArtifact(
         name=MODEL_NAMES[ModelType.PROPERTY_VALUE],
         model_type=ModelType.PROPERTY_VALUE,
         feature_names=names,
         boosters=boosters,
         parameters=_parameters(config, boosters["main"]),
-        metrics=metrics,
+        # The baselines go to the registry with the model's own figures (MLflow's metrics).
+        metrics={**metrics, **_flat(baselines)},
         training_window=window,
         extra={
             "horizon_days": config.horizon_days,
             "interval": list(config.interval),
             "interval_margin": margin,
             "target": "log_price",
+            "sale_rows": config.sale_rows,
         },
         season=_season(snapshots, names),
         reference=_reference(
             matrix[train], names, _seed(config), rows[AS_OF].take(train), snapshots
         ),
     )
-    return TrainedModel(artifact, metrics, baselines, _row_counts(parts, len(train)))
+    return TrainedModel(artifact, metrics, baselines, counts)
+
+
+def _day(moment: np.datetime64) -> str:
+    return str(moment.astype("datetime64[D]"))
+
+
+def _check_periods(parts: dict[str, np.ndarray], window: dict[str, str]) -> None:
+    """An empty period is an error naming its dates and the flag that moves it."""
+    flags = {"train": "--valid-from later", "valid": "--valid-from earlier", "test": "--test-from"}
+    for part, index in parts.items():
+        if len(index) == 0:
+            start = window[f"{part}_start"] or "the data's start"
+            raise TrainingError(
+                f"no sale falls in the {part} period ({start} to {window[f'{part}_end']}); "
+                f"move {flags[part]} (or shorten the split's days in the config)"
+            )
+
+
+def _value_metrics(
+    boosters: dict[str, lgb.Booster], matrix: np.ndarray, actual: np.ndarray, margin: float
+) -> dict[str, float]:
+    predicted = np.exp(boosters["main"].predict(matrix))
+    low, high = value_interval(boosters, matrix, predicted, margin)
+    return regression_metrics(actual, predicted, low, high)
+
+
+def _flat(baselines: dict[str, dict[str, float]]) -> dict[str, float]:
+    """``baseline_<name>_<metric>`` for every baseline figure."""
+    return {
+        f"baseline_{name}_{metric}": value
+        for name, figures in baselines.items()
+        for metric, value in figures.items()
+    }
 
 
 def _conformal_margin(
