@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import zipfile
 from collections.abc import Iterator
@@ -17,10 +18,12 @@ from typer.testing import CliRunner
 from roiml.cli.main import app
 from roiml.errors import ImportValidationError
 from roiml.ingest import import_file
+from roiml.ingest.extensions import parse_contract_text
 from roiml.ingest.read import FileFormat
 from roiml.ingest.real_sales import (
     SEATTLE_SALES_MEMBER,
     SEATTLE_SALES_WHEEL,
+    ConvertedSales,
     MarketLevel,
     RealSalesSource,
     convert_real_sales,
@@ -37,8 +40,14 @@ TENANT = "real"
 FETCHED_SEATTLE = Path(__file__).resolve().parents[1] / "data" / "real_sales" / SEATTLE_SALES_WHEEL
 
 
-def import_all(engine: Engine, written: dict[str, Path], tenant: str = TENANT) -> dict[str, int]:
-    return {table: import_file(engine, table, path, tenant) for table, path in written.items()}
+def import_all(engine: Engine, converted: ConvertedSales, tenant: str = TENANT) -> dict[str, int]:
+    """Import the converted files with the contract the converter wrote beside them."""
+    text = converted.contract.read_text(encoding="utf-8")
+    extensions = parse_contract_text(text, tenant, converted.contract.name)
+    return {
+        table: import_file(engine, table, path, tenant, extensions=extensions)
+        for table, path in converted.files.items()
+    }
 
 
 def fetch(engine: Engine, query: str, **params: Any) -> list[Any]:
@@ -66,7 +75,7 @@ def test_kc_house_sales_ships_with_the_package(settings: Settings) -> None:
 
 def test_kc_house_sales_import_whole(sqlite_engine: Engine, tmp_path: Path) -> None:
     written = convert_real_sales(KC, tmp_path / "kc")
-    assert list(written) == ["users", "properties", "transactions"]
+    assert list(written.files) == ["users", "properties", "transactions"]
     assert import_all(sqlite_engine, written) == {
         "users": 21_613,
         "properties": 21_436,
@@ -91,8 +100,35 @@ def test_kc_house_sales_import_whole(sqlite_engine: Engine, tmp_path: Path) -> N
         5650,
         1955,
     )
-    assert as_datetime(bought) == datetime(2014, 10, 13)
+    # The contract says the sale dates are known to the day: the day's last microsecond.
+    assert as_datetime(bought) == datetime(2014, 10, 13, 23, 59, 59, 999999)
     assert price == 221_900.0 and sold is None and bool(primary)
+    # Location in the built-in columns, the rest of the source's columns in attributes (yr_renovated
+    # 0 means never renovated: left out, not the year 0).
+    located = fetch(
+        sqlite_engine,
+        "SELECT latitude, longitude, attributes FROM properties "
+        "WHERE tenant_id = :t AND property_id = 'kc-7129300520'",
+    )
+    latitude, longitude, attributes = located[0]
+    assert (latitude, longitude) == (47.5112, -122.257)
+    assert json.loads(attributes) == {
+        "condition": 3,
+        "grade": 7,
+        "view": 0,
+        "waterfront": False,
+        "floors": 1.0,
+        "sqft_above": 1180,
+        "sqft_basement": 0,
+        "zipcode": "98178",
+        "sqft_living15": 1340,
+        "sqft_lot15": 5650,
+    }
+    renovated = fetch(
+        sqlite_engine,
+        "SELECT attributes FROM properties WHERE tenant_id = :t AND property_id = 'kc-6414100192'",
+    )
+    assert json.loads(renovated[0][0])["yr_renovated"] == 1991
 
     # A home sold three times: three BUYs, the property described by the latest.
     sales = fetch(
@@ -143,7 +179,7 @@ def test_kc_house_sales_csv_slice_with_one_market(sqlite_engine: Engine, tmp_pat
         market_level=MarketLevel.REGION,
         limit=300,
     )
-    assert all(path.suffix == ".csv" for path in written.values())
+    assert all(path.suffix == ".csv" for path in written.files.values())
     counts = import_all(sqlite_engine, written)
     assert counts["users"] == counts["transactions"] == 300
     assert 0 < counts["properties"] <= 300
@@ -185,6 +221,18 @@ def test_seattle_reader_on_a_stand_in_wheel(sqlite_engine: Engine, tmp_path: Pat
         ("sea-0000000001", "sea-buyer-2016..30", "kc-area-15", "SINGLE_FAMILY", 1950, 650_000.0),
         ("sea-0000000002", "sea-buyer-2013..20", "kc-area-15", "TOWNHOUSE", 2010, 350_000.0),
     ]
+    located = fetch(
+        sqlite_engine,
+        "SELECT latitude, longitude, attributes FROM properties WHERE tenant_id = :t "
+        "ORDER BY property_id",
+    )
+    assert [(lat, lon) for lat, lon, _ in located] == [(47.6, -122.3), (47.6, -122.3)]
+    assert json.loads(located[0][2]) == {
+        "grade": 7,
+        "waterfront": False,
+        "effective_year_built": 1992,
+        "assessment_area": "kc-area-15",
+    }
 
 
 def test_seattle_errors_say_what_to_do(settings: Settings, tmp_path: Path) -> None:
@@ -216,12 +264,16 @@ def test_seattle_sales_fetched_wheel() -> None:
 
 
 @pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch, sqlite_engine: Engine) -> Iterator[None]:
-    """ROIML_* pointing the CLI at the test's SQLite database, and fresh cached settings."""
+def cli_env(
+    monkeypatch: pytest.MonkeyPatch, sqlite_engine: Engine, settings: Settings
+) -> Iterator[None]:
+    """ROIML_* pointing the CLI at the test's SQLite database and data directory (where the
+    tenant's contract is written), and fresh cached settings."""
     for name in list(os.environ):
         if name.startswith("ROIML_") and not name.startswith("ROIML_TEST_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("ROIML_DATABASE_URL", sqlite_engine.url.render_as_string())
+    monkeypatch.setenv("ROIML_DATA_DIR", str(settings.data_dir))
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
@@ -232,7 +284,17 @@ def test_cli_real_sales_then_import(cli_env: None, sqlite_engine: Engine, tmp_pa
     out = tmp_path / "out"
     result = runner.invoke(app, ["data", "real-sales", "--output", str(out), "--limit", "500"])
     assert result.exit_code == 0, result.output
-    assert f"roiml data import users {out / 'users.parquet'} --tenant TENANT" in result.stdout
+    assert f"roiml data contract add --file {out / 'contract.yaml'} --tenant TENANT" in (
+        result.stdout
+    )
+    assert f"roiml data import users {out / 'users.parquet'} properties" in result.stdout
+    # Without the contract, the extra columns are refused and the message names the verb.
+    path = out / "properties.parquet"
+    result = runner.invoke(app, ["data", "import", "properties", str(path), "--tenant", TENANT])
+    assert result.exit_code == 4 and "roiml data contract add properties" in result.stderr
+    args = ["--file", str(out / "contract.yaml"), "--tenant", TENANT]
+    result = runner.invoke(app, ["data", "contract", "add", *args])
+    assert result.exit_code == 0, result.output
     for table in ("users", "properties", "transactions"):
         path = out / f"{table}.parquet"
         result = runner.invoke(app, ["data", "import", table, str(path), "--tenant", TENANT])

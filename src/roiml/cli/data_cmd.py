@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
+from roiml.cli.common import console, err_console, handle_errors, open_engine, settings_or_exit
 from roiml.db import SOURCE_TABLES
 from roiml.ingest.options import FileFormat, MarketLevel, RealSalesSource
 
@@ -58,13 +58,15 @@ def import_cmd(
     with open_engine(settings, url) as engine:
         written = import_files(engine, files, tenant_id, file_format, extensions=extensions)
     elapsed = time.perf_counter() - started
+    took = f" in {elapsed:.2f} s" if len(files) == 1 else ""
     for (name, path), count in zip(files, written, strict=True):
         rows = "row" if count == 1 else "rows"
         console.print(
-            f"{name}: wrote {count:,} {rows} from {path.name} for tenant {tenant_id} "
-            f"in {elapsed:.2f} s",
+            f"{name}: wrote {count:,} {rows} from {path.name} for tenant {tenant_id}{took}",
             highlight=False,
         )
+    if len(files) > 1:
+        console.print(f"one import of {len(files)} files in {elapsed:.2f} s", highlight=False)
 
 
 @app.command("real-sales")
@@ -94,7 +96,7 @@ def real_sales_cmd(
     if input_path is None and source is RealSalesSource.SEATTLE_SALES:
         input_path = default_input(source, settings_or_exit().data_dir)
     started = time.perf_counter()
-    written = convert_real_sales(
+    converted = convert_real_sales(
         source,
         output,
         path=input_path,
@@ -103,12 +105,17 @@ def real_sales_cmd(
         limit=limit,
     )
     elapsed = time.perf_counter() - started
-    console.print(f"{source}: wrote {len(written)} files to {output} in {elapsed:.2f} s")
-    console.print("import them in this order, into a tenant of their own:")
-    for table, path in written.items():
-        console.print(
-            f"  roiml data import {table} {path} --tenant TENANT", highlight=False, soft_wrap=True
-        )
+    console.print(
+        f"{source}: wrote {len(converted.files)} files and {converted.contract.name} to {output} "
+        f"in {elapsed:.2f} s"
+    )
+    console.print("declare the extra columns, then import the files, into a tenant of their own:")
+    pairs = " ".join(f"{table} {path}" for table, path in converted.files.items())
+    for line in (
+        f"roiml data contract add --file {converted.contract} --tenant TENANT",
+        f"roiml data import {pairs} --tenant TENANT",
+    ):
+        console.print(f"  {line}", highlight=False, soft_wrap=True)
 
 
 # ---- roiml data contract ------------------------------------------------------------------------
@@ -316,3 +323,26 @@ def contract_remove_cmd(
     contract = load_tenant_contract(data_dir, tenant_id).without(table, name)
     path = save_tenant_contract(data_dir, contract)
     console.print(f"removed {table}.{name} from tenant {tenant_id}'s contract ({path})")
+
+
+@contract_app.command("doc")
+@handle_errors
+def contract_doc_cmd(
+    output: Path = typer.Option(
+        Path("docs/DATA_CONTRACT.md"), "--output", help="Where to write the document."
+    ),
+    check: bool = typer.Option(False, "--check", help="Only check the file is up to date."),
+) -> None:
+    """Generate docs/DATA_CONTRACT.md from the source tables (or --check it is current)."""
+    from roiml.ingest.contract_doc import render_contract
+
+    text = render_contract()
+    if check:
+        if not output.exists() or output.read_text(encoding="utf-8") != text:
+            err_console.print(f"{output} is stale; run `roiml data contract doc`")
+            raise typer.Exit(1)
+        console.print(f"{output} is up to date")
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    console.print(f"wrote {output}")

@@ -25,8 +25,9 @@ NONNEGATIVE: dict[str, Any] = {"minimum": 0}
 POSITIVE: dict[str, Any] = {"greater_than": 0}
 ROOMS: dict[str, Any] = {"minimum": 0, "maximum": 50}
 PERCENT: dict[str, Any] = {"minimum": 0, "maximum": 100}
-# Annual rates in percent: no loan or survey is above 30 % or below -5 %.
-RATE: dict[str, Any] = {"minimum": -5, "maximum": 30}
+# Annual rates in percent: no loan or survey is above 30 %; only a policy rate goes below 0.
+RATE: dict[str, Any] = {"minimum": 0, "maximum": 30}
+POLICY_RATE: dict[str, Any] = {"minimum": -5, "maximum": 30}
 A_USER: dict[str, Any] = {"references": "users"}
 A_PROPERTY: dict[str, Any] = {"references": "properties"}
 
@@ -50,12 +51,18 @@ class Agent(TenantMixin, Base):
 
     __tablename__ = "agents"
 
-    agent_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    agent_id: Mapped[str] = mapped_column(
+        String(64), primary_key=True, doc="the agent's id, chosen by the tenant"
+    )
     tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(128), nullable=False)
-    brokerage: Mapped[str | None] = mapped_column(String(128))
-    market_id: Mapped[str] = mapped_column(String(32), nullable=False)
-    hired_at: Mapped[datetime] = mapped_column(DateTime(), nullable=False)
+    name: Mapped[str] = mapped_column(String(128), nullable=False, doc="full name")
+    brokerage: Mapped[str | None] = mapped_column(String(128), doc="the agent's brokerage")
+    market_id: Mapped[str] = mapped_column(
+        String(32), nullable=False, doc="the market the agent works in"
+    )
+    hired_at: Mapped[datetime] = mapped_column(
+        DateTime(), nullable=False, doc="when the agent joined the tenant (UTC)"
+    )
 
 
 class User(TenantMixin, Base):
@@ -63,18 +70,34 @@ class User(TenantMixin, Base):
 
     __tablename__ = "users"
 
-    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(
+        String(64), primary_key=True, doc="the homeowner's id, chosen by the tenant"
+    )
     tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    agent_id: Mapped[str | None] = mapped_column(String(64))
-    market_id: Mapped[str] = mapped_column(String(32), nullable=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(), nullable=False)
-    birth_year: Mapped[int | None] = mapped_column(Integer, info={"minimum": 1880, "maximum": 2100})
-    household_size: Mapped[int | None] = mapped_column(Integer, info={"minimum": 1, "maximum": 30})
+    agent_id: Mapped[str | None] = mapped_column(
+        String(64), doc="the agent who keeps in touch (agents.agent_id)"
+    )
+    market_id: Mapped[str] = mapped_column(
+        String(32), nullable=False, doc="the homeowner's market (metro or local area)"
+    )
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(), nullable=False, doc="when the homeowner joined the platform (UTC)"
+    )
+    birth_year: Mapped[int | None] = mapped_column(
+        Integer, info={"minimum": 1880, "maximum": 2100}, doc="year of birth"
+    )
+    household_size: Mapped[int | None] = mapped_column(
+        Integer, info={"minimum": 1, "maximum": 30}, doc="people in the household"
+    )
     income_band: Mapped[int | None] = mapped_column(
         Integer, doc="1 (lowest) to 5 (highest)", info={"minimum": 1, "maximum": 5}
     )
-    email_opt_in: Mapped[bool] = mapped_column(Boolean, nullable=False)
-    is_active: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    email_opt_in: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, doc="whether the homeowner accepts marketing email"
+    )
+    is_active: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, doc="whether the account is active"
+    )
     attributes: Mapped[dict[str, Any] | None] = mapped_column(
         JSONType, doc="the tenant's declared columns"
     )
@@ -91,36 +114,64 @@ class Property(TenantMixin, Base):
 
     __tablename__ = "properties"
 
-    property_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    property_id: Mapped[str] = mapped_column(
+        String(64), primary_key=True, doc="the home's id, chosen by the tenant"
+    )
     tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    owner_user_id: Mapped[str] = mapped_column(String(64), nullable=False, info=A_USER)
-    market_id: Mapped[str] = mapped_column(String(32), nullable=False)
-    is_primary_residence: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
-    property_type: Mapped[PropertyType] = enum_column(PropertyType, nullable=False)
-    bedrooms: Mapped[int | None] = mapped_column(Integer, info=ROOMS)
-    bathrooms: Mapped[float | None] = mapped_column(Float, info=ROOMS)
+    owner_user_id: Mapped[str] = mapped_column(
+        String(64), nullable=False, info=A_USER, doc="the homeowner who owns it (users.user_id)"
+    )
+    market_id: Mapped[str] = mapped_column(
+        String(32), nullable=False, doc="the home's market (metro, zip code or area)"
+    )
+    is_primary_residence: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=True, doc="whether the owner lives there"
+    )
+    property_type: Mapped[PropertyType] = enum_column(
+        PropertyType, nullable=False, doc="kind of home"
+    )
+    bedrooms: Mapped[int | None] = mapped_column(Integer, info=ROOMS, doc="number of bedrooms")
+    bathrooms: Mapped[float | None] = mapped_column(
+        Float, info=ROOMS, doc="number of bathrooms (halves allowed)"
+    )
     sqft: Mapped[int | None] = mapped_column(
         Integer, doc="living area, square feet", info={"greater_than": 0, "maximum": 200_000}
     )
     lot_sqft: Mapped[int | None] = mapped_column(
         Integer, doc="lot area, square feet", info={"minimum": 0, "maximum": 500_000_000}
     )
-    year_built: Mapped[int | None] = mapped_column(Integer, info={"minimum": 1600, "maximum": 2100})
-    has_pool: Mapped[bool | None] = mapped_column(Boolean)
-    garage_spaces: Mapped[int | None] = mapped_column(Integer, info=ROOMS)
-    hoa_monthly: Mapped[float | None] = mapped_column(Float, info=NONNEGATIVE)
-    tax_annual: Mapped[float | None] = mapped_column(Float, info=NONNEGATIVE)
-    purchased_at: Mapped[datetime] = mapped_column(DateTime(), nullable=False)
-    purchase_price: Mapped[float] = mapped_column(Float, nullable=False, info=POSITIVE)
-    mortgage_amount: Mapped[float | None] = mapped_column(Float, info=NONNEGATIVE)
+    year_built: Mapped[int | None] = mapped_column(
+        Integer, info={"minimum": 1600, "maximum": 2100}, doc="year of construction"
+    )
+    has_pool: Mapped[bool | None] = mapped_column(Boolean, doc="whether the home has a pool")
+    garage_spaces: Mapped[int | None] = mapped_column(Integer, info=ROOMS, doc="garage spaces")
+    hoa_monthly: Mapped[float | None] = mapped_column(
+        Float, info=NONNEGATIVE, doc="homeowners' association fee per month"
+    )
+    tax_annual: Mapped[float | None] = mapped_column(
+        Float, info=NONNEGATIVE, doc="property tax per year"
+    )
+    purchased_at: Mapped[datetime] = mapped_column(
+        DateTime(), nullable=False, doc="when the owner bought it (UTC)"
+    )
+    purchase_price: Mapped[float] = mapped_column(
+        Float, nullable=False, info=POSITIVE, doc="what the owner paid"
+    )
+    mortgage_amount: Mapped[float | None] = mapped_column(
+        Float, info=NONNEGATIVE, doc="the mortgage's principal at the start"
+    )
     mortgage_rate: Mapped[float | None] = mapped_column(
         Float, doc="annual rate in percent", info=RATE
     )
     mortgage_term_years: Mapped[int | None] = mapped_column(
-        Integer, info={"minimum": 1, "maximum": 50}
+        Integer, info={"minimum": 1, "maximum": 50}, doc="the mortgage's term in years"
     )
-    mortgage_started_at: Mapped[datetime | None] = mapped_column(DateTime())
-    sold_at: Mapped[datetime | None] = mapped_column(DateTime())
+    mortgage_started_at: Mapped[datetime | None] = mapped_column(
+        DateTime(), doc="when the mortgage started (UTC)"
+    )
+    sold_at: Mapped[datetime | None] = mapped_column(
+        DateTime(), doc="when the owner sold it, if sold (UTC)"
+    )
     latitude: Mapped[float | None] = mapped_column(
         Float, doc="degrees north, WGS 84", info={"minimum": -90, "maximum": 90}
     )
@@ -139,14 +190,28 @@ class DocumentAccessEvent(TenantMixin, Base):
 
     __tablename__ = "document_access_events"
 
-    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    user_id: Mapped[str] = mapped_column(String(64), nullable=False)
-    property_id: Mapped[str | None] = mapped_column(String(64))
-    document_type: Mapped[DocumentType] = enum_column(DocumentType, nullable=False)
+    id: Mapped[int] = mapped_column(
+        BigIntPK, primary_key=True, autoincrement=True, doc="assigned by the database"
+    )
+    user_id: Mapped[str] = mapped_column(
+        String(64), nullable=False, doc="the homeowner (users.user_id)"
+    )
+    property_id: Mapped[str | None] = mapped_column(
+        String(64), doc="the home the document is about"
+    )
+    document_type: Mapped[DocumentType] = enum_column(
+        DocumentType, nullable=False, doc="kind of closing document"
+    )
     action: Mapped[str] = mapped_column(String(16), nullable=False, doc="VIEW, DOWNLOAD or SHARE")
-    occurred_at: Mapped[datetime] = mapped_column(DateTime(), nullable=False)
-    duration_seconds: Mapped[int | None] = mapped_column(Integer, info=NONNEGATIVE)
-    device: Mapped[str | None] = mapped_column(String(16))
+    occurred_at: Mapped[datetime] = mapped_column(
+        DateTime(), nullable=False, doc="when it was opened (UTC)"
+    )
+    duration_seconds: Mapped[int | None] = mapped_column(
+        Integer, info=NONNEGATIVE, doc="seconds spent on it"
+    )
+    device: Mapped[str | None] = mapped_column(
+        String(16), doc="device class, e.g. desktop or mobile"
+    )
 
     __table_args__ = (
         Index("ix_document_access_events_tenant_user_time", "tenant_id", "user_id", "occurred_at"),
@@ -158,14 +223,28 @@ class EmailEvent(TenantMixin, Base):
 
     __tablename__ = "email_events"
 
-    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    user_id: Mapped[str] = mapped_column(String(64), nullable=False)
-    campaign_id: Mapped[str] = mapped_column(String(64), nullable=False)
-    email_type: Mapped[EmailType] = enum_column(EmailType, nullable=False)
-    sent_at: Mapped[datetime] = mapped_column(DateTime(), nullable=False)
-    opened_at: Mapped[datetime | None] = mapped_column(DateTime())
-    clicked_at: Mapped[datetime | None] = mapped_column(DateTime())
-    unsubscribed: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    id: Mapped[int] = mapped_column(
+        BigIntPK, primary_key=True, autoincrement=True, doc="assigned by the database"
+    )
+    user_id: Mapped[str] = mapped_column(
+        String(64), nullable=False, doc="the recipient (users.user_id)"
+    )
+    campaign_id: Mapped[str] = mapped_column(
+        String(64), nullable=False, doc="the campaign it belongs to"
+    )
+    email_type: Mapped[EmailType] = enum_column(EmailType, nullable=False, doc="kind of email")
+    sent_at: Mapped[datetime] = mapped_column(
+        DateTime(), nullable=False, doc="when it was sent (UTC)"
+    )
+    opened_at: Mapped[datetime | None] = mapped_column(
+        DateTime(), doc="when it was first opened, if ever (UTC)"
+    )
+    clicked_at: Mapped[datetime | None] = mapped_column(
+        DateTime(), doc="when it was first clicked, if ever (UTC)"
+    )
+    unsubscribed: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, doc="whether the recipient unsubscribed from it"
+    )
 
     __table_args__ = (Index("ix_email_events_tenant_user_time", "tenant_id", "user_id", "sent_at"),)
 
@@ -175,12 +254,24 @@ class PlatformSession(TenantMixin, Base):
 
     __tablename__ = "platform_sessions"
 
-    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    user_id: Mapped[str] = mapped_column(String(64), nullable=False)
-    started_at: Mapped[datetime] = mapped_column(DateTime(), nullable=False)
-    duration_seconds: Mapped[int] = mapped_column(Integer, nullable=False, info=NONNEGATIVE)
-    page_views: Mapped[int] = mapped_column(Integer, nullable=False, info=NONNEGATIVE)
-    device: Mapped[str | None] = mapped_column(String(16))
+    id: Mapped[int] = mapped_column(
+        BigIntPK, primary_key=True, autoincrement=True, doc="assigned by the database"
+    )
+    user_id: Mapped[str] = mapped_column(
+        String(64), nullable=False, doc="the visitor (users.user_id)"
+    )
+    started_at: Mapped[datetime] = mapped_column(
+        DateTime(), nullable=False, doc="when the visit started (UTC)"
+    )
+    duration_seconds: Mapped[int] = mapped_column(
+        Integer, nullable=False, info=NONNEGATIVE, doc="length of the visit in seconds"
+    )
+    page_views: Mapped[int] = mapped_column(
+        Integer, nullable=False, info=NONNEGATIVE, doc="pages viewed"
+    )
+    device: Mapped[str | None] = mapped_column(
+        String(16), doc="device class, e.g. desktop or mobile"
+    )
 
     __table_args__ = (
         Index("ix_platform_sessions_tenant_user_time", "tenant_id", "user_id", "started_at"),
@@ -192,11 +283,19 @@ class Alert(TenantMixin, Base):
 
     __tablename__ = "alerts"
 
-    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    user_id: Mapped[str] = mapped_column(String(64), nullable=False)
-    alert_type: Mapped[AlertType] = enum_column(AlertType, nullable=False)
-    sent_at: Mapped[datetime] = mapped_column(DateTime(), nullable=False)
-    clicked_at: Mapped[datetime | None] = mapped_column(DateTime())
+    id: Mapped[int] = mapped_column(
+        BigIntPK, primary_key=True, autoincrement=True, doc="assigned by the database"
+    )
+    user_id: Mapped[str] = mapped_column(
+        String(64), nullable=False, doc="the recipient (users.user_id)"
+    )
+    alert_type: Mapped[AlertType] = enum_column(AlertType, nullable=False, doc="kind of alert")
+    sent_at: Mapped[datetime] = mapped_column(
+        DateTime(), nullable=False, doc="when it was sent (UTC)"
+    )
+    clicked_at: Mapped[datetime | None] = mapped_column(
+        DateTime(), doc="when it was clicked, if ever (UTC)"
+    )
 
     __table_args__ = (Index("ix_alerts_tenant_user_time", "tenant_id", "user_id", "sent_at"),)
 
@@ -206,16 +305,32 @@ class Search(TenantMixin, Base):
 
     __tablename__ = "searches"
 
-    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    user_id: Mapped[str] = mapped_column(String(64), nullable=False)
-    searched_at: Mapped[datetime] = mapped_column(DateTime(), nullable=False)
-    market_id: Mapped[str] = mapped_column(String(32), nullable=False)
-    min_price: Mapped[float | None] = mapped_column(Float, info=NONNEGATIVE)
-    max_price: Mapped[float | None] = mapped_column(Float, info=NONNEGATIVE)
-    bedrooms_min: Mapped[int | None] = mapped_column(Integer, info=ROOMS)
-    property_type: Mapped[PropertyType | None] = enum_column(PropertyType, nullable=True)
-    results_count: Mapped[int] = mapped_column(Integer, nullable=False, info=NONNEGATIVE)
-    saved: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    id: Mapped[int] = mapped_column(
+        BigIntPK, primary_key=True, autoincrement=True, doc="assigned by the database"
+    )
+    user_id: Mapped[str] = mapped_column(
+        String(64), nullable=False, doc="who searched (users.user_id)"
+    )
+    searched_at: Mapped[datetime] = mapped_column(DateTime(), nullable=False, doc="when (UTC)")
+    market_id: Mapped[str] = mapped_column(String(32), nullable=False, doc="the market searched")
+    min_price: Mapped[float | None] = mapped_column(
+        Float, info=NONNEGATIVE, doc="lowest price asked for"
+    )
+    max_price: Mapped[float | None] = mapped_column(
+        Float, info=NONNEGATIVE, doc="highest price asked for"
+    )
+    bedrooms_min: Mapped[int | None] = mapped_column(
+        Integer, info=ROOMS, doc="fewest bedrooms asked for"
+    )
+    property_type: Mapped[PropertyType | None] = enum_column(
+        PropertyType, nullable=True, doc="kind of home asked for"
+    )
+    results_count: Mapped[int] = mapped_column(
+        Integer, nullable=False, info=NONNEGATIVE, doc="listings found"
+    )
+    saved: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, doc="whether the search was saved"
+    )
 
     __table_args__ = (Index("ix_searches_tenant_user_time", "tenant_id", "user_id", "searched_at"),)
 
@@ -225,15 +340,32 @@ class Transaction(TenantMixin, Base):
 
     __tablename__ = "transactions"
 
-    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    user_id: Mapped[str] = mapped_column(String(64), nullable=False, info=A_USER)
-    property_id: Mapped[str] = mapped_column(String(64), nullable=False, info=A_PROPERTY)
-    agent_id: Mapped[str | None] = mapped_column(String(64))
-    transaction_type: Mapped[TransactionType] = enum_column(TransactionType, nullable=False)
-    opened_at: Mapped[datetime] = mapped_column(DateTime(), nullable=False)
-    closed_at: Mapped[datetime] = mapped_column(DateTime(), nullable=False)
-    price: Mapped[float | None] = mapped_column(Float, info=POSITIVE)
-    loan_amount: Mapped[float | None] = mapped_column(Float, info=NONNEGATIVE)
+    id: Mapped[int] = mapped_column(
+        BigIntPK, primary_key=True, autoincrement=True, doc="assigned by the database"
+    )
+    user_id: Mapped[str] = mapped_column(
+        String(64),
+        nullable=False,
+        info=A_USER,
+        doc="the homeowner on the tenant's side (users.user_id)",
+    )
+    property_id: Mapped[str] = mapped_column(
+        String(64), nullable=False, info=A_PROPERTY, doc="the home (properties.property_id)"
+    )
+    agent_id: Mapped[str | None] = mapped_column(String(64), doc="the agent who handled it")
+    transaction_type: Mapped[TransactionType] = enum_column(
+        TransactionType, nullable=False, doc="BUY, SELL, REFINANCE or INVESTMENT"
+    )
+    opened_at: Mapped[datetime] = mapped_column(
+        DateTime(), nullable=False, doc="when the transaction started (UTC)"
+    )
+    closed_at: Mapped[datetime] = mapped_column(
+        DateTime(), nullable=False, doc="when it closed (UTC); a sale's date"
+    )
+    price: Mapped[float | None] = mapped_column(Float, info=POSITIVE, doc="the price paid")
+    loan_amount: Mapped[float | None] = mapped_column(
+        Float, info=NONNEGATIVE, doc="the loan's principal"
+    )
     interest_rate: Mapped[float | None] = mapped_column(
         Float, doc="loan rate in percent", info=RATE
     )
@@ -253,19 +385,35 @@ class MarketStatistic(TenantMixin, Base):
     __tablename__ = "market_statistics"
 
     tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    market_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    market_id: Mapped[str] = mapped_column(String(32), primary_key=True, doc="the market")
     month: Mapped[date] = mapped_column(Date, primary_key=True, doc="first day of the month")
     published_at: Mapped[datetime] = mapped_column(
         DateTime(), nullable=False, doc="when the figures became known (after the month ends)"
     )
-    median_price: Mapped[float] = mapped_column(Float, nullable=False, info=POSITIVE)
-    price_index: Mapped[float] = mapped_column(Float, nullable=False, info=POSITIVE)
-    inventory: Mapped[int] = mapped_column(Integer, nullable=False, info=NONNEGATIVE)
-    new_listings: Mapped[int] = mapped_column(Integer, nullable=False, info=NONNEGATIVE)
-    closed_sales: Mapped[int] = mapped_column(Integer, nullable=False, info=NONNEGATIVE)
-    days_on_market: Mapped[float] = mapped_column(Float, nullable=False, info=NONNEGATIVE)
-    months_supply: Mapped[float] = mapped_column(Float, nullable=False, info=NONNEGATIVE)
-    list_to_sale_ratio: Mapped[float] = mapped_column(Float, nullable=False, info=POSITIVE)
+    median_price: Mapped[float] = mapped_column(
+        Float, nullable=False, info=POSITIVE, doc="median sale price in the month"
+    )
+    price_index: Mapped[float] = mapped_column(
+        Float, nullable=False, info=POSITIVE, doc="price index of the market"
+    )
+    inventory: Mapped[int] = mapped_column(
+        Integer, nullable=False, info=NONNEGATIVE, doc="homes for sale at the month's end"
+    )
+    new_listings: Mapped[int] = mapped_column(
+        Integer, nullable=False, info=NONNEGATIVE, doc="homes listed in the month"
+    )
+    closed_sales: Mapped[int] = mapped_column(
+        Integer, nullable=False, info=NONNEGATIVE, doc="sales closed in the month"
+    )
+    days_on_market: Mapped[float] = mapped_column(
+        Float, nullable=False, info=NONNEGATIVE, doc="median days from listing to contract"
+    )
+    months_supply: Mapped[float] = mapped_column(
+        Float, nullable=False, info=NONNEGATIVE, doc="inventory over the monthly sales rate"
+    )
+    list_to_sale_ratio: Mapped[float] = mapped_column(
+        Float, nullable=False, info=POSITIVE, doc="sale price over list price, median"
+    )
 
 
 class EconomicIndicator(TenantMixin, Base):
@@ -274,10 +422,22 @@ class EconomicIndicator(TenantMixin, Base):
     __tablename__ = "economic_indicators"
 
     tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    observed_on: Mapped[date] = mapped_column(Date, primary_key=True)
-    mortgage_rate_30y: Mapped[float] = mapped_column(Float, nullable=False, info=RATE)
-    mortgage_rate_15y: Mapped[float] = mapped_column(Float, nullable=False, info=RATE)
-    fed_funds_rate: Mapped[float] = mapped_column(Float, nullable=False, info=RATE)
-    unemployment_rate: Mapped[float] = mapped_column(Float, nullable=False, info=PERCENT)
-    cpi_yoy: Mapped[float] = mapped_column(Float, nullable=False)
-    consumer_confidence: Mapped[float] = mapped_column(Float, nullable=False)
+    observed_on: Mapped[date] = mapped_column(Date, primary_key=True, doc="the week's survey date")
+    mortgage_rate_30y: Mapped[float] = mapped_column(
+        Float, nullable=False, info=RATE, doc="30-year fixed mortgage rate, percent"
+    )
+    mortgage_rate_15y: Mapped[float] = mapped_column(
+        Float, nullable=False, info=RATE, doc="15-year fixed mortgage rate, percent"
+    )
+    fed_funds_rate: Mapped[float] = mapped_column(
+        Float, nullable=False, info=POLICY_RATE, doc="federal funds rate, percent"
+    )
+    unemployment_rate: Mapped[float] = mapped_column(
+        Float, nullable=False, info=PERCENT, doc="unemployment rate, percent"
+    )
+    cpi_yoy: Mapped[float] = mapped_column(
+        Float, nullable=False, doc="consumer prices, change over a year, percent"
+    )
+    consumer_confidence: Mapped[float] = mapped_column(
+        Float, nullable=False, doc="consumer confidence index"
+    )

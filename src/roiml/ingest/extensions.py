@@ -301,7 +301,7 @@ def _column_document(column: ExtensionColumn) -> dict[str, Any]:
 
 def _plain_number(value: float | None) -> float | int | None:
     """A whole bound as an integer, so an integer column's file reads ``minimum: 1``."""
-    return int(value) if value is not None and value.is_integer() else value
+    return int(value) if value is not None and float(value).is_integer() else value
 
 
 # ---- the rules -------------------------------------------------------------------------------
@@ -385,6 +385,7 @@ def _check_precision_target(table: str, column: str, contract: TenantContract) -
     if table not in Base.metadata.tables:
         raise ImportValidationError(f"precision of {where}: there is no table {table!r}")
     declared = contract.column(table, column)
+    kind: Kind | None
     if declared is not None:
         kind = declared.kind
     elif column in Base.metadata.tables[table].columns:
@@ -560,6 +561,8 @@ def save_tenant_contract(data_dir: Path, contract: TenantContract) -> Path:
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(header + body)
+        # mkstemp makes the file private; a contract is as readable as the data directory.
+        Path(temporary).chmod(0o644)
         Path(temporary).replace(path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

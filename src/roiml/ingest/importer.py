@@ -96,14 +96,15 @@ def import_files(
     for table_name, path in files:
         contract = table_contract(table_name)
         path = Path(path)
-        source = Source(path.name, _file_format(path, file_format))
-        data = read_file(path, source.file_format)
-        rows = validate(data, contract, source, tenant_id, extensions)
-        loaded.append(_Loaded(contract, source, data, rows))
+        read_from = Source(path.name, _file_format(path, file_format))
+        data = read_file(path, read_from.file_format)
+        rows = validate(data, contract, read_from, tenant_id, extensions)
+        loaded.append(_Loaded(contract, read_from, data, rows))
     order = sorted(range(len(loaded)), key=lambda i: _depth(loaded[i].contract.name))
     written = [0] * len(loaded)
     dbapi_error = engine.dialect.loaded_dbapi.Error
-    source = loaded[0].source if loaded else None
+    # The file being written when the database refuses, named in the error.
+    source: Source | None = loaded[0].source if loaded else None
     try:
         with engine.begin() as conn:
             if is_postgres(engine):

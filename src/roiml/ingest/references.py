@@ -75,12 +75,13 @@ def find_dangling(
             target_table.c[key] == temporary.c.ref,
         )
         query = (
-            select(func.min(temporary.c[_ROW]), func.count())
+            select(func.min(temporary.c[_ROW]).label("first"), func.count().label("matches"))
             .select_from(temporary.outerjoin(target_table, match))
             .where(temporary.c.ref.is_not(None), target_table.c[key].is_(None))
         )
-        first, count = conn.execute(query).one()
+        result = conn.execute(query).one()
         temporary.drop(conn)
-        if count:
-            found.append(DanglingReference(spec.name, spec.references, key, int(first), int(count)))
+        if result.matches:
+            first, matches = int(result.first), int(result.matches)
+            found.append(DanglingReference(spec.name, spec.references, key, first, matches))
     return found
