@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import string
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -22,9 +23,10 @@ from roiml.db.engine import make_engine
 from roiml.db.migrate import upgrade
 from roiml.errors import ImportValidationError
 from roiml.ingest import import_file
-from roiml.ingest.contract import Kind, Precision
+from roiml.ingest.contract import ColumnContract, Kind, Precision
 from roiml.ingest.extensions import ColumnRole, ExtensionColumn, TenantContract
 from roiml.ingest.importer import import_files
+from roiml.ingest.parse import parse_column
 
 USERS = "user_id,market_id,created_at,email_opt_in,is_active\n"
 PROPERTIES = "property_id,owner_user_id,market_id,property_type,purchased_at,purchase_price"
@@ -426,3 +428,28 @@ def test_any_dangling_reference_writes_nothing(
     else:
         assert import_file(engine, "properties", path, "t") == len(refs)
     engine.dispose()
+
+
+@settings(max_examples=200, deadline=None)
+@given(days=st.lists(st.dates(date(1900, 1, 1), date(2100, 12, 31)), min_size=1, max_size=30))
+def test_a_coarse_value_is_the_last_microsecond_of_its_period(days: list[date]) -> None:
+    """A day or a month is stored as the microsecond before the next one starts: never earlier
+    than any moment of the period, never in the next one."""
+    for precision, text_of, next_start in (
+        (Precision.DAY, date.isoformat, lambda d: d + timedelta(days=1)),
+        (
+            Precision.MONTH,
+            lambda d: d.strftime("%Y-%m"),
+            lambda d: (d.replace(day=28) + timedelta(days=4)).replace(day=1),
+        ),
+    ):
+        spec = ColumnContract(
+            "at", Kind.DATETIME, pa.timestamp("us"), True, False, False, precision=precision
+        )
+        parsed = parse_column(pa.array([text_of(d) for d in days]), spec)
+        assert not any(pc.any(check.mask).as_py() for check in parsed.checks)
+        expected = [
+            datetime.combine(next_start(d), datetime.min.time()) - timedelta(microseconds=1)
+            for d in days
+        ]
+        assert parsed.values.to_pylist() == expected
