@@ -1,4 +1,5 @@
-"""The oracle's maths against naive loops (hypothesis), and the lag distribution's CDF."""
+"""Journey cells against a loop (hypothesis), and the lag distribution's CDF (the oracle's
+own tests are tests/test_oracle.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from roiml.world.journeys import MOVE, MOVE_LAG, REFINANCE, Journeys, journey_cells
-from roiml.world.truth import move_probability
 
 
 def _journeys(hazard: np.ndarray, rows: list[tuple[int, int, int, int]]) -> Journeys:
@@ -31,53 +31,6 @@ def _journeys(hazard: np.ndarray, rows: list[tuple[int, int, int, int]]) -> Jour
         transactions=empty,
         new_properties=empty,
     )
-
-
-def _naive(hazard: np.ndarray, journeys: Journeys, horizon: int) -> np.ndarray:
-    n, days = hazard.shape
-    out = np.full((n, days), np.nan)
-    for u in range(n):
-        for t in range(days - horizon):
-            decided = [
-                (d, c)
-                for k, uu, d, c in zip(
-                    journeys.kind,
-                    journeys.user,
-                    journeys.decision_day,
-                    journeys.close_day,
-                    strict=True,
-                )
-                if k == MOVE and uu == u and d <= t < c
-            ]
-            if decided:
-                d = decided[0][0]
-                done = MOVE_LAG.cdf(np.array(t - d))
-                out[u, t] = (MOVE_LAG.cdf(np.array(t + horizon - d)) - done) / (1 - done)
-                continue
-            total, survival = 0.0, 1.0
-            for s in range(t + 1, t + horizon + 1):
-                total += hazard[u, s] * survival * MOVE_LAG.cdf(np.array(t + horizon - s))
-                survival *= np.exp(-hazard[u, s])
-            out[u, t] = total
-    return np.clip(out, 0, 1)
-
-
-@settings(max_examples=25, deadline=None)
-@given(
-    seed=st.integers(0, 2**32 - 1),
-    users=st.integers(1, 4),
-    journey=st.tuples(st.integers(-30, 50), st.integers(1, 200)),
-)
-def test_oracle_matches_the_naive_sum(seed: int, users: int, journey: tuple[int, int]) -> None:
-    rng = np.random.default_rng(seed)
-    days, horizon = 90, 30
-    hazard = rng.uniform(0, 0.02, (users, days))
-    decision, lag = journey
-    journeys = _journeys(hazard, [(0, MOVE, decision, decision + lag)])
-    fast = move_probability(hazard, journeys, horizon=horizon)
-    slow = _naive(hazard, journeys, horizon)
-    # exp(-sum h) vs the product of exp(-h) differ only by float rounding.
-    np.testing.assert_allclose(fast, slow, rtol=2e-4, atol=2e-6)
 
 
 @settings(max_examples=40, deadline=None)

@@ -245,7 +245,7 @@ def assemble_block(
         "alerts": _with_user_ids(_before_end(engagement.alerts, ("clicked_at",), end), user_ids),
         "searches": _with_user_ids(engagement.searches, user_ids),
     }
-    probability = move_probability(journeys.move_hazard, journeys)
+    probability = move_probability(journeys)
     n = len(pop.user_ids)
     day_dates = np.datetime64(start, "D") + np.arange(days).astype("timedelta64[D]")
     best_weekday, best_hour = best_contact_slot(pop.pref_weekday, pop.pref_hour)

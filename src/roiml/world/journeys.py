@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from roiml.world.macro import Macro, year_fraction
+from roiml.world.oracle import HORIZON_DAYS, undecided_move_probability
 from roiml.world.population import Population
 
 __all__ = ["MOVE_LAG", "Journeys", "LagDistribution", "journey_cells", "simulate_journeys"]
@@ -53,6 +54,9 @@ class LagDistribution:
 
 MOVE_LAG = LagDistribution(offset=40.0, scale=25.0)
 _LAGS = (MOVE_LAG, LagDistribution(25.0, 9.0), LagDistribution(35.0, 20.0))
+# P(lag <= k), k = 0 .. horizon - 1, for the oracle: lags are floored to whole days, so a lag of
+# at most k days is a continuous draw below k + 1.
+_ORACLE_LAG_CDF = MOVE_LAG.cdf(np.arange(1, HORIZON_DAYS + 1))
 
 
 @dataclass
@@ -71,6 +75,12 @@ class Journeys:
     transactions: pa.Table = field(repr=False)
     new_properties: pa.Table = field(repr=False)
     value_state: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    # Per journey, the day of its last closing: a move's second (the purchase after the sale,
+    # or the sale after buying first), else its first.
+    end_day: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    # (users, days) the oracle's chance of a move closing within the horizon while undecided,
+    # from the hazard paths of the round each day belongs to (NaN on decided days).
+    undecided_p_move: np.ndarray | None = field(repr=False, default=None)
 
 
 def journey_cells(
@@ -258,9 +268,20 @@ def simulate_journeys(
     eligible[REFINANCE] = np.maximum(0, 365 - since_purchase)
     at_risk = np.ones(n, dtype=bool)
     move_hazard = np.zeros((n, days), dtype=np.float64)
+    undecided = np.full((n, days), np.nan, dtype=np.float32)
+    since = np.zeros(n, dtype=np.int64)  # first day of each user's current undecided stretch
     records: dict[str, list[np.ndarray]] = {
         key: []
-        for key in ("user", "kind", "decision", "close", "first_type", "buy_first", "sell_only")
+        for key in (
+            "user",
+            "kind",
+            "decision",
+            "close",
+            "end",
+            "first_type",
+            "buy_first",
+            "sell_only",
+        )
     }
     tx_parts: list[dict[str, np.ndarray]] = []
     prop_parts: list[dict[str, np.ndarray]] = []
@@ -296,9 +317,21 @@ def simulate_journeys(
             kind = np.where(pre, MOVE, kind)
             first = np.where(pre, pre_decision, first)
             lag = np.where(pre, pre_lag, lag)
+        # The oracle over the undecided stretch this round covers (from the last decision, or
+        # the start, to this round's), from this round's hazard paths as they run on without a
+        # decision: the realised path is cut to zero after a decision, and a mover's chance
+        # summed over it ended where the move was decided (the oracle sank its own positives).
+        chance = undecided_move_probability(
+            hazards[MOVE], hazards[REFINANCE] + hazards[INVEST], _ORACLE_LAG_CDF
+        )
+        stop = np.clip(first, 0, days)
+        stretch = (window[None, :] >= since[rows][:, None]) & (window[None, :] < stop[:, None])
+        undecided[rows] = np.where(stretch, chance, undecided[rows])
+        del chance, stretch
         decided = first < days
         at_risk[rows[~decided]] = False  # no decision left in the window for them
         rows, kind, first, lag = rows[decided], kind[decided], first[decided], lag[decided]
+        since[rows] = np.clip(first, 0, days)
         if len(rows) == 0:
             break
         close = first + lag
@@ -324,6 +357,7 @@ def simulate_journeys(
             records[key].append(value)
         closed = close < days
         at_risk[rows[~closed]] = False  # their closing lies beyond the world's end
+        end = close.copy()
         tx, props = _apply_closings(
             pop,
             state,
@@ -343,6 +377,8 @@ def simulate_journeys(
         moved_out = done[sell_only[closed]]
         at_risk[moved_out] = False
         second = tx["_second_day"]
+        end[closed] = second
+        records["end"].append(end)
         for k in (MOVE, REFINANCE, INVEST):
             mask = kind[closed] == k
             eligible[k, done[mask]] = second[mask] + COOLDOWN_DAYS[k]
@@ -367,6 +403,8 @@ def simulate_journeys(
         life_events=life,
         transactions=transactions,
         new_properties=new_properties,
+        end_day=cat["end"].astype(np.int64),
+        undecided_p_move=undecided,
         value_state={
             "market": state.market,
             "purchase_day": state.purchase_day,

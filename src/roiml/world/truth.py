@@ -5,58 +5,62 @@ be scored against the best achievable answers:
 
 * ``users.parquet`` - latent traits and each user's true best contact slot.
 * ``journeys.parquet`` - every decision (move, refinance, investment), its day and first closing.
-* ``move_daily/`` - per user and day: the daily hazard of deciding to move and the true
-  probability of a move (first SELL or BUY closing) within the next 180 days.
+* ``move_daily/`` - per user and day: the daily hazard of deciding to move (as realised: zero
+  once a decision is taken) and the oracle, the true probability of a SELL or BUY closing
+  within the next 180 days given all the world knows that day.
 * ``property_values.parquet`` - true value of every home at each month start.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from roiml.world.journeys import MOVE, MOVE_LAG, Journeys, journey_cells
+from roiml.world.journeys import MOVE, Journeys, journey_cells
+from roiml.world.oracle import HORIZON_DAYS
 
 __all__ = ["HORIZON_DAYS", "MOVE_DAILY", "P_MOVE", "best_contact_slot", "move_probability"]
 
-HORIZON_DAYS = 180
 # The oracle's dataset and column: the world writes them, and the move model's training scores
 # the oracle's AUC from them (``roiml.models.trainers``), so both take the names from here.
 MOVE_DAILY = "move_daily"
 P_MOVE = f"p_move_{HORIZON_DAYS}d"
 
 
-def move_probability(
-    hazard: np.ndarray, journeys: Journeys, horizon: int = HORIZON_DAYS
-) -> np.ndarray:
-    """True P(first SELL/BUY closing within ``(t, t + horizon]``), per user and day.
+def move_probability(journeys: Journeys) -> np.ndarray:
+    """The oracle: P(a SELL or BUY closes in ``(t, t + 180 d]``) given all the world knows on
+    day ``t``, per user and day.
 
-    For a homeowner who has not decided at ``t``:
-    ``sum_{s=t+1}^{t+h} h(s) * exp(-sum_{r=t+1}^{s-1} h(r)) * F(t + h - s)`` with ``F`` the CDF of
-    the decision-to-closing lag; computed for all ``t`` at once as an FFT correlation. For one who
-    decided at ``d <= t`` and has not closed: ``(F(t+h-d) - F(t-d)) / (1 - F(t-d))``. Days whose
-    horizon passes the world's end are NaN: their outcome is not in the data.
+    * Undecided on ``t``: the chance that the next decision is a move, taken in time for its
+      first closing to fall inside the horizon, from the hazard paths ahead of the round ``t``
+      belongs to (:func:`roiml.world.oracle.undecided_move_probability`, computed by the
+      simulation round by round; refinancing and investing compete with moving).
+    * Inside a move (decided on or before ``t``): its closings were set when it was decided, so
+      1 if the next of them falls by ``t + 180`` (the second follows the first within 60 days),
+      else 0.
+    * Decided to refinance or invest, with no round after it in the window: 0 (a move would have
+      to be decided and closed after that closing).
+
+    Days whose horizon passes the world's end are NaN: their outcome is not in the data.
     """
-    n, days = hazard.shape
-    cumulative = np.cumsum(hazard, axis=1)
-    previous = np.concatenate([np.zeros((n, 1)), cumulative[:, :-1]], axis=1)
-    weighted = hazard * np.exp(-previous)  # g(s)
-    lag_cdf = MOVE_LAG.cdf(np.arange(horizon + 1))
-    # kernel[i] = F(h - (h - i)) arranged so that conv(g, kernel)[t + h] = sum_j g(t+j) F(h-j)
-    # conv(g, K)[t + h] = sum_{j=1..h} g(t + j) F(h - j) when K[i] = F(i), i = 0..h-1.
-    kernel = lag_cdf[:horizon]
-    size = 1 << int(np.ceil(np.log2(days + horizon)))
-    spectrum = np.fft.rfft(weighted, size, axis=1) * np.fft.rfft(kernel, size)[None, :]
-    correlated = np.fft.irfft(spectrum, size, axis=1)[:, horizon : horizon + days]
-    probability = np.exp(cumulative) * correlated
-
-    # Homeowners inside a move journey at t: the closing is already on its way.
-    inside, decision, _ = journey_cells(journeys, n, days, MOVE)
-    elapsed = np.arange(days)[None, :] - decision
-    done = MOVE_LAG.cdf(elapsed)
-    on_its_way = (MOVE_LAG.cdf(elapsed + horizon) - done) / np.maximum(1.0 - done, 1e-12)
-    probability = np.where(inside, on_its_way, probability)
-    probability = np.clip(probability, 0.0, 1.0)
-    probability[:, max(days - horizon, 0) :] = np.nan
+    undecided = journeys.undecided_p_move
+    if undecided is None:
+        raise ValueError("the journeys carry no oracle: simulate them with simulate_journeys")
+    n, days = undecided.shape
+    day = np.arange(days)[None, :]
+    probability = np.nan_to_num(undecided.astype(np.float64), nan=0.0)
+    inside, _, close = journey_cells(journeys, n, days, MOVE)
+    probability = np.where(inside, (close - day <= HORIZON_DAYS).astype(np.float64), probability)
+    # From a move's first closing to its second: the second is the next SELL or BUY.
+    between, _, last = journey_cells(
+        replace(journeys, decision_day=journeys.close_day, close_day=journeys.end_day),
+        n,
+        days,
+        MOVE,
+    )
+    probability = np.where(between, (last - day <= HORIZON_DAYS).astype(np.float64), probability)
+    probability[:, max(days - HORIZON_DAYS, 0) :] = np.nan
     return probability.astype(np.float32)
 
 
