@@ -167,6 +167,14 @@ class Settings(BaseSettings):
         description="Largest request body the API reads; a larger one is a 413. A batch of "
         "1000 requests without features is ~110 kB; with every feature given, ~4 kB an item.",
     )
+    api_max_extrapolation_days: int = Field(
+        default=365,
+        ge=0,
+        le=36_500,
+        description="A prediction for a day more than this many days past the day the tenant's "
+        "data are fresh through is refused (422); within it, the answer says how far it "
+        "extrapolates (docs/API.md, 'Extrapolation'). 0 refuses any extrapolation.",
+    )
 
     # --- monitoring (docs/MONITORING.md: methods, defaults and why) ----------------------------
     monitoring_numeric_method: Literal["auto", "wasserstein", "psi", "ks"] = Field(

@@ -63,6 +63,7 @@ class Serving:
             parts.models,
             clock=parts.clock,
             batch_threads=settings.api_batch_threads,
+            max_extrapolation_days=settings.api_max_extrapolation_days,
         )
         health = redis_read_client(settings) if settings.redis_url else None
         return cls(parts, service, health)

@@ -322,7 +322,8 @@ class TopFeature(BaseModel):
 
 
 class PredictionResponse(BaseModel):
-    """The seed's response, plus where the features came from and class probabilities."""
+    """The seed's response, plus where the features came from, class probabilities and how far
+    the answer extrapolates past the tenant's data."""
 
     prediction_id: str
     entity_id: str
@@ -337,6 +338,15 @@ class PredictionResponse(BaseModel):
     feature_source: FeatureSource
     probabilities: dict[str, float] | None = None
     details: dict[str, float | int | str] | None = None
+    extrapolation_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="Days between the day answered for (as_of_date, else today) and the last "
+        "day the tenant's data are fresh through (the day after its latest recorded event): "
+        "the answer extrapolates that far. Null when it does not, and when the request gave "
+        "its features. Past ROIML_API_MAX_EXTRAPOLATION_DAYS the request is refused (422, "
+        "naming the gap, the limit and the setting).",
+    )
 
 
 class BatchRequest(_Strict):
@@ -365,7 +375,11 @@ class BatchItemError(BaseModel):
     prediction_type: PredictionType | None = Field(
         description="The item's prediction_type, if it gave a valid one."
     )
-    status_code: int
+    status_code: int = Field(
+        description="The item's own status: 404 an unknown entity; 422 not a valid request, "
+        "or an answer that would extrapolate past ROIML_API_MAX_EXTRAPOLATION_DAYS; 503 a "
+        "store it needed is away."
+    )
     detail: str
 
 

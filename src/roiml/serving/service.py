@@ -3,7 +3,8 @@
 Single and batch routes both come here. A batch is grouped by model; each group gets its
 feature vectors in one read (:mod:`roiml.store.vectors`, over the inputs the model's artifact
 records), predicts and explains in one call per booster, and every item that cannot be served
-becomes an error entry of its own.
+becomes an error entry of its own. An answer for a day past the tenant's data says by how
+many days it extrapolates, and past the limit is refused (:mod:`roiml.serving.extrapolation`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from roiml.errors import RoimlError
 from roiml.models.artifact import HORIZON_FEATURE, MODEL_NAMES
 from roiml.models.explain import top_features
 from roiml.models.predict import Predictions, predict
+from roiml.serving.extrapolation import DataEnds, extrapolation_days, refusal, tenant_data_end
 from roiml.serving.model_cache import LoadedModel, ModelCache
 from roiml.serving.schemas import PredictionRequest, PredictionResponse
 from roiml.store.breaker import DependencyUnavailableError
@@ -34,6 +36,10 @@ __all__ = ["ItemError", "PredictionService", "ServedPrediction"]
 
 TOP_K = 5
 DEFAULT_HORIZON_MONTHS = 6.0
+# Days past the tenant's data an answer may reach before it is refused: a year covers a load
+# that paused or a monthly import that is late, and refuses an answer resting on a market a
+# year or more old (docs/API.md, "Extrapolation"). ROIML_API_MAX_EXTRAPOLATION_DAYS sets it.
+DEFAULT_MAX_EXTRAPOLATION_DAYS = 365
 # Below this many items a batch is served on the calling thread: handing groups to the pool
 # costs more than the overlap saves.
 _PARALLEL_ITEMS = 64
@@ -85,6 +91,8 @@ class _Group:
     model: LoadedModel
     indexes: list[int]
     requests: list[PredictionRequest]
+    # Per request, the days its answer extrapolates past the tenant's data (None: it does not).
+    gaps: list[int | None] = field(default_factory=list)
 
 
 @dataclass
@@ -147,10 +155,19 @@ class PredictionService:
         *,
         clock: Callable[[], datetime] = utcnow,
         batch_threads: int = 1,
+        max_extrapolation_days: int = DEFAULT_MAX_EXTRAPOLATION_DAYS,
+        data_ends: DataEnds | None = None,
     ) -> None:
+        """Serve from ``vectors`` and ``models``; "now" is ``clock()``. ``data_ends``: each
+        tenant's data end (default: read through ``vectors``' database and breaker); an answer
+        past it by more than ``max_extrapolation_days`` is refused."""
         self.vectors = vectors
         self.models = models
         self.clock = clock
+        self.max_extrapolation_days = max_extrapolation_days
+        self.data_ends = data_ends or DataEnds(
+            lambda tenant: vectors.database(lambda: tenant_data_end(vectors.engine, tenant))
+        )
         self._inputs: dict[tuple[str, ...], _Inputs] = {}
         # A batch mixing models serves each model's group on its own thread: LightGBM, the
         # explanation's NumPy and SciPy work and the online read release the GIL.
@@ -161,9 +178,10 @@ class PredictionService:
         )
 
     def close(self) -> None:
-        """Stop the batch threads."""
+        """Stop the batch threads and the data ends' refresh."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+        self.data_ends.close()
 
     # ------------------------------------------------------------------ public
 
@@ -174,9 +192,14 @@ class PredictionService:
         started = time.perf_counter()
         results: list[ServedPrediction | ItemError | None] = [None] * len(items)
         groups: dict[ModelType, _Group] = {}
+        now = self.clock()
+        data_end: datetime | None = None
+        if any(request.features is None for _, request in items):
+            data_end = self.data_ends.get(tenant)
         for index, (kind, request) in enumerate(items):
             try:
-                self._check_request(kind, request)
+                self._check_request(kind, request, now)
+                gap = self._extrapolation(tenant, request, now, data_end)
                 model_type = ModelType(kind.value)
                 group = groups.get(model_type)
                 if group is None:
@@ -184,6 +207,7 @@ class PredictionService:
                     groups[model_type] = group
                 group.indexes.append(index)
                 group.requests.append(request)
+                group.gaps.append(gap)
             except ItemError as exc:
                 results[index] = exc
             except RoimlError as exc:
@@ -205,7 +229,9 @@ class PredictionService:
 
     # ------------------------------------------------------------------ checks
 
-    def _check_request(self, kind: PredictionType, request: PredictionRequest) -> None:
+    def _check_request(
+        self, kind: PredictionType, request: PredictionRequest, now: datetime
+    ) -> None:
         if request.prediction_type is not None and request.prediction_type != kind:
             raise ItemError(
                 422,
@@ -216,7 +242,7 @@ class PredictionService:
             raise ItemError(422, f"entity_type {request.entity_type.value} is not served; use USER")
         if request.as_of_date is not None:
             as_of = as_naive_utc(request.as_of_date)
-            if as_of > self.clock() + _CLOCK_SKEW:
+            if as_of > now + _CLOCK_SKEW:
                 raise ItemError(
                     422,
                     f"as_of_date {request.as_of_date.isoformat()} is in the future; give a past "
@@ -224,6 +250,22 @@ class PredictionService:
                 )
         if request.horizon_months is not None and kind is not PredictionType.PROPERTY_VALUE:
             raise ItemError(422, "horizon_months applies to property-value predictions only")
+
+    def _extrapolation(
+        self, tenant: str, request: PredictionRequest, now: datetime, data_end: datetime | None
+    ) -> int | None:
+        """The days ``request``'s answer reaches past the tenant's data (None: it does not, or
+        its features are given: they are the caller's, as fresh as the caller made them); an
+        :class:`ItemError` (422) past the limit."""
+        if request.features is not None or data_end is None:
+            return None
+        answered_for = as_naive_utc(request.as_of_date) if request.as_of_date else now
+        gap = extrapolation_days(answered_for, data_end)
+        if gap is not None and gap > self.max_extrapolation_days:
+            raise ItemError(
+                422, refusal(answered_for, data_end, gap, self.max_extrapolation_days, tenant)
+            )
+        return gap
 
     # ------------------------------------------------------------------ serving
 
@@ -277,7 +319,9 @@ class PredictionService:
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
         answered = _Answered(tenant, model_type, group.model, rows, answer, tops, latency_ms)
         for row, i in enumerate(good):
-            outcomes[i] = self._response(answered, row, group.requests[i], filled.sources[i])
+            outcomes[i] = self._response(
+                answered, row, group.requests[i], filled.sources[i], group.gaps[i]
+            )
         return outcomes
 
     def _read_vectors(
@@ -328,7 +372,12 @@ class PredictionService:
         )
 
     def _response(
-        self, answered: _Answered, row: int, request: PredictionRequest, source: str
+        self,
+        answered: _Answered,
+        row: int,
+        request: PredictionRequest,
+        source: str,
+        gap: int | None,
     ) -> ServedPrediction:
         answer = answered.answer
         names = answered.model.artifact.feature_names
@@ -368,6 +417,7 @@ class PredictionService:
             "feature_source": source,
             "probabilities": probabilities,
             "details": details,
+            "extrapolation_days": gap,
         }
         record = {
             "prediction_id": prediction_id,
@@ -391,6 +441,7 @@ class PredictionService:
             "latency_ms": latency_ms,
             "as_of_date": as_naive_utc(request.as_of_date) if request.as_of_date else None,
             "predicted_at": now,
+            "extrapolation_days": None if gap is None else float(gap),
         }
         return ServedPrediction(body, record)
 

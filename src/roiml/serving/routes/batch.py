@@ -32,7 +32,8 @@ async def predict_batch(
     batch: BatchRequest, response: Response, http: Request, principal: PredictPrincipal
 ) -> Response:
     """Up to 1000 requests of any models: one predict call per model, per-item errors (an
-    item that is not a valid request is its own 422; the others are served)."""
+    item that is not a valid request is its own 422, so is one whose answer would extrapolate
+    past ROIML_API_MAX_EXTRAPOLATION_DAYS; the others are served)."""
     started = time.perf_counter()
     serving = serving_of(http)
     items: list[tuple[PredictionType, PredictionRequest]] = []

@@ -15,7 +15,7 @@ from roiml.serving.routes.common import BASE, ERRORS, json_response
 from roiml.serving.schemas import REQUEST_MODELS, ErrorBody, PredictionRequest, PredictionResponse
 from roiml.serving.service import ItemError
 
-__all__ = ["BODY_ERRORS", "ROUTE_TYPES", "router"]
+__all__ = ["BODY_ERRORS", "PREDICTION_ERRORS", "ROUTE_TYPES", "router"]
 
 ROUTE_TYPES = {
     "move-probability": PredictionType.MOVE_PROBABILITY,
@@ -26,6 +26,16 @@ ROUTE_TYPES = {
 
 # What a route with a JSON body may answer besides ERRORS: 400 for a body that is not text.
 BODY_ERRORS: dict[int | str, dict[str, Any]] = {**ERRORS, 400: {"model": ErrorBody}}
+# A prediction route's 422 also refuses an answer too far past the tenant's data.
+PREDICTION_ERRORS: dict[int | str, dict[str, Any]] = {
+    **BODY_ERRORS,
+    422: {
+        "model": ErrorBody,
+        "description": "The request is not valid (detail says what to fix), or its answer would "
+        "extrapolate more days past the tenant's data than ROIML_API_MAX_EXTRAPOLATION_DAYS "
+        "allows (detail names the gap, the limit and the setting).",
+    },
+}
 
 router = APIRouter(tags=["predictions"])
 
@@ -61,6 +71,6 @@ for _path, _kind in ROUTE_TYPES.items():
     router.post(
         f"{BASE}/v1/predict/{_path}",
         response_model=PredictionResponse,
-        responses=BODY_ERRORS,
+        responses=PREDICTION_ERRORS,
         name=f"predict_{_kind.value.lower()}",
     )(_route(_kind))
