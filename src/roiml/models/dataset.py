@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import Engine
 
 from roiml.errors import TrainingError
-from roiml.features.catalog import CATALOG
+from roiml.features.catalog import CATALOG, Catalog
 from roiml.features.engine import FeatureEngine
 from roiml.features.frame import AS_OF, ENTITY_ID
 from roiml.features.sources import SourceTables, load_sources
@@ -75,6 +75,8 @@ class Snapshots:
     # A fixed panel's daily feature means over the data's last year (roiml.models.season):
     # what the calendar alone does to each feature, for monitoring.
     season: pa.Table | None = None
+    # The features there are: the built-in catalog, plus the tenant's declared columns.
+    catalog: Catalog = CATALOG
 
     @property
     def grid(self) -> list[datetime]:
@@ -205,8 +207,10 @@ def load_snapshots(
     every_days: int = 14,
     feature_engine: FeatureEngine | None = None,
     until: datetime | None = None,
+    catalog: Catalog = CATALOG,
 ) -> Snapshots:
-    """Every user as of every ``every_days``-th midnight, with every catalog feature.
+    """Every user as of every ``every_days``-th midnight, with every feature of ``catalog``
+    (the built-in one, or a tenant's with its declared columns).
 
     Features are computed through the one engine (so they equal the daily batch's) and cached
     under ``cache_dir``, keyed by the data's extent and the catalog, so the four models share
@@ -235,10 +239,10 @@ def load_snapshots(
             f"the data spans {data_start:%Y-%m-%d} to {data_end:%Y-%m-%d}: less than the "
             f"{LOOKBACK_DAYS}-day look-back, so there is no snapshot to train on"
         )
-    names = list(CATALOG.features)
-    key = _cache_key(tenant_id, every_days, data_start, data_end, sources, names)
+    names = list(catalog.features)
+    key = _cache_key(tenant_id, every_days, data_start, data_end, sources, catalog)
     path = cache_dir / f"snapshots-{key}.parquet"
-    computer = feature_engine or FeatureEngine(threads=2)
+    computer = feature_engine or FeatureEngine(catalog, threads=2)
     features = _cached(path, lambda: _compute(sources, grid, names, computer))
     live = _midnight(data_end)
     live += timedelta(days=1) if live < data_end else timedelta(0)
@@ -248,7 +252,7 @@ def load_snapshots(
     season = _cached(
         cache_dir / f"season-{key}-{PANEL_USERS}.parquet",
         lambda: (
-            seasonal_profile(sources, live, seasonal_names(CATALOG), computer)
+            seasonal_profile(sources, live, seasonal_names(catalog), computer)
             or pa.table({AS_OF: pa.array([], pa.timestamp("us"))})
         ),
     )
@@ -260,6 +264,7 @@ def load_snapshots(
         features,
         latest,
         season if season.num_rows else None,
+        catalog,
     )
 
 
@@ -346,7 +351,7 @@ def _cache_key(
     start: datetime,
     end: datetime,
     sources: SourceTables,
-    names: list[str],
+    catalog: Catalog,
 ) -> str:
     described = {
         "tenant": tenant_id,
@@ -354,6 +359,8 @@ def _cache_key(
         "start": start.isoformat(),
         "end": end.isoformat(),
         "rows": {name: table.num_rows for name, table in sorted(sources.tables.items())},
-        "features": [(n, CATALOG.get(n).expression, CATALOG.get(n).version) for n in names],
+        "features": [
+            (n, catalog.get(n).expression, catalog.get(n).version) for n in catalog.features
+        ],
     }
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]

@@ -23,7 +23,7 @@ from sklearn.metrics import roc_auc_score
 
 from roiml.db.enums import ModelType
 from roiml.errors import TrainingError
-from roiml.features.catalog import CATALOG
+from roiml.features.catalog import Catalog
 from roiml.features.engine import FeatureEngine
 from roiml.features.frame import AS_OF, ENTITY_ID
 from roiml.features.sources import SourceTables
@@ -71,8 +71,8 @@ class TrainedModel:
 Trainer = Callable[[Snapshots, TrainingConfig, Path | None], TrainedModel]
 
 
-def _features_of(config: TrainingConfig) -> list[str]:
-    names = CATALOG.expand(config.feature_sets)
+def _features_of(config: TrainingConfig, catalog: Catalog) -> list[str]:
+    names = catalog.expand(config.feature_sets)
     unknown = sorted(set(config.exclude_features) - set(names))
     if unknown:
         raise TrainingError(
@@ -82,9 +82,12 @@ def _features_of(config: TrainingConfig) -> list[str]:
     return [n for n in names if n not in config.exclude_features]
 
 
-def _compute_join(labels: pa.Table, sources: SourceTables, names: list[str]) -> pa.Table:
+def _compute_join(
+    labels: pa.Table, sources: SourceTables, names: list[str], catalog: Catalog
+) -> pa.Table:
     """``labels`` plus features computed as of each row's own ``as_of`` (off the grid)."""
-    features = FeatureEngine(threads=2).compute(labels.select([ENTITY_ID, AS_OF]), names, sources)
+    engine = FeatureEngine(catalog, threads=2)
+    features = engine.compute(labels.select([ENTITY_ID, AS_OF]), names, sources)
     for name in names:
         labels = labels.append_column(name, features[name])
     return labels
@@ -193,7 +196,7 @@ def train_move_probability(
     snapshots: Snapshots, config: TrainingConfig, truth_dir: Path | None
 ) -> TrainedModel:
     """Binary: a SELL or BUY closes within the horizon."""
-    names = _features_of(config)
+    names = _features_of(config, snapshots.catalog)
     split = split_by_time(snapshots.data_end, snapshots.grid[0], config.horizon_days, config.split)
     con = snapshots.connection()
     labels = move_labels(con, config.horizon_days)
@@ -291,7 +294,7 @@ def train_transaction_type(
     snapshots: Snapshots, config: TrainingConfig, truth_dir: Path | None
 ) -> TrainedModel:
     """Multiclass: type of the first closing within the horizon (BUY/SELL/REFINANCE/INVESTMENT)."""
-    names = _features_of(config)
+    names = _features_of(config, snapshots.catalog)
     classes = list(TRANSACTION_CLASSES)
     split = split_by_time(snapshots.data_end, snapshots.grid[0], config.horizon_days, config.split)
     con = snapshots.connection()
@@ -390,7 +393,7 @@ def train_contact_timing(
     snapshots: Snapshots, config: TrainingConfig, truth_dir: Path | None
 ) -> TrainedModel:
     """Two multiclass boosters, weekday and hour of the next engagements; best slot = argmaxes."""
-    names = _features_of(config)
+    names = _features_of(config, snapshots.catalog)
     split = split_by_time(snapshots.data_end, snapshots.grid[0], config.horizon_days, config.split)
     con = snapshots.connection()
     events, slots = engagement_labels(con, config.horizon_days, config.events_per_snapshot)
@@ -484,12 +487,12 @@ def train_property_value(
     snapshots: Snapshots, config: TrainingConfig, truth_dir: Path | None
 ) -> TrainedModel:
     """Log sale price ``horizon_months`` ahead, with quantile boosters for the interval."""
-    names = [*_features_of(config), HORIZON_FEATURE]
+    names = [*_features_of(config, snapshots.catalog), HORIZON_FEATURE]
     con = snapshots.connection()
     sources = snapshots.sources
     if config.sale_rows == "buyers":
         sources = purchase_history(snapshots.sources)
-        rows = _compute_join(purchase_labels(con), sources, names[:-1])
+        rows = _compute_join(purchase_labels(con), sources, names[:-1], snapshots.catalog)
     else:
         rows = _join(sale_labels(con, config.horizon_days), snapshots, names[:-1])
     con.close()
