@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from roiml.db import SOURCE_TABLES, Base
 from roiml.ingest.contract import ColumnContract, Kind, TableContract, table_contract
-from roiml.ingest.extensions import (
+from roiml.ingest.declarations import (
     DEFAULT_MAX_LENGTH,
     EXTENSIBLE_TABLES,
     EXTENSION_KINDS,

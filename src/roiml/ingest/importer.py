@@ -23,7 +23,7 @@ from roiml.db.bulk import bulk_insert
 from roiml.db.engine import is_postgres
 from roiml.errors import ImportValidationError
 from roiml.ingest.contract import TableContract, table_contract
-from roiml.ingest.extensions import TenantContract
+from roiml.ingest.declarations import TenantContract
 from roiml.ingest.keys import find_existing
 from roiml.ingest.read import FileFormat, Source, infer_format, read_file
 from roiml.ingest.references import find_dangling

@@ -50,7 +50,7 @@ import yaml
 from roiml.db.enums import PropertyType, TransactionType
 from roiml.errors import ImportValidationError
 from roiml.ingest.contract import Kind, Precision, table_contract
-from roiml.ingest.extensions import ColumnRole, ExtensionColumn, TenantContract
+from roiml.ingest.declarations import ColumnRole, ExtensionColumn, TenantContract
 from roiml.ingest.options import FileFormat, MarketLevel, RealSalesSource  # re-exported
 
 __all__ = [

@@ -23,7 +23,7 @@ from roiml.ingest.contract import (
     Kind,
     TableContract,
 )
-from roiml.ingest.extensions import TenantContract
+from roiml.ingest.declarations import TenantContract
 from roiml.ingest.keys import find_duplicates
 from roiml.ingest.limits import limit_checks
 from roiml.ingest.parse import Check, parse_column
