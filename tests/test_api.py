@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -253,9 +254,26 @@ def test_service_health_and_metrics(api: Api) -> None:
 
 
 def test_openapi_docs_are_served(api: Api) -> None:
-    assert api.client.get("/api/ml/docs").status_code == 200
     schema = api.client.get("/api/ml/openapi.json").json()
     assert "/api/ml/v1/predict/move-probability" in schema["paths"]
+
+
+@pytest.mark.parametrize("page", ["/api/ml/docs", "/api/ml/redoc"])
+def test_the_docs_pages_need_no_internet(api: Api, page: str) -> None:
+    """Swagger UI and ReDoc load every script, style and icon from the API itself (a CDN left
+    the page blank on a server without internet), and each of those is served."""
+    response = api.client.get(page)
+    assert response.status_code == 200
+    html = response.text
+    assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html)
+    assets += re.findall(r"""url: ?["']([^"']+)["']""", html)  # Swagger UI's schema URL
+    assert assets, html
+    assert not [a for a in assets if "//" in a], html  # no other host
+    assert "fonts.googleapis" not in html and "cdn" not in html.lower()
+    for asset in assets:
+        served = api.client.get(asset)
+        assert served.status_code == 200, asset
+        assert len(served.content) > 0, asset
 
 
 def test_a_moved_alias_is_served_without_a_restart(api: Api) -> None:

@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from roiml.errors import PredictionLogFullError, RoimlError
 from roiml.serving.body_limit import BodyLimit
 from roiml.serving.components import Components, registry_components
+from roiml.serving.docs_pages import install_docs
 from roiml.serving.metrics import ServingMetrics
 from roiml.serving.model_cache import ModelUnavailableError
 from roiml.serving.ratelimit import install_rate_limiter
@@ -115,7 +116,8 @@ def create_app(settings: Settings, components: Components | None = None) -> Fast
         version="1.0",
         description="Move probability, transaction type, contact timing and property value, "
         "each with exact TreeSHAP explanations.",
-        docs_url=f"{BASE}/docs",
+        # Served by install_docs from the package: FastAPI's pages load Swagger UI from a CDN.
+        docs_url=None,
         redoc_url=None,
         openapi_url=f"{BASE}/openapi.json",
         lifespan=lifespan,
@@ -136,6 +138,7 @@ def create_app(settings: Settings, components: Components | None = None) -> Fast
     app.state.metrics = parts.metrics
     for router in ROUTERS:
         app.include_router(router)
+    install_docs(app, BASE)
     _install_error_handlers(app, settings)
     return app
 
