@@ -66,6 +66,7 @@ def test_catalog_has_the_seed_categories() -> None:
         ("PROPERTY", "financial"): 7,
         ("PROPERTY", "market_context"): 5,
         ("PROPERTY", "lifecycle"): 3,
+        ("PROPERTY", "comparables"): 9,
         ("TRANSACTIONAL", "history"): 5,
         ("TRANSACTIONAL", "patterns"): 5,
         ("TRANSACTIONAL", "agent_relationship"): 3,

@@ -11,11 +11,12 @@ from roiml.errors import FeatureError
 from roiml.features.definition import (
     CONTEXT,
     DERIVED,
+    ComputedGroup,
     ContextJoin,
     FeatureDefinition,
     WindowGroup,
 )
-from roiml.features.definitions import ALL_FEATURES, CONTEXT_JOINS, WINDOW_GROUPS
+from roiml.features.definitions import ALL_FEATURES, CONTEXT_JOINS, GROUPS
 
 __all__ = ["CATALOG", "Catalog"]
 
@@ -27,7 +28,7 @@ class Catalog:
         self,
         features: Iterable[FeatureDefinition],
         joins: Iterable[ContextJoin],
-        groups: Iterable[WindowGroup],
+        groups: Iterable[WindowGroup | ComputedGroup],
     ) -> None:
         self.features: dict[str, FeatureDefinition] = {}
         for feature in features:
@@ -53,6 +54,14 @@ class Catalog:
             for need in join.needs:
                 if need not in self.joins:
                     raise ValueError(f"context join {join.name}: needs unknown {need!r}")
+        for group in self.groups.values():
+            for need in group.needs if isinstance(group, ComputedGroup) else ():
+                if need not in self.joins:
+                    raise ValueError(f"group {group.name}: needs unknown join {need!r}")
+        for feature in self.features.values():
+            among = feature.null_rate_among
+            if among is not None and among not in self.features:
+                raise ValueError(f"{feature.name}: null rate among unknown feature {among!r}")
 
     @cached_property
     def feature_sets(self) -> dict[str, tuple[str, ...]]:
@@ -113,4 +122,4 @@ class Catalog:
         return parsed
 
 
-CATALOG = Catalog(ALL_FEATURES, CONTEXT_JOINS, WINDOW_GROUPS)
+CATALOG = Catalog(ALL_FEATURES, CONTEXT_JOINS, GROUPS)

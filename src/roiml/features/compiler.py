@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from roiml.features.catalog import CATALOG, Catalog
-from roiml.features.definition import CONTEXT, DERIVED, FeatureDefinition
+from roiml.features.definition import CONTEXT, DERIVED, ComputedGroup, FeatureDefinition
 
 __all__ = ["FRAME_COLUMNS", "CompiledQuery", "compile_features"]
 
@@ -78,9 +78,13 @@ def _closure(requested: list[FeatureDefinition], catalog: Catalog) -> list[Featu
 
 def _joins_for(features: list[FeatureDefinition], catalog: Catalog) -> list[str]:
     direct = {need for f in features if f.scope != DERIVED for need in f.needs}
+    for feature in features:
+        group = catalog.groups.get(feature.scope)
+        if isinstance(group, ComputedGroup):
+            direct.update(group.needs)
     wanted = direct.union(*(_needs_of(name, catalog) for name in direct))
     # Dependencies first; among joins free to go next, the one adding the fewest columns, so
-    # the wide ones (the home's 17) are carried through as few later joins as possible. Ties
+    # the wide ones (the home's 19) are carried through as few later joins as possible. Ties
     # keep catalog order. The order changes no value: an ASOF LEFT JOIN keeps every row once.
     order: list[str] = []
     pending = [name for name in catalog.joins if name in wanted]
@@ -102,6 +106,32 @@ def _needs_of(name: str, catalog: Catalog) -> set[str]:
             found.add(need)
             stack.extend(catalog.joins[need].needs)
     return found
+
+
+# The as-of of a one-row frame, for a computed group's pruning bounds (the one-row query takes
+# no parameters).
+_ONE_ROW_AS_OF = "(SELECT max(as_of) FROM frame)"
+
+
+def _computed_group(
+    group: ComputedGroup,
+    members: list[FeatureDefinition],
+    context: str,
+    lo: str,
+    hi: str,
+    rows_of: str | None = None,
+) -> str:
+    """The CTE ``g_<group>`` of a computed group: its features over its SQL's output row ``e``,
+    per row of ``rows_of`` (left-joined) or per output row."""
+    items = ", ".join(f"{f.expression} AS {_quote(f.name)}" for f in members)
+    # One line: the query's CTEs are separated by ",\n" (what reads it may split on that).
+    relation = " ".join(group.build(context, lo, hi).split())
+    if rows_of is None:
+        return f"g_{group.name} AS (SELECT e.row_id, {items} FROM ({relation}) e)"
+    return (
+        f"g_{group.name} AS (SELECT {items} FROM (SELECT row_id FROM {rows_of}) f "
+        f"LEFT JOIN ({relation}) e ON e.row_id = f.row_id)"
+    )
 
 
 def _context_columns(expressions: list[str]) -> set[str]:
@@ -162,6 +192,14 @@ def _compile(names: tuple[str, ...], catalog: Catalog) -> CompiledQuery:
             by_group.setdefault(feature.scope, []).append(feature)
     for group_name, members in by_group.items():
         group = catalog.groups[group_name]
+        if isinstance(group, ComputedGroup):
+            for table, days in group.lookback_days.items():
+                need_table(table, days)
+            ctes.append(_computed_group(group, members, context, "$lo", "$hi"))
+            # One frame row: the group's SQL over the one context row, left-joined to the frame
+            # so that the cross join in ``base`` always meets exactly one row.
+            single.append(_computed_group(group, members, "ctx", *(_ONE_ROW_AS_OF,) * 2, "frame"))
+            continue
         for table in group.tables:
             need_table(table, group.lookback_days)
         window = lower = ""

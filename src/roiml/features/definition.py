@@ -17,6 +17,7 @@ property tests check that nothing stamped at or after ``as_of`` changes a value.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -25,6 +26,7 @@ from roiml.db.enums import DataType, EntityType, FeatureCategory, FeatureType
 __all__ = [
     "CONTEXT",
     "DERIVED",
+    "ComputedGroup",
     "ContextJoin",
     "FeatureDefinition",
     "TimeRelation",
@@ -77,6 +79,32 @@ class WindowGroup:
     tables: tuple[str, ...]
     lookback_days: int | None
     frame_key: str = "entity_id"
+
+
+@dataclass(frozen=True, eq=False)
+class ComputedGroup:
+    """Per frame row, columns from SQL the definition writes itself, for what a key equality
+    cannot join (comparable sales: the homes near the entity's home, not the entity's rows).
+
+    ``build(context, lo, hi)`` returns a SELECT over the context relation named ``context``
+    (the context row's columns, ``row_id`` among them) and the source tables, producing
+    ``row_id`` (at most one row per frame row) and the group's columns. ``lo`` and ``hi`` are SQL
+    for the least and greatest ``as_of`` of the frame, to prune source rows; the SQL must be
+    point in time on its own (only rows stamped before each row's ``as_of``). A feature in the
+    group is scalar SQL over its output row ``e``; a frame row without an output row has
+    ``e``'s columns null. ``needs`` are the context joins it reads; ``lookback_days`` how much
+    history of each table it reads (None: all).
+    """
+
+    name: str
+    build: Callable[[str, str, str], str]
+    lookback_days: dict[str, int | None]
+    needs: tuple[str, ...] = ()
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        """The source tables the SQL reads."""
+        return tuple(self.lookback_days)
 
 
 @dataclass(frozen=True)
@@ -144,6 +172,10 @@ class FeatureDefinition:
     valid_min: float | None = None
     valid_max: float | None = None
     max_null_rate: float = 0.0
+    # When set, the name of a 0/1 feature: ``max_null_rate`` is judged among the rows where it
+    # is 1 (comparable sales among homes with a location), so a tenant whose data cannot
+    # feed the feature at all (no coordinates) is not a data fault.
+    null_rate_among: str | None = None
     fill: float | None = None  # value when a window group has no rows (counts: 0)
     needs: tuple[str, ...] = field(default=())  # context joins, or features for DERIVED
     entity_type: EntityType = EntityType.USER

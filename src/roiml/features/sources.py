@@ -8,6 +8,7 @@ touches a database connection.
 from __future__ import annotations
 
 import io
+import math
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,13 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from sqlalchemy import Engine, text
 
+from roiml.db import Base
 from roiml.errors import FeatureError
+from roiml.features.definitions.comparables import (
+    COMPARABLE_BOX_DEGREES,
+    COMPARABLE_LOOKBACK_DAYS,
+    SALE_TYPES,
+)
 from roiml.ingest.contract import table_contract
 
 __all__ = [
@@ -67,6 +74,17 @@ _AGENT_WIDE: dict[str, tuple[str, ...]] = {
     "users": ("user_id", "agent_id", "created_at"),
     "transactions": ("user_id", "agent_id", "closed_at"),
 }
+# Comparable sales (definitions/comparables.py) read other homeowners' sales in the window,
+# near the entities' homes or in their markets; a few-entity load brings the priced sales of the
+# entities' homes' markets, with only these columns (the rest null, owner and user included,
+# so no other feature can count them).
+_COMPARABLE_WIDE: dict[str, tuple[str, ...]] = {
+    "transactions": ("property_id", "transaction_type", "closed_at", "price"),
+    "properties": ("property_id", "market_id", "sqft", "latitude", "longitude", "purchased_at"),
+}
+# The JSON column of a tenant's declared columns (roiml.ingest.extensions), on the tables that
+# have one.
+_ATTRIBUTES = "attributes"
 # Above this many entities, filter in Arrow rather than in an IN (...) list.
 _MAX_IN_LIST = 500
 
@@ -158,9 +176,45 @@ def load_sources(
                 if table in _AGENT_WIDE and agents:
                     in_agents = pc.is_in(rows["agent_id"], value_set=pa.array(agents))
                     keep = pc.or_kleene(keep, in_agents)
-                rows = rows.filter(keep)
-            loaded[table] = rows
-    return SourceTables(tables=loaded)
+                loaded[table] = rows.filter(keep)
+                # Other homeowners' rows kept whole for comparable sales: their keys are no
+                # entity's, so no other feature reads them.
+                loaded[f"{table}:all"] = rows
+            else:
+                loaded[table] = rows
+    if entity_ids is not None and _needs_comparables(lookback_days):
+        _keep_comparable_sales(loaded, as_of_min)
+    return SourceTables(tables={k: v for k, v in loaded.items() if ":" not in k})
+
+
+def _needs_comparables(lookback_days: Mapping[str, int | None]) -> bool:
+    """Whether the computation may read comparable sales: it reads both of their tables."""
+    return all(table in lookback_days for table in _COMPARABLE_WIDE)
+
+
+def _keep_comparable_sales(loaded: dict[str, pa.Table], as_of_min: datetime) -> None:
+    """Add to the entities' ``transactions`` and ``properties`` the other priced sales of the
+    comparable window, and their homes (a many-entity load has the tenant's rows at hand)."""
+    every, homes = loaded.get("transactions:all"), loaded.get("properties:all")
+    if every is None or homes is None:
+        return
+    since = pa.scalar(as_of_min - timedelta(days=COMPARABLE_LOOKBACK_DAYS), pa.timestamp("us"))
+    sale = pc.and_(
+        pc.and_(
+            pc.is_in(every["transaction_type"], value_set=pa.array(SALE_TYPES)),
+            pc.greater(every["price"], 0),
+        ),
+        pc.greater_equal(every["closed_at"], since),
+    )
+    taken = pc.is_in(every["user_id"], value_set=pc.unique(loaded["transactions"]["user_id"]))
+    extra = every.filter(pc.and_(pc.fill_null(sale, False), pc.invert(taken)))
+    loaded["transactions"] = pa.concat_tables([loaded["transactions"], extra])
+    sold = pc.is_in(homes["property_id"], value_set=pc.unique(extra["property_id"]))
+    owned = pc.is_in(
+        homes["owner_user_id"], value_set=pc.unique(loaded["properties"]["owner_user_id"])
+    )
+    more = homes.filter(pc.and_(sold, pc.invert(pc.fill_null(owned, False))))
+    loaded["properties"] = pa.concat_tables([loaded["properties"], more])
 
 
 def _time_clauses(
@@ -208,10 +262,11 @@ def _few_entity_queries(
         f"market_id FROM properties WHERE tenant_id = :tenant AND owner_user_id IN ({in_ids}))",
     }
     queries: dict[str, tuple[str, dict[str, Any]]] = {}
+    comparables = _needs_comparables(lookback_days)
     for table, days in lookback_days.items():
         clauses, params = _time_clauses(table, days, as_of_min, as_of_max)
         params.update(tenant=tenant_id, **ids)
-        columns = ", ".join(_schema(table).names)
+        columns = _select_list(table)
         where = " AND ".join(["tenant_id = :tenant", *clauses])
         key = ENTITY_KEYS.get(table)
         if key:
@@ -229,8 +284,56 @@ def _few_entity_queries(
             sql = f"SELECT {columns} FROM {table} WHERE {where} AND {reachable[table]}"
         else:
             sql = f"SELECT {columns} FROM {table} WHERE {where}"
+        if comparables and table in _COMPARABLE_WIDE:
+            sql += _comparable_branch(table, where, in_ids)
+            params.update(
+                comps_since=as_of_min - timedelta(days=COMPARABLE_LOOKBACK_DAYS),
+                comps_until=as_of_max,
+                comps_dlat=COMPARABLE_BOX_DEGREES,
+                comps_dlon=COMPARABLE_BOX_DEGREES / math.cos(math.radians(85)),
+            )
         queries[table] = (sql, params)
     return queries
+
+
+def _comparable_branch(table: str, where: str, in_ids: str) -> str:
+    """A UNION ALL branch adding to ``table``'s few-entity rows the priced sales of the
+    comparable window that the entities' homes can reach (and the homes sold): those of the
+    homes' markets, and those within a box around each home a little wider than the radius (a
+    neighbour across a market's border), other homeowners' only, with the columns comparables
+    read and the rest null.
+
+    Its cost is the markets' sales of the window: every computed vector of a home reads them.
+    """
+    read = _COMPARABLE_WIDE[table]
+    others = ", ".join(f.name if f.name in read else f"NULL AS {f.name}" for f in _schema(table))
+    types = ", ".join(f"'{t}'" for t in SALE_TYPES)
+    sales = (
+        "SELECT property_id FROM transactions WHERE tenant_id = :tenant "
+        f"AND transaction_type IN ({types}) AND price > 0 "
+        "AND closed_at >= :comps_since AND closed_at < :comps_until"
+    )
+    owned = f"tenant_id = :tenant AND owner_user_id IN ({in_ids})"
+    # No trigonometry (SQLite may lack it): the box is as wide as the radius at 85 degrees of
+    # latitude, and homes beyond that take every longitude.
+    box = (
+        f"EXISTS (SELECT 1 FROM properties h WHERE h.{owned} "
+        "AND p.latitude BETWEEN h.latitude - :comps_dlat AND h.latitude + :comps_dlat "
+        "AND (p.longitude BETWEEN h.longitude - :comps_dlon AND h.longitude + :comps_dlon "
+        "OR abs(h.latitude) > 85))"
+    )
+    reach = f"(p.market_id IN (SELECT market_id FROM properties WHERE {owned}) OR {box})"
+    if table == "transactions":
+        homes = f"SELECT p.property_id FROM properties p WHERE p.tenant_id = :tenant AND {reach}"
+        return (
+            f" UNION ALL SELECT {others} FROM transactions WHERE {where} "
+            f"AND user_id NOT IN ({in_ids}) AND transaction_type IN ({types}) AND price > 0 "
+            f"AND closed_at >= :comps_since AND property_id IN ({homes})"
+        )
+    return (
+        f" UNION ALL SELECT {others} FROM properties p WHERE {where} "
+        f"AND owner_user_id NOT IN ({in_ids}) AND {reach} AND property_id IN ({sales})"
+    )
 
 
 def _fetch_few(conn: Any, queries: Mapping[str, tuple[str, dict[str, Any]]]) -> dict[str, pa.Table]:
@@ -268,14 +371,28 @@ def _pyformat(sql: str) -> str:
 
 @cache
 def _schema(table: str) -> pa.Schema:
-    """The columns the engine gets of ``table``: its import contract without the tenant."""
+    """The columns the engine gets of ``table``: its import contract without the tenant, and
+    the ``attributes`` JSON (the tenant's declared columns, features/declared.py) as text."""
     schema = table_contract(table).arrow_schema()
-    return pa.schema([f for f in schema if f.name != "tenant_id"])
+    fields = [f for f in schema if f.name not in ("tenant_id", _ATTRIBUTES)]
+    if _ATTRIBUTES in Base.metadata.tables[table].columns:
+        fields.append(pa.field(_ATTRIBUTES, pa.string()))
+    return pa.schema(fields)
+
+
+@cache
+def _select_list(table: str) -> str:
+    """The SELECT items reading ``_schema(table)``: JSON is read as its text (psycopg would
+    hand back Python objects)."""
+    return ", ".join(
+        f"CAST({name} AS TEXT) AS {name}" if name == _ATTRIBUTES else name
+        for name in _schema(table).names
+    )
 
 
 def _fetch(conn: Any, table: str, where: str, params: dict[str, Any]) -> pa.Table:
     schema = _schema(table)
-    statement = f"SELECT {', '.join(schema.names)} FROM {table} WHERE {where}"
+    statement = f"SELECT {_select_list(table)} FROM {table} WHERE {where}"
     if conn.dialect.name == "postgresql":
         return _fetch_postgres(conn, statement, params, schema)
     return _from_rows(conn.execute(text(statement), params).fetchall(), schema, postgres=False)

@@ -16,23 +16,33 @@ from roiml.db.enums import FeatureType
 from roiml.db.ml_tables import MLFeature
 from roiml.features.catalog import CATALOG, Catalog
 from roiml.features.frame import feature_columns
+from roiml.features.validation import null_rate
 
 __all__ = ["feature_statistics", "sync_feature_definitions"]
 
 
-def feature_statistics(frame: pa.Table) -> dict[str, dict[str, float | None]]:
-    """Per feature column of ``frame``: min, max, mean, std and null rate (NaN-aware)."""
+def feature_statistics(
+    frame: pa.Table, catalog: Catalog = CATALOG
+) -> dict[str, dict[str, float | None]]:
+    """Per feature column of ``frame``: min, max, mean, std and null rate (NaN-aware; among
+    the rows the definition's ``null_rate_among`` names, as the gate judges it)."""
     stats: dict[str, dict[str, float | None]] = {}
     for name in feature_columns(frame):
         values = frame[name].to_numpy(zero_copy_only=False).astype(np.float64)
-        present = values[~np.isnan(values)]
+        mask = ~np.isnan(values)
+        present = values[mask]
         empty = present.size == 0
+        definition = catalog.features.get(name)
         stats[name] = {
             "min_value": None if empty else float(present.min()),
             "max_value": None if empty else float(present.max()),
             "mean_value": None if empty else float(present.mean()),
             "std_dev": None if empty else float(present.std()),
-            "null_rate": float(1.0 - present.size / max(values.size, 1)),
+            "null_rate": (
+                null_rate(frame, definition, mask)
+                if definition is not None and values.size
+                else float(1.0 - present.size / max(values.size, 1))
+            ),
         }
     return stats
 

@@ -26,6 +26,7 @@ __all__ = [
     "SHIFT_MIN_EFFECT",
     "ValidationIssue",
     "ValidationReport",
+    "null_rate",
     "validate_features",
     "validate_frame",
 ]
@@ -92,7 +93,8 @@ def _range_text(definition: FeatureDefinition) -> str:
 
 def _value_issue(definition: FeatureDefinition, value: object) -> str | None:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        if definition.max_null_rate <= 0:
+        # A feature judged among some rows (null_rate_among) may be null outside them.
+        if definition.max_null_rate <= 0 and definition.null_rate_among is None:
             return "is null but the feature is never null"
         return None
     if isinstance(value, bool):
@@ -156,11 +158,11 @@ def validate_frame(
         definition = catalog.get(name)
         values = frame[name].to_numpy(zero_copy_only=False).astype(np.float64)
         present = ~np.isnan(values)
-        null_rate = 1.0 - present.mean()
-        if null_rate > definition.max_null_rate + 1e-12:
+        rate = null_rate(frame, definition, present)
+        if rate > definition.max_null_rate + 1e-12:
             report.issues.append(
                 ValidationIssue(
-                    name, "null rate", f"{null_rate:.1%}", f"<= {definition.max_null_rate:.1%}"
+                    name, "null rate", f"{rate:.1%}", f"<= {definition.max_null_rate:.1%}"
                 )
             )
         observed = values[present]
@@ -194,6 +196,17 @@ def validate_frame(
             if issue is not None:
                 report.issues.append(issue)
     return report
+
+
+def null_rate(frame: pa.Table, definition: FeatureDefinition, present: np.ndarray) -> float:
+    """The share of null values, among the rows where ``null_rate_among`` is 1 when the
+    definition names one (0 when there is no such row: nothing could be computed)."""
+    if definition.null_rate_among is None:
+        return float(1.0 - present.mean())
+    if definition.null_rate_among not in frame.column_names:
+        return 0.0
+    among = frame[definition.null_rate_among].to_numpy(zero_copy_only=False) == 1.0
+    return float(1.0 - present[among].mean()) if among.any() else 0.0
 
 
 # Relations whose values take a step together (judged beyond it).

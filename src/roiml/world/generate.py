@@ -26,6 +26,7 @@ from roiml.errors import WorldError
 from roiml.world.assemble import assemble_block
 from roiml.world.config import BLOCK_USERS, WorldConfig
 from roiml.world.engagement import simulate_engagement
+from roiml.world.geo import locate_homes
 from roiml.world.journeys import REFERENCE_USERS, calibrate_hazards, simulate_journeys
 from roiml.world.macro import build_macro
 from roiml.world.population import build_population
@@ -126,6 +127,9 @@ def generate_world(
                 )
                 block_tables = assemble_block(
                     pop, journeys, engagement, macro, config.start, config.days, rng
+                )
+                block_tables.source["properties"] = locate_homes(
+                    block_tables.source["properties"], macro, config.users, config.seed, block
                 )
                 timing["simulate"] += time.perf_counter() - tick
                 tick = time.perf_counter()

@@ -30,6 +30,8 @@ _HOME_COLUMNS = (
     "mortgage_rate",
     "mortgage_term_years",
     "mortgage_started_at",
+    "latitude",
+    "longitude",
 )
 
 
