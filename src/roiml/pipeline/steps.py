@@ -22,7 +22,7 @@ from roiml.db import Base
 from roiml.db.base import utcnow
 from roiml.errors import PipelineError
 from roiml.features.arrivals import ARRIVAL_RULE, check_arrivals
-from roiml.features.engine import FeatureEngine, entity_frame
+from roiml.features.engine import entity_frame
 from roiml.features.engineer import as_of_midnight
 from roiml.features.frame import AS_OF, ENTITY_ID
 from roiml.features.sources import SourceTables, load_sources, parquet_sources
@@ -121,7 +121,9 @@ def _compute(feature_set: str) -> Callable[[PipelineContext, Shard, StepRecord],
                     f"WHERE {shard.predicate('user_id')} ORDER BY user_id"
                 ).fetchall()
             ]
-        frame = FeatureEngine().compute(entity_frame(ids, ctx.as_of), [feature_set], sources)
+        # The store's engine: it holds the tenant's catalog (its declared columns' features).
+        engine = ctx.store.engineer.features
+        frame = engine.compute(entity_frame(ids, ctx.as_of), [feature_set], sources)
         folder = ctx.workspace.computed(feature_set)
         for stale in folder.glob("shard-*.parquet"):
             if not stale.name.endswith(f"-of-{shard.count}.parquet"):
@@ -202,7 +204,9 @@ def update_statistics(ctx: PipelineContext, shard: Shard, record: StepRecord) ->
     """Feature statistics of the day into ml_features."""
     del shard
     frame = _computed_frame(ctx)
-    record.rows = sync_feature_definitions(ctx.engine, ctx.tenant_id, feature_statistics(frame))
+    catalog = ctx.store.catalog
+    statistics = feature_statistics(frame, catalog)
+    record.rows = sync_feature_definitions(ctx.engine, ctx.tenant_id, statistics, catalog=catalog)
 
 
 _STEP_FUNCTIONS: dict[str, Callable[[PipelineContext, Shard, StepRecord], None]] = {

@@ -94,5 +94,10 @@ def materialize_day(
         raise FeatureValidationError(report)
     result = MaterializedDay(day, frame.num_rows, report)
     result.stored = store_all_sets(store, frame, now=now, created_at=as_of if on_time else now)
-    sync_feature_definitions(store.engine, store.tenant_id, feature_statistics(frame))
+    sync_feature_definitions(
+        store.engine,
+        store.tenant_id,
+        feature_statistics(frame, store.catalog),
+        catalog=store.catalog,
+    )
     return result

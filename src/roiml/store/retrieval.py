@@ -19,7 +19,9 @@ from roiml.db.engine import tenant_session
 from roiml.db.enums import ModelType
 from roiml.db.ml_tables import MLFeatureValue
 from roiml.errors import FeatureError
-from roiml.features.catalog import CATALOG, Catalog
+from roiml.features.catalog import Catalog
+from roiml.features.declared import load_tenant_catalog
+from roiml.features.engine import FeatureEngine
 from roiml.features.engineer import FeatureEngineer
 from roiml.features.frame import AS_OF, ENTITY_ID
 from roiml.store import cold
@@ -60,16 +62,18 @@ class FeatureStore:
         tenant_id: str,
         data_dir: Path,
         online: OnlineStore,
-        catalog: Catalog = CATALOG,
+        catalog: Catalog | None = None,
         ttl: timedelta = DEFAULT_TTL,
     ) -> None:
         self.engine = engine
         self.tenant_id = tenant_id
         self.data_dir = data_dir
         self.online = online
-        self.catalog = catalog
+        # The tenant's own: the built-in features plus those of its declared columns.
+        self.catalog = catalog if catalog is not None else load_tenant_catalog(data_dir, tenant_id)
+        catalog = self.catalog
         self.ttl = ttl
-        self.engineer = FeatureEngineer(engine, tenant_id)
+        self.engineer = FeatureEngineer(engine, tenant_id, FeatureEngine(catalog))
         self.online_sets = {
             name: OnlineFeatureSet(name, names, ttl) for name, names in catalog.feature_sets.items()
         }
