@@ -178,9 +178,9 @@ def _as_dict(report: TrainingReport, plan: TrainingPlan) -> dict[str, object]:
 
 def _table(report: TrainingReport) -> Table:
     version = f" version {report.registered_version}" if report.registered_version else ""
+    # The rows are in the periods line above the table.
     table = Table(
-        title=f"{report.model_name}{version}: {report.seconds:.1f} s, rows {report.trained.rows}",
-        title_justify="left",
+        title=f"{report.model_name}{version}: {report.seconds:.1f} s", title_justify="left"
     )
     table.add_column("metric (test period)")
     table.add_column("model", justify="right")
