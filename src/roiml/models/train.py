@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from roiml.db.base import utcnow
 from roiml.db.enums import ModelType
 from roiml.errors import TrainingError
+from roiml.features.declared import load_tenant_catalog
 from roiml.models.artifact import MODEL_NAMES
 from roiml.models.config import (
     RECIPE_MODELS,
@@ -145,6 +146,8 @@ def train_models(
             settings.data_dir / "training" / tenant_id,
             every_days,
             until=until,
+            # The tenant's declared columns are features of its catalog (roiml data contract).
+            catalog=load_tenant_catalog(settings.data_dir, tenant_id),
         )
     snapshot_seconds = time.perf_counter() - started
     truth = truth_dir(settings.data_dir, tenant_id)
