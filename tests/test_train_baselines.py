@@ -7,7 +7,10 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from roiml.features.sources import SourceTables
 from roiml.models.value_baselines import score_baselines, value_baselines
@@ -98,3 +101,55 @@ def test_scores_cover_only_the_rows_a_baseline_estimates() -> None:
     assert scores["x"]["model_mape_same_rows"] == pytest.approx(0.1)
     assert scores["x"]["interval_coverage"] == pytest.approx(1.0)
     assert scores["none"] == {"test_rows_covered": 0.0}
+
+
+@st.composite
+def _histories(draw: st.DrawFn) -> tuple[SourceTables, pa.Table, datetime]:
+    """Random sales of eight homes in two markets over two years, and one row's sale."""
+    count = draw(st.integers(5, 60))
+    day = st.integers(0, 730)
+    homes = [f"h{i}" for i in range(8)]
+    sales = pa.table(
+        {
+            "property_id": draw(st.lists(st.sampled_from(homes), min_size=count, max_size=count)),
+            "transaction_type": ["BUY"] * count,
+            "closed_at": pa.array(
+                [
+                    T - timedelta(days=d)
+                    for d in draw(st.lists(day, min_size=count, max_size=count))
+                ],
+                pa.timestamp("us"),
+            ),
+            "price": draw(st.lists(st.floats(5e4, 2e6), min_size=count, max_size=count)),
+        }
+    )
+    properties = pa.table(
+        {
+            "property_id": homes,
+            "market_id": ["a", "b"] * 4,
+            "sqft": [800, 1000, 1200, 1500, 1800, 2000, 2500, 3000],
+            "latitude": [47.60, 47.60, 47.61, 47.61, 47.60, 47.60, 47.61, 47.61],
+            "longitude": [-122.30] * 8,
+        }
+    )
+    sold = T - timedelta(days=draw(st.integers(0, 730)), hours=draw(st.integers(0, 23)))
+    row = _row(draw(st.sampled_from(homes)), sold)
+    return SourceTables(tables={"properties": properties, "transactions": sales}), row, sold
+
+
+@settings(max_examples=60, deadline=None)
+@given(history=_histories(), factor=st.floats(0.2, 5.0))
+def test_no_sale_on_or_after_the_rows_day_moves_its_baselines(
+    history: tuple[SourceTables, pa.Table, datetime], factor: float
+) -> None:
+    sources, row, sold = history
+    before = value_baselines(row, sources)
+    sales = sources.tables["transactions"]
+    day = datetime(sold.year, sold.month, sold.day)
+    later = pc.greater_equal(sales["closed_at"], pa.scalar(day, pa.timestamp("us")))
+    changed = sales.set_column(
+        3, "price", pc.if_else(later, pc.multiply(sales["price"], factor), sales["price"])
+    )
+    after = value_baselines(row, SourceTables(tables={**sources.tables, "transactions": changed}))
+    for name in before:
+        np.testing.assert_array_equal(before[name], after[name])
