@@ -27,6 +27,7 @@ from roiml.features.definitions.comparables import (
 )
 from roiml.features.engine import FeatureEngine, entity_frame
 from roiml.features.sources import SourceTables, load_sources
+from roiml.features.validation import validate_frame
 from roiml.ingest.contract import table_contract
 from roiml.world.config import WorldConfig
 from roiml.world.generate import generate_world
@@ -342,3 +343,24 @@ def test_a_few_entity_load_reads_across_a_market_border(tmp_path: Path) -> None:
     for index, user in enumerate(users):
         few = load_sources(engine, "b", plan.lookback_days, AS_OF, AS_OF, [user])
         _same(_values(few, [user]), batch.slice(index, 1))
+
+
+def test_the_gate_judges_null_rates_where_a_value_can_exist() -> None:
+    """No coordinates or too few sales anywhere: nothing could be computed, the gate passes. A
+    median missing where enough homes sold is a fault, and fails it."""
+    rows = 40
+    frame = {
+        "entity_id": pa.array([f"u{i}" for i in range(rows)]),
+        "as_of": pa.array([AS_OF] * rows, pa.timestamp("us")),
+        "property_has_location": pa.array([0.0] * rows),
+        "comps_radius_count": pa.nulls(rows, pa.float64()),
+        "comps_radius_median_ppsf": pa.nulls(rows, pa.float64()),
+        "comps_market_count": pa.array([3.0] * rows),
+        "comps_market_median_ppsf": pa.nulls(rows, pa.float64()),
+    }
+    assert validate_frame(pa.table(frame)).issues == []
+    frame["comps_market_count"] = pa.array([12.0] * rows)
+    frame["comps_market_median_ppsf"] = pa.array([None] + [250.0] * (rows - 1), pa.float64())
+    issues = validate_frame(pa.table(frame)).issues
+    assert [(i.feature, i.rule) for i in issues] == [("comps_market_median_ppsf", "null rate")]
+    assert "where comps_market_count >= 5" in str(issues[0])

@@ -70,9 +70,12 @@ def render_catalog(catalog: Catalog = CATALOG) -> str:
             valid = f"[{_cell(f.valid_min)}, {_cell(f.valid_max)}]"
             deprecated = " (deprecated)" if f.deprecated else ""
             time = _time(f)
+            nulls = f"{f.max_null_rate:.0%}"
+            if f.null_rate_among is not None:
+                nulls += f" where `{f.null_rate_among}` >= {f.null_rate_among_min:g}"
             lines.append(
                 f"| `{f.name}`{deprecated} | {f.sub_category} | {f.dtype.value} | {window} | "
-                f"{time} | {valid} | {f.max_null_rate:.0%} | {f.version} | "
+                f"{time} | {valid} | {nulls} | {f.version} | "
                 f"{_cell(f.description)} |"
             )
     lines.append("")

@@ -172,10 +172,12 @@ class FeatureDefinition:
     valid_min: float | None = None
     valid_max: float | None = None
     max_null_rate: float = 0.0
-    # When set, the name of a 0/1 feature: ``max_null_rate`` is judged among the rows where it
-    # is 1 (comparable sales among homes with a location), so a tenant whose data cannot
-    # feed the feature at all (no coordinates) is not a data fault.
+    # When set, the name of a feature: ``max_null_rate`` is judged among the rows where it is at
+    # least ``null_rate_among_min`` (a radius count among homes with a location; a median among
+    # homes with enough comparables), so a tenant whose data cannot feed the feature (no
+    # coordinates, few sales) is not a data fault, while a value missing where it could be is.
     null_rate_among: str | None = None
+    null_rate_among_min: float = 1.0
     fill: float | None = None  # value when a window group has no rows (counts: 0)
     needs: tuple[str, ...] = field(default=())  # context joins, or features for DERIVED
     entity_type: EntityType = EntityType.USER

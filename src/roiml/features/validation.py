@@ -160,11 +160,11 @@ def validate_frame(
         present = ~np.isnan(values)
         rate = null_rate(frame, definition, present)
         if rate > definition.max_null_rate + 1e-12:
-            report.issues.append(
-                ValidationIssue(
-                    name, "null rate", f"{rate:.1%}", f"<= {definition.max_null_rate:.1%}"
-                )
-            )
+            allowed = f"<= {definition.max_null_rate:.1%}"
+            if definition.null_rate_among is not None:
+                among = f"{definition.null_rate_among} >= {definition.null_rate_among_min:g}"
+                allowed += f" where {among}"
+            report.issues.append(ValidationIssue(name, "null rate", f"{rate:.1%}", allowed))
         observed = values[present]
         if observed.size == 0:
             continue
@@ -199,13 +199,15 @@ def validate_frame(
 
 
 def null_rate(frame: pa.Table, definition: FeatureDefinition, present: np.ndarray) -> float:
-    """The share of null values, among the rows where ``null_rate_among`` is 1 when the
-    definition names one (0 when there is no such row: nothing could be computed)."""
+    """The share of null values, among the rows where the feature ``null_rate_among`` is at
+    least ``null_rate_among_min`` when the definition names one (0 when there is no such row:
+    nothing could be computed)."""
     if definition.null_rate_among is None:
         return float(1.0 - present.mean())
     if definition.null_rate_among not in frame.column_names:
         return 0.0
-    among = frame[definition.null_rate_among].to_numpy(zero_copy_only=False) == 1.0
+    values = frame[definition.null_rate_among].to_numpy(zero_copy_only=False).astype(np.float64)
+    among = np.nan_to_num(values, nan=-np.inf) >= definition.null_rate_among_min
     return float(1.0 - present[among].mean()) if among.any() else 0.0
 
 

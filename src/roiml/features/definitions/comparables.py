@@ -232,7 +232,7 @@ def _comparable(
     dtype: DataType = DataType.FLOAT,
     hi: float = 1e5,
     nulls: float = 0.3,
-    among: str | None = None,
+    among: tuple[str, float] | None = None,
     relation: TimeRelation = TimeRelation.ORDINARY,
 ) -> FeatureDefinition:
     return FeatureDefinition(
@@ -247,7 +247,8 @@ def _comparable(
         valid_min=0,
         valid_max=hi,
         max_null_rate=nulls,
-        null_rate_among=among,
+        null_rate_among=among[0] if among else None,
+        null_rate_among_min=among[1] if among else 1.0,
         needs=("home",),
         time_relation=relation,
     )
@@ -256,11 +257,10 @@ def _comparable(
 def _estimate(
     scope: str,
     whose: str,
-    nulls: float,
-    among: str | None,
     relation: TimeRelation = TimeRelation.ORDINARY,
 ) -> FeatureDefinition:
-    """``comps_<scope>_value_estimate``: the home's size times the median price per sqft."""
+    """``comps_<scope>_value_estimate``: the home's size times the median price per sqft;
+    null where the home's size is unknown, as ``property_sqft`` may be."""
     median = f"comps_{scope}_median_ppsf"
     return FeatureDefinition(
         name=f"comps_{scope}_value_estimate",
@@ -273,16 +273,21 @@ def _estimate(
         expression=f"{median} * property_sqft",
         valid_min=0,
         valid_max=1e10,
-        max_null_rate=nulls,
-        null_rate_among=among,
+        max_null_rate=0.3,
+        null_rate_among=f"comps_{scope}_count",
+        null_rate_among_min=MIN_COMPARABLES,
         needs=(median, "property_sqft"),
         time_relation=relation,
     )
 
 
-# Among homes with a location, the radius count is never null and its median and IQR are
-# null where fewer than MIN_COMPARABLES homes nearby sold: sparse areas and young tenants.
-_NEAR_NULLS = 0.8
+# The null rates are judged where a value can exist: a radius count among homes with a
+# location, a median or IQR among homes with enough comparables (there it is never null). A
+# sparse area or a tenant without coordinates is then no data fault; a value missing where it
+# could be computed is.
+_LOCATED_ROWS = (_LOCATED, 1.0)
+_ENOUGH_NEAR_ROWS = ("comps_radius_count", float(MIN_COMPARABLES))
+_ENOUGH_MARKET_ROWS = ("comps_market_count", float(MIN_COMPARABLES))
 # The market's figures step for every home of the market at once as sales enter the window.
 _SHARED = TimeRelation.SHARED
 
@@ -309,22 +314,22 @@ COMPARABLES: tuple[FeatureDefinition, ...] = (
         DataType.INTEGER,
         hi=1e7,
         nulls=0.0,
-        among=_LOCATED,
+        among=_LOCATED_ROWS,
     ),
     _comparable(
         "comps_radius_median_ppsf",
         f"Median price per square foot of the {NEAREST} nearest sales {_NEAR_TEXT}; {_FEW}.",
         f"CASE WHEN {_ENOUGH_NEAR} THEN e.radius_q2 END",
-        nulls=_NEAR_NULLS,
-        among=_LOCATED,
+        nulls=0.0,
+        among=_ENOUGH_NEAR_ROWS,
     ),
     _comparable(
         "comps_radius_iqr_ppsf",
         f"Interquartile range (75th minus 25th percentile) of price per square foot of the "
         f"{NEAREST} nearest sales {_NEAR_TEXT}; {_FEW}.",
         f"CASE WHEN {_ENOUGH_NEAR} THEN e.radius_q3 - e.radius_q1 END",
-        nulls=_NEAR_NULLS,
-        among=_LOCATED,
+        nulls=0.0,
+        among=_ENOUGH_NEAR_ROWS,
     ),
     _comparable(
         "comps_market_count",
@@ -338,7 +343,8 @@ COMPARABLES: tuple[FeatureDefinition, ...] = (
         "comps_market_median_ppsf",
         f"Median price per square foot of the sales {_MARKET_TEXT}; {_FEW}.",
         f"CASE WHEN {_ENOUGH_MARKET} THEN e.market_q2 END",
-        nulls=0.35,
+        nulls=0.0,
+        among=_ENOUGH_MARKET_ROWS,
         relation=_SHARED,
     ),
     _comparable(
@@ -346,9 +352,10 @@ COMPARABLES: tuple[FeatureDefinition, ...] = (
         f"Interquartile range (75th minus 25th percentile) of price per square foot of the "
         f"sales {_MARKET_TEXT}; {_FEW}.",
         f"CASE WHEN {_ENOUGH_MARKET} THEN e.market_q3 - e.market_q1 END",
-        nulls=0.35,
+        nulls=0.0,
+        among=_ENOUGH_MARKET_ROWS,
         relation=_SHARED,
     ),
-    _estimate("radius", "the sales nearby", _NEAR_NULLS, _LOCATED),
-    _estimate("market", "the market's sales", 0.35, None, _SHARED),
+    _estimate("radius", "the sales nearby"),
+    _estimate("market", "the market's sales", _SHARED),
 )
