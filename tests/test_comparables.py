@@ -364,3 +364,33 @@ def test_the_gate_judges_null_rates_where_a_value_can_exist() -> None:
     issues = validate_frame(pa.table(frame)).issues
     assert [(i.feature, i.rule) for i in issues] == [("comps_market_median_ppsf", "null rate")]
     assert "where comps_market_count >= 5" in str(issues[0])
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**31), latitude=st.floats(-70, 70), spread_km=st.floats(0.3, 4))
+def test_the_radius_count_equals_a_brute_force_count(
+    seed: int, latitude: float, spread_km: float
+) -> None:
+    """The grid join misses no sale within the radius and counts none beyond it, at any
+    latitude: every home's count equals a haversine over every pair, in NumPy."""
+    rng = np.random.default_rng(seed)
+    world = _World()
+    world.homes[0]["latitude"], world.homes[0]["longitude"] = latitude, 10.0
+    n = 60
+    lat = latitude + rng.normal(0, spread_km, n) / KM
+    lon = 10.0 + rng.normal(0, spread_km, n) / (KM * math.cos(math.radians(latitude)))
+    for i in range(1, n):
+        world.neighbour(i, "m1", (float(lat[i]), float(lon[i])))
+    lat[0], lon[0] = latitude, 10.0
+    sold = rng.integers(0, n, 3 * n)
+    for k, home in enumerate(sold):
+        world.sale(f"p{home}", AS_OF - timedelta(days=float(rng.uniform(1, 300)) + k * 1e-3), 1e5)
+    out = _values(world.sources(), [f"u{i}" for i in range(n)])
+    got = out["comps_radius_count"].to_numpy(zero_copy_only=False)
+    p1, p2 = np.radians(lat)[:, None], np.radians(lat)[None, :]
+    dlon = np.radians(lon)[None, :] - np.radians(lon)[:, None]
+    h = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlon / 2) ** 2
+    km = 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(h))
+    sales_of = np.bincount(sold, minlength=n)
+    within = (km <= RADIUS_KM) & ~np.eye(n, dtype=bool)
+    np.testing.assert_array_equal(got, within @ sales_of)

@@ -11,16 +11,18 @@ square foot of that home. For a home at ``as_of`` t the comparables are the sale
 
 Each gives a count, the median and the interquartile range (IQR: the 75th minus the 25th
 percentile, linearly interpolated as DuckDB's ``quantile_cont``) of price per square foot, the
-radius's of its :data:`NEAREST` nearest sales (ties by price, home and time); the median and IQR
+radius's of its :data:`NEAREST` nearest sales (ties by price: which of two sales at the same
+distance and price is taken changes nothing); the median and IQR
 are null below :data:`MIN_COMPARABLES` sales.
 
-Vectorised in one DuckDB query. Radius: the earth is cut in cells a radius high and (at the
-cell row's poleward edge, one row further out) a radius wide; each home looks in its own cell
-only, and each sale is copied into the 3 x 3 cells around it, so the join is an equality on
-the cell, then the haversine distance and the time window filter the candidates. Market: the
-sales of each (market, as-of) are ranked once; a home's quantiles are read at the ranks that
-remain once its own sales are taken out (a removed sale of rank r_i, the i-th removed, shifts
-every later reduced rank from ``r_i - i`` on by one), so no home joins its whole market.
+Vectorised in one DuckDB query. Radius: the earth is cut in cells half a radius high and (at
+the most poleward latitude a neighbour can have) half a radius wide; each home looks in its own
+cell only, and each sale is copied into the 5 x 5 cells around it, so the join is an equality on
+the cell; a latitude/longitude box, then the haversine distance and the time window filter the
+candidates. Market: the sales of each (market, as-of) are ranked once; a home's quantiles are
+read at the ranks that remain once its own sales are taken out (a removed sale of rank r_i, the
+i-th removed, shifts every later reduced rank from ``r_i - i`` on by one), so no home joins its
+whole market.
 Homes near the antimeridian do not see sales across it.
 """
 
@@ -59,13 +61,18 @@ MIN_COMPARABLES = 5
 EARTH_RADIUS_KM = 6371.0088
 SALE_TYPES = ("BUY", "SELL", "INVESTMENT")
 _KM_PER_DEGREE = EARTH_RADIUS_KM * math.pi / 180
-# A cell is this many degrees of latitude high: a sale within the radius is at most one row away.
-_CELL_DEGREES = RADIUS_KM / _KM_PER_DEGREE
+# Cells are a radius over this many high: a home looks this many rows and columns either way
+# (5 x 5 cells of half a radius hold 6.25 r^2 of candidates where 3 x 3 of a radius hold 9 r^2).
+_CELLS_PER_RADIUS = 2
+_RADIUS_DEGREES = RADIUS_KM / _KM_PER_DEGREE
+_CELL_DEGREES = _RADIUS_DEGREES / _CELLS_PER_RADIUS
 # Degrees of latitude (a margin over the radius) a few-entity load reads around each home.
-COMPARABLE_BOX_DEGREES = 1.05 * _CELL_DEGREES
-# Margin on a cell's width for the haversine's curvature (under 0.1 % at a radius of kilometres).
+COMPARABLE_BOX_DEGREES = 1.05 * _RADIUS_DEGREES
+# Margin on widths for the haversine's curvature (under 0.1 % at a radius of kilometres).
 _WIDTH_MARGIN = 1.01
 _QUANTILES = ((1, 0.25), (2, 0.5), (3, 0.75))
+# Each sale is copied into the cells up to _CELLS_PER_RADIUS rows and columns around its own.
+_STEPS = ", ".join(f"({d})" for d in range(-_CELLS_PER_RADIUS, _CELLS_PER_RADIUS + 1))
 # Months of history the group reads: the window, plus a month for the calendar's longest month.
 COMPARABLE_LOOKBACK_DAYS = 31 * (COMPARABLE_MONTHS + 1)
 _WINDOW = f"INTERVAL {COMPARABLE_MONTHS} MONTH"
@@ -76,15 +83,27 @@ def _cell_row(latitude: str) -> str:
 
 
 def _cell_col(longitude: str, row: str) -> str:
-    """The cell column of ``longitude`` in cell row ``row``: cells are as wide as the radius at
-    the most poleward latitude of the rows ``row - 1`` to ``row + 1``, so a sale within the
-    radius of a home of that row is at most one column away."""
-    edge = f"greatest(abs(({row} - 1) * {_CELL_DEGREES!r}), abs(({row} + 2) * {_CELL_DEGREES!r}))"
+    """The cell column of ``longitude`` in cell row ``row``: cells are as wide as their height
+    at the most poleward latitude a sale within the radius of a home of that row can have, so
+    such a sale is at most ``_CELLS_PER_RADIUS`` columns away."""
+    k, height = _CELLS_PER_RADIUS, _CELL_DEGREES
+    edge = f"greatest(abs(({row} - {k}) * {height!r}), abs(({row} + {k + 1}) * {height!r}))"
     width = (
-        f"least(360.0, {RADIUS_KM * _WIDTH_MARGIN!r} / "
+        f"least(360.0, {RADIUS_KM / k * _WIDTH_MARGIN!r} / "
         f"({_KM_PER_DEGREE!r} * cos(radians(least({edge}, 89.0)))))"
     )
     return f"CAST(floor({longitude} / {width}) AS BIGINT)"
+
+
+def _within_box(a: str, b: str) -> str:
+    """A cheap bound before the haversine: ``b`` within the radius's latitude span of ``a``,
+    and within its longitude span at the most poleward latitude the two can have."""
+    poleward = f"least(abs({a}.lat) + {_RADIUS_DEGREES!r}, 89.0)"
+    half_width = f"{RADIUS_KM * _WIDTH_MARGIN!r} / ({_KM_PER_DEGREE!r} * cos(radians({poleward})))"
+    return (
+        f"abs({b}.lat - {a}.lat) <= {_RADIUS_DEGREES * _WIDTH_MARGIN!r} "
+        f"AND abs({b}.lon - {a}.lon) <= {half_width}"
+    )
 
 
 def _haversine_km(a: str, b: str) -> str:
@@ -138,19 +157,20 @@ near AS (
     SELECT s.property_id, s.ts, s.lat, s.lon, s.ppsf, s.cell_row,
            {_cell_col("s.lon", "s.cell_row")} + dc.d AS cell_col
     FROM (SELECT sales.*, {_cell_row("lat")} + dr.d AS cell_row
-          FROM sales, (VALUES (-1), (0), (1)) dr(d)
+          FROM sales, (VALUES {_STEPS}) dr(d)
           WHERE lat IS NOT NULL AND lon IS NOT NULL) s,
-         (VALUES (-1), (0), (1)) dc(d)
+         (VALUES {_STEPS}) dc(d)
 ),
 pairs AS (
-    SELECT h.row_id, s.property_id, s.ts, s.ppsf, {_haversine_km("h", "s")} AS km
+    SELECT h.row_id, s.ppsf, {_haversine_km("h", "s")} AS km
     FROM located h JOIN near s
       ON s.cell_row = h.cell_row AND s.cell_col = h.cell_col
      AND s.ts < h.as_of AND s.ts >= h.as_of - {_WINDOW} AND s.property_id <> h.pid
+     AND {_within_box("h", "s")}
 ),
 radius AS (
     SELECT row_id, count(*) AS n,
-           list_sort(min_by(ppsf, (km, ppsf, property_id, ts), {NEAREST})) AS nearest
+           list_sort(min_by(ppsf, (km, ppsf), {NEAREST})) AS nearest
     FROM pairs WHERE km <= {RADIUS_KM!r}
     GROUP BY row_id
 ),
