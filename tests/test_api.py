@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from model_world import SERVING_NOW, TENANT, WORLD_END, World
 from roiml.db.engine import make_engine
+from roiml.db.enums import ModelType
 from roiml.models.artifact import ModelArtifact
 from roiml.models.train import TrainingReport
 from roiml.serving.app import asgi
@@ -240,6 +241,30 @@ def test_model_health_counts_real_traffic(api: Api) -> None:
     assert health["prediction_count"] >= 3
     assert health["avg_latency_ms"] > 0
     assert health["last_prediction_at"] is not None
+
+
+def test_models_are_listed_with_their_feature_services(api: Api) -> None:
+    listed = api.client.get("/v1/models")
+    assert listed.status_code == 200, listed.text
+    models = {m["name"]: m for m in listed.json()["models"]}
+    assert set(models) == set(ROUTES.values())
+    for name, model in models.items():
+        assert model["status"] == "SERVING" and model["version"] == api.versions[name], model
+        assert model["detail"] is None and model["loaded_at"] is not None
+    service = api.client.get("/v1/models/move_probability_model/features")
+    assert service.status_code == 200, service.text
+    body = service.json()
+    # The served artifact's inputs, in its order, each described by the catalog.
+    artifact = api.components.models.get(TENANT, ModelType.MOVE_PROBABILITY).artifact
+    assert [f["name"] for f in body["features"]] == list(artifact.feature_names)
+    assert models["move_probability_model"]["feature_count"] == len(artifact.feature_names)
+    # The value model's horizon is the request's own, not a stored feature.
+    value = api.client.get("/v1/models/property_value_model/features").json()
+    assert "horizon_months" not in [f["name"] for f in value["features"]]
+    assert models["property_value_model"]["feature_count"] == len(value["features"])
+    assert all(f["description"] and f["category"] for f in body["features"])
+    unknown = api.client.get("/v1/models/no_such_model/features")
+    assert unknown.status_code == 404 and "no_such_model" in unknown.json()["detail"]
 
 
 def test_service_health_and_metrics(api: Api) -> None:

@@ -98,6 +98,30 @@ class _Edge:
             self.metrics.latency.labels(route).observe(time.perf_counter() - started)
 
 
+# The docs pages' sections, in this order, each saying what its routes are for.
+OPENAPI_TAGS: list[dict[str, str]] = [
+    {
+        "name": "predictions",
+        "description": "Explained predictions of the four models, one or up to 1,000 at once, "
+        "and the real outcome fed back. Features come from the online store unless given.",
+    },
+    {
+        "name": "models",
+        "description": "The caller's tenant's models: which versions are served, the inputs "
+        "each reads (its feature service), and each one's traffic, errors and drift.",
+    },
+    {
+        "name": "service",
+        "description": "Liveness and dependencies (public status; details need the admin "
+        "scope) and Prometheus metrics.",
+    },
+    {
+        "name": "monitoring",
+        "description": "The monitoring dashboard (HTML) and the data it draws.",
+    },
+]
+
+
 def create_app(settings: Settings, components: Components | None = None) -> FastAPI:
     """The API. ``components`` defaults to the registry-backed production wiring."""
     serving = Serving.build(settings, components or registry_components(settings))
@@ -120,6 +144,7 @@ def create_app(settings: Settings, components: Components | None = None) -> Fast
         docs_url=None,
         redoc_url=None,
         openapi_url=f"{BASE}/openapi.json",
+        openapi_tags=OPENAPI_TAGS,
         lifespan=lifespan,
     )
     # Added first, so CORS (when on) wraps it and a 413 carries its headers too.

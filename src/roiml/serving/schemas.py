@@ -468,3 +468,40 @@ class ErrorBody(BaseModel):
     """Every error: what was wrong and what to do about it."""
 
     detail: str | list[dict[str, object]]
+
+
+class ServedModel(BaseModel):
+    """One of the four models as this tenant is served it."""
+
+    name: str
+    prediction_type: PredictionType
+    status: Literal["SERVING", "UNAVAILABLE"]
+    version: str | None = Field(description="The production version served; null if none.")
+    loaded_at: UtcDatetime | None
+    feature_count: int | None = Field(description="Inputs of the served version (its service).")
+    detail: str | None = Field(description="Why the model is not served, when it is not.")
+
+
+class ModelList(BaseModel):
+    """Every model of the caller's tenant: what ``/v1/predict/...`` answers with now."""
+
+    tenant_id: str
+    models: list[ServedModel]
+
+
+class FeatureInfo(BaseModel):
+    """One input of a model, described by the feature catalog (null where it says nothing)."""
+
+    name: str
+    category: str | None
+    dtype: str | None
+    description: str | None
+
+
+class FeatureService(BaseModel):
+    """A model's feature service: the named list of inputs its served version reads, in order
+    (what ``features`` of a prediction request must hold)."""
+
+    name: str
+    version: str
+    features: list[FeatureInfo]

@@ -28,7 +28,7 @@ from roiml.serving.security import Scope
 
 __all__ = ["router"]
 
-router = APIRouter()
+router = APIRouter(tags=["service"])
 
 _HEALTH_RESPONSES: dict[int | str, dict[str, object]] = {
     503: {"model": PublicHealth | ServiceHealth},
