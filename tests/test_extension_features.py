@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import Engine, insert
 
 from roiml.db import Base
 from roiml.db.engine import make_engine
 from roiml.db.enums import DataType, FeatureCategory
 from roiml.db.migrate import upgrade
+from roiml.errors import FeatureError
 from roiml.features.catalog import CATALOG
 from roiml.features.catalog_doc import render_catalog
 from roiml.features.declared import declared_features, load_tenant_catalog, tenant_catalog
@@ -30,6 +32,8 @@ from roiml.ingest.extensions import (
     TenantContract,
     save_tenant_contract,
 )
+from roiml.store.online_sqlite import SqliteOnlineStore
+from roiml.store.vectors import PredictionVectors
 
 AS_OF = datetime(2024, 6, 1)
 COLUMNS = (
@@ -166,17 +170,13 @@ def test_values_come_from_the_home_owned_as_of_the_date() -> None:
     assert validate_frame(frame, catalog=engine.catalog).issues == []
 
 
-def test_the_sql_store_holds_and_returns_them(tmp_path: Path) -> None:
+def _stored(tmp_path: Path) -> Engine:
+    """A SQLite store holding ``_sources()``'s rows for tenant ``t``, its contract saved."""
     if "attributes" not in Base.metadata.tables["properties"].columns:
         pytest.skip("properties has no attributes column yet (migration 0009)")
     engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
     upgrade(engine)
     save_tenant_contract(tmp_path, CONTRACT)
-    catalog = load_tenant_catalog(tmp_path, "t")
-    assert "property_x_view" in catalog.features
-    expected = FeatureEngine(catalog).compute(
-        entity_frame(list("abcde"), AS_OF), DECLARED, _sources()
-    )
     source = _sources()
     with engine.begin() as conn:
         users = source.tables["users"].to_pylist()
@@ -187,9 +187,18 @@ def test_the_sql_store_holds_and_returns_them(tmp_path: Path) -> None:
         homes = source.tables["properties"].to_pylist()
         for home in homes:
             home["attributes"] = json.loads(home["attributes"]) if home["attributes"] else None
-        conn.execute(
-            insert(Base.metadata.tables["properties"]), [h | {"tenant_id": "t"} for h in homes]
-        )
+            home["tenant_id"] = "t"
+        conn.execute(insert(Base.metadata.tables["properties"]), homes)
+    return engine
+
+
+def test_the_sql_store_holds_and_returns_them(tmp_path: Path) -> None:
+    engine = _stored(tmp_path)
+    catalog = load_tenant_catalog(tmp_path, "t")
+    assert "property_x_view" in catalog.features
+    expected = FeatureEngine(catalog).compute(
+        entity_frame(list("abcde"), AS_OF), DECLARED, _sources()
+    )
     plan = FeatureEngine(catalog).plan(DECLARED)
     for ids in (None, ["a"], ["e", "c"]):
         loaded = load_sources(engine, "t", plan.lookback_days, AS_OF, AS_OF, ids)
@@ -198,3 +207,21 @@ def test_the_sql_store_holds_and_returns_them(tmp_path: Path) -> None:
         rows = {r["entity_id"]: r for r in expected.to_pylist()}
         assert got.to_pylist() == [rows[user] for user in wanted]
     assert np.isfinite(expected["property_x_grade"].to_numpy(zero_copy_only=False)[0])
+
+
+def test_the_api_reads_a_tenants_declared_features(tmp_path: Path) -> None:
+    """The prediction vectors of a tenant with declared columns hold their features: computed
+    on demand through the tenant's catalog, while another tenant keeps the built-in one."""
+    engine = _stored(tmp_path)
+    vectors = PredictionVectors(
+        engine,
+        SqliteOnlineStore(tmp_path / "online.db"),
+        catalogs=partial(load_tenant_catalog, tmp_path),
+    )
+    read = vectors.read("t", ["property_x_grade", "property_x_view"], ["a", "b"], now=AS_OF)
+    assert read.errors == {}
+    assert read.values.tolist() == [[8.0, 3.0], [11.0, 0.0]]
+    assert read.sources() == ["computed", "computed"]
+    # A tenant without a contract has no such feature: the read says so, it does not guess.
+    with pytest.raises(FeatureError, match="unknown feature 'property_x_grade'"):
+        vectors.read("other", ["property_x_grade"], ["a"], now=AS_OF)

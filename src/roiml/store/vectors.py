@@ -21,6 +21,7 @@ same read for one entity.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeoutError
@@ -142,6 +143,7 @@ class PredictionVectors:
         online: OnlineStore,
         *,
         catalog: Catalog = CATALOG,
+        catalogs: Callable[[str], Catalog] | None = None,
         ttl: timedelta = DEFAULT_TTL,
         feature_engine: FeatureEngine | None = None,
         database_breaker: CircuitBreaker | None = None,
@@ -150,11 +152,16 @@ class PredictionVectors:
     ) -> None:
         """Read through ``online``, then ``engine``'s warm store, then compute.
 
-        ``database_breaker``: the database's; the calls go through it, unless
-        ``engine_guarded`` (the engine's events already do, see
+        ``catalogs``, when given, is each tenant's catalog (its declared columns' features
+        beside the built-in ones: ``roiml.features.declared.load_tenant_catalog``); otherwise
+        every tenant has ``catalog``. ``database_breaker``: the database's; the calls go
+        through it, unless ``engine_guarded`` (the engine's events already do, see
         :func:`~roiml.store.breaker.guard_engine`). ``read_timeout`` (seconds) bounds the
         existence and warm reads, connects included.
         """
+        self.catalogs = catalogs
+        self._per_catalog: dict[Catalog, _PerCatalog] = {}
+        self._per_catalog_lock = threading.Lock()
         self.engine = engine
         self.database_breaker = database_breaker
         self.engine_guarded = engine_guarded
@@ -165,10 +172,7 @@ class PredictionVectors:
         self.ttl = ttl
         # One thread: a request's computation is small, and the API's cores are its requests'.
         self.features = feature_engine or FeatureEngine(catalog, threads=1)
-        self._online_sets = {
-            name: OnlineFeatureSet(name, names, ttl) for name, names in catalog.feature_sets.items()
-        }
-        self._layouts: dict[tuple[str, ...], _Layout] = {}
+        self._per_catalog[catalog] = _PerCatalog(catalog, self.features, ttl)
 
     def read(
         self,
@@ -184,7 +188,7 @@ class PredictionVectors:
         """
         names = feature_names if isinstance(feature_names, tuple) else tuple(feature_names)
         moment = as_naive_utc(now) if now is not None else utcnow()
-        read = _Read(self, tenant, self._layout(names), entity_ids, moment)
+        read = _Read(self, tenant, self._of(tenant).layout(names), entity_ids, moment)
         if as_of is None:
             read.current(list(range(len(entity_ids))))
         else:
@@ -250,7 +254,8 @@ class PredictionVectors:
         self, tenant: str, names: list[str], entity_ids: list[str], times: list[datetime]
     ) -> npt.NDArray[np.float64]:
         """``names`` of each (entity, time) pair through the feature engine, one row each."""
-        plan = self.features.plan(names)
+        features = self._of(tenant).features
+        plan = features.plan(names)
         sources = load_sources(
             self.engine,
             tenant,
@@ -259,16 +264,42 @@ class PredictionVectors:
             max(times),
             list(dict.fromkeys(entity_ids)),
         )
-        computed = self.features.compute(entity_frame(entity_ids, times), names, sources)
+        computed = features.compute(entity_frame(entity_ids, times), names, sources)
         return np.column_stack(
             [computed[n].to_numpy(zero_copy_only=False).astype(np.float64) for n in names]
         )
 
-    def _layout(self, names: tuple[str, ...]) -> _Layout:
-        layout = self._layouts.get(names)
+    def _of(self, tenant: str) -> _PerCatalog:
+        """What reads ``tenant``'s vectors: its catalog's engine, online sets and layouts."""
+        catalog = self.catalogs(tenant) if self.catalogs is not None else self.catalog
+        found = self._per_catalog.get(catalog)
+        if found is None:
+            with self._per_catalog_lock:
+                found = self._per_catalog.get(catalog)
+                if found is None:
+                    # One thread: a request's computation is small (as for the default).
+                    found = _PerCatalog(catalog, FeatureEngine(catalog, threads=1), self.ttl)
+                    self._per_catalog[catalog] = found
+        return found
+
+
+class _PerCatalog:
+    """A catalog's engine, online feature sets and the layouts of the feature lists read."""
+
+    def __init__(self, catalog: Catalog, features: FeatureEngine, ttl: timedelta) -> None:
+        self.catalog = catalog
+        self.features = features
+        self.online_sets = {
+            name: OnlineFeatureSet(name, names, ttl) for name, names in catalog.feature_sets.items()
+        }
+        self.layouts: dict[tuple[str, ...], _Layout] = {}
+
+    def layout(self, names: tuple[str, ...]) -> _Layout:
+        """How ``names`` map onto the online sets (resolved once per list)."""
+        layout = self.layouts.get(names)
         if layout is None:
             set_names = list(dict.fromkeys(self.catalog.get(n).feature_set for n in names))
-            sets = tuple(self._online_sets[s] for s in set_names)
+            sets = tuple(self.online_sets[s] for s in set_names)
             position: dict[str, int] = {}
             offset = 0
             for feature_set in sets:
@@ -285,7 +316,7 @@ class PredictionVectors:
                 np.array([position[n] for n in names], dtype=np.int64),
                 tuple(np.array(c, dtype=np.int64) for c in columns),
             )
-            self._layouts[names] = layout
+            self.layouts[names] = layout
         return layout
 
 
