@@ -345,3 +345,16 @@ def test_the_schema_documents_the_field_and_the_refusal(api: Api) -> None:
     assert LIMIT_SETTING in field["extrapolation_days"]["description"]
     route = schema["paths"]["/api/ml/v1/predict/move-probability"]["post"]["responses"]["422"]
     assert LIMIT_SETTING in route["description"]
+
+
+def test_a_primed_tenant_is_read_in_the_background_once() -> None:
+    reads = _Reads([datetime(2024, 11, 30)], delay=0.1)
+    ends = DataEnds(reads)
+    try:
+        started = time.perf_counter()
+        ends.prime("a")
+        assert time.perf_counter() - started < 0.05  # the caller does not wait
+        assert ends.get("a") == datetime(2024, 11, 30)  # a request during the read waits for it
+        assert ends.get("a") == datetime(2024, 11, 30) and reads.calls == 1
+    finally:
+        ends.close()

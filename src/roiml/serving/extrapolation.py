@@ -12,8 +12,9 @@ whole feed stopped (a sales file that ends in 2015, asked about in 2026) every f
 the feed's end, whatever the entity. The online store's timestamps say when a vector was
 computed, not when its data end, so they cannot tell either.
 
-The data end is read once per tenant and process (one statement over the source tables), then
-refreshed in the background every :data:`REFRESH_SECONDS`: a prediction reads a dict.
+The data end is read once per tenant and process (one statement over the source tables; the
+server's own tenant at start-up, in the background), then refreshed in the background every
+:data:`REFRESH_SECONDS`: a prediction reads a dict.
 """
 
 from __future__ import annotations
@@ -162,6 +163,12 @@ class DataEnds:
                 entry.refreshing = True
             self._pool.submit(self._refresh, tenant, entry)
         return entry.value
+
+    def prime(self, tenant: str) -> None:
+        """Read ``tenant``'s data end now, on the background thread: the server's own tenant
+        at start-up, so that no request of it waits for the read (a request that comes while
+        it runs waits for it, and does not read again)."""
+        self._pool.submit(self._first, tenant)
 
     def forget(self, tenant: str) -> None:
         """Drop ``tenant``'s value: the next prediction reads it again (after an import)."""

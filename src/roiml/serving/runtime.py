@@ -65,6 +65,8 @@ class Serving:
             batch_threads=settings.api_batch_threads,
             max_extrapolation_days=settings.api_max_extrapolation_days,
         )
+        # Read before the first request needs it (it waited ~0.3 s on a 10,000-homeowner world).
+        service.data_ends.prime(settings.tenant_id)
         health = redis_read_client(settings) if settings.redis_url else None
         return cls(parts, service, health)
 
