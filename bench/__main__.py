@@ -7,6 +7,7 @@ import argparse
 from bench import (
     api_load,
     cli_startup,
+    comparables,
     dashboard,
     drift,
     fail_fast,
@@ -16,8 +17,8 @@ from bench import (
     pipeline_daily,
     pit_join,
     prediction_archive,
-    real_sales_value,
     prediction_log_drain,
+    real_sales_value,
     replay,
     world_generate,
 )
@@ -34,10 +35,11 @@ BENCHMARKS = {
     "drift": drift.main,
     "dashboard": dashboard.main,
     "archive": prediction_archive.main,
-    "fail-fast": fail_fast.main,
     "log-drain": prediction_log_drain.main,
+    "fail-fast": fail_fast.main,
     "replay": replay.main,
     "cli": cli_startup.main,
+    "comparables": comparables.main,
 }
 
 
