@@ -119,3 +119,20 @@ def test_models_list_reads_the_mirror_without_mlflow(tmp_path: Path) -> None:
     assert loaded.isdisjoint(ML_STACK), sorted(loaded & set(ML_STACK))
     loaded = _packages(tmp_path, "models", "list", "--from-mlflow", ROIML_DATABASE_URL=url)
     assert "mlflow" in loaded
+
+
+def test_version_prints_the_installed_version_and_imports_no_verb_group(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    from roiml.cli.main import GROUPS
+
+    loaded = _modules(tmp_path, "--version")
+    assert loaded.isdisjoint(module for module, _ in GROUPS.values())
+    done = subprocess.run(
+        [sys.executable, "-m", "roiml.cli.main", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout.strip() == f"roiml {version('roiml')}"

@@ -114,6 +114,32 @@ app = _RoimlTyper(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"roiml {version('roiml')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            typer.echo("roiml (not installed: no version recorded)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    _version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print roiml's version and exit.",
+    ),
+) -> None:
+    """roiml: point-in-time features, four models, explained serving and monitoring."""
+
+
 app.command("train")(train_cmd.train)
 app.command("tune")(tune_cmd.tune)
 app.command("serve")(serve_cmd.serve)
