@@ -242,3 +242,22 @@ def test_serve_starts_with_a_warning_while_the_database_is_down(
     assert result.exit_code == 0, result.output
     assert "warning: cannot reach the database" in flat(result.output)
     assert len(started) == 1
+
+
+def test_features_compute_of_an_unknown_entity_is_an_error(cli_env: Path) -> None:
+    """The API answers 404 for an id that is no user of the tenant; the CLI used to print
+    zeros and nulls for it and exit 0."""
+    assert invoke("db", "upgrade").exit_code == 0
+    result = invoke("features", "compute", "--entity", "user_999999")
+    line = assert_clean_failure(result, 2)
+    assert "'user_999999' is not a user of tenant 'demo'" in flat(line)
+    # A user of the tenant is computed as before, the unknown one beside it still refused.
+    world = invoke(
+        "world", "generate", "--users", "20", "--start", "2024-01-01", "--end", "2024-03-01"
+    )
+    assert world.exit_code == 0, world.output
+    known = invoke("features", "compute", "--entity", "user_1", "--as-of", "2024-02-15")
+    assert known.exit_code == 0, known.output
+    assert '"entity_id": "user_1"' in known.stdout
+    both = invoke("features", "compute", "--entity", "user_1", "--entity", "ghost")
+    assert "'ghost' is not a user" in flat(assert_clean_failure(both, 2))

@@ -119,8 +119,11 @@ def compute_cmd(
 
     settings = settings_or_exit()
     names = _sets(features)
+    tenant_id = tenant or settings.tenant_id
     with open_engine(settings) as engine:
-        engineer = FeatureEngineer(engine, tenant or settings.tenant_id)
+        if entity:
+            _check_entities(engine, tenant_id, entity)
+        engineer = FeatureEngineer(engine, tenant_id)
         frame = engineer.compute_batch(names, entity or None, _moment(as_of))
     if output is not None:
         export_frame(frame, output)
@@ -130,6 +133,29 @@ def compute_cmd(
     else:
         console.print(validate_frame(frame).render())
         console.print(f"{frame.num_rows} rows; pass --output to keep them")
+
+
+def _check_entities(engine: Engine, tenant: str, entities: list[str]) -> None:
+    """FeatureError naming the ids that are no user of ``tenant`` (the engine would compute
+    zeros and nulls for them, as for a homeowner with no activity; the API answers 404)."""
+    from sqlalchemy import bindparam, select
+
+    from roiml.db.engine import tenant_session
+    from roiml.db.source_models import User
+
+    query = select(User.user_id).where(
+        User.tenant_id == tenant, User.user_id.in_(bindparam("ids", expanding=True))
+    )
+    with tenant_session(engine, tenant) as session:
+        known = set(session.execute(query, {"ids": list(entities)}).scalars())
+    unknown = [e for e in dict.fromkeys(entities) if e not in known]
+    if unknown:
+        shown = ", ".join(repr(e) for e in unknown[:5])
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        raise FeatureError(
+            f"{shown}{more} is not a user of tenant {tenant!r}; check the id "
+            "(--tenant names another tenant)"
+        )
 
 
 @app.command("backfill")
