@@ -207,6 +207,7 @@ def test_help_works_for_every_verb(path: tuple[str, ...]) -> None:
 def test_verbs_refuse_a_database_that_is_not_migrated(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    (tmp_path / "empty.db").touch()
     monkeypatch.setenv("ROIML_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
     monkeypatch.setenv("ROIML_DATA_DIR", str(tmp_path))
     get_settings.cache_clear()
@@ -217,6 +218,18 @@ def test_verbs_refuse_a_database_that_is_not_migrated(
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    "verb", [("models", "list"), ("pipeline", "status"), ("features", "compute")]
+)
+def test_a_reading_verb_creates_no_database(cli_env: Path, verb: tuple[str, ...]) -> None:
+    """A mistyped data directory is an error naming it, and nothing is left behind (models
+    list created an empty database and its folder)."""
+    data_dir = cli_env / "data"
+    line = assert_clean_failure(invoke(*verb), 2)
+    assert "there is no database at" in flat(line) and "roiml db upgrade" in flat(line)
+    assert not data_dir.exists(), sorted(data_dir.rglob("*"))
+
+
 def test_serve_refuses_a_database_that_is_not_migrated(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -225,6 +238,9 @@ def test_serve_refuses_a_database_that_is_not_migrated(
     monkeypatch.setattr("roiml.serving.server.serve", lambda *args: started.append(args))
     monkeypatch.setenv("ROIML_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
     get_settings.cache_clear()
+    line = assert_clean_failure(invoke("serve", "--port", "8765"), 2)
+    assert "there is no database at" in line
+    (tmp_path / "empty.db").touch()
     line = assert_clean_failure(invoke("serve", "--port", "8765"), 2)
     assert "run `roiml db upgrade` first" in line
     assert started == []

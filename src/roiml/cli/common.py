@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
+from pathlib import Path
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import typer
@@ -54,7 +55,10 @@ def open_engine(
     from roiml.db.engine import check_connection, make_engine
     from roiml.db.revision import current_revision, head_revision
 
-    engine = make_engine(url or settings.resolved_database_url)
+    target = url or settings.resolved_database_url
+    if require_schema:
+        _refuse_a_missing_sqlite_file(target)
+    engine = make_engine(target)
     try:
         check_connection(engine)
         if require_schema:
@@ -68,6 +72,27 @@ def open_engine(
         yield engine
     finally:
         engine.dispose()
+
+
+def _refuse_a_missing_sqlite_file(url: str) -> None:
+    """A verb that reads must not create the database it was pointed at: connecting would
+    leave an empty file (and its folder) behind a mistyped ROIML_DATA_DIR."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return  # make_engine says what is wrong with it
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return
+    if database.startswith("file:") or Path(database).exists():
+        return
+    raise ConfigurationError(
+        f"there is no database at {database}; create one with `roiml db upgrade` (or `roiml "
+        "demo`), or point ROIML_DATA_DIR / ROIML_DATABASE_URL at yours"
+    )
 
 
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
