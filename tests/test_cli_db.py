@@ -277,3 +277,11 @@ def test_features_compute_of_an_unknown_entity_is_an_error(cli_env: Path) -> Non
     assert '"entity_id": "user_1"' in known.stdout
     both = invoke("features", "compute", "--entity", "user_1", "--entity", "ghost")
     assert "'ghost' is not a user" in flat(assert_clean_failure(both, 2))
+
+
+def test_pipeline_status_without_runs_says_how_to_make_one(cli_env: Path) -> None:
+    assert invoke("db", "upgrade").exit_code == 0
+    result = invoke("pipeline", "status")
+    assert result.exit_code == 0, result.output
+    assert "no pipeline run is recorded for tenant 'demo'" in flat(result.stdout)
+    assert "roiml pipeline run --date" in flat(result.stdout)

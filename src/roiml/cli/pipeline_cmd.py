@@ -160,8 +160,16 @@ def status_cmd(
     from roiml.pipeline.runs import list_runs
 
     settings = settings_or_exit()
+    tenant_id = tenant or settings.tenant_id
     with open_engine(settings) as engine:
-        runs = list_runs(engine, tenant or settings.tenant_id, limit)
+        runs = list_runs(engine, tenant_id, limit)
+    if not runs:
+        # The demo materializes its two days directly, not through the pipeline's steps.
+        console.print(
+            f"no pipeline run is recorded for tenant {tenant_id!r}; `roiml pipeline run --date "
+            "YYYY-MM-DD` runs one (the demo computes its features without the pipeline)"
+        )
+        return
     table = Table()
     for column in ("day", "step", "shard", "started", "seconds", "rows", "outcome", "message"):
         table.add_column(column)
