@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Engine
 
 from roiml.db.base import utcnow
 from roiml.db.engine import DatabaseTimeouts, make_engine
+from roiml.features.declared import load_tenant_catalog
 from roiml.models.artifact import ModelArtifact
 from roiml.serving.metrics import ServingMetrics
 from roiml.serving.model_cache import ModelCache, ModelUnavailableError
@@ -139,6 +141,7 @@ def registry_components(
             probe,
             settings.model_poll_seconds,
             load_timeout=settings.model_load_timeout_seconds,
+            catalogs=partial(load_tenant_catalog, settings.data_dir),
         ),
         prediction_log=PredictionLog(settings, engine),
         rate_limiter=make_rate_limiter(settings),

@@ -18,7 +18,7 @@ from typing import TypeVar
 from roiml.db.base import utcnow
 from roiml.db.enums import ModelType
 from roiml.errors import ModelError, RoimlError
-from roiml.features.catalog import CATALOG
+from roiml.features.catalog import CATALOG, Catalog
 from roiml.models.artifact import HORIZON_FEATURE, MODEL_NAMES, ModelArtifact
 from roiml.models.predict import prepare
 
@@ -109,6 +109,7 @@ class ModelCache:
         poll_seconds: float,
         *,
         load_timeout: float | None = None,
+        catalogs: Callable[[str], Catalog] | None = None,
     ) -> None:
         """Load with ``loader``, check aliases with ``probe`` every ``poll_seconds``; a load
         taking over ``load_timeout`` seconds (a registry or artifact store that stopped
@@ -116,6 +117,9 @@ class ModelCache:
         given up after ``poll_seconds`` or ``load_timeout``, the shorter, so a hung registry
         delays the next alias check, never stops them."""
         self._loader = loader
+        # Each tenant's catalog (its declared columns' features too), against which a model's
+        # inputs are checked; the built-in one without.
+        self._catalogs = catalogs
         self._load_timeout = load_timeout
         self._calls = _BoundedCalls()
         self._probe_timeout = None if load_timeout is None else min(load_timeout, poll_seconds)
@@ -217,7 +221,7 @@ class ModelCache:
         name = MODEL_NAMES[model_type]
         try:
             version, artifact = self._bounded_load(tenant, name)
-            _check_features(artifact)
+            _check_features(artifact, self._catalogs(tenant) if self._catalogs else CATALOG)
             # Before the swap: requests keep the old version until the new one is ready.
             prepare(artifact)
         except RoimlError as exc:
@@ -243,10 +247,10 @@ class ModelCache:
             self.refresh()
 
 
-def _check_features(artifact: ModelArtifact) -> None:
+def _check_features(artifact: ModelArtifact, catalog: Catalog) -> None:
     """A model is served only if every input it needs is still produced by the catalog."""
     unknown = [
-        n for n in artifact.feature_names if n not in CATALOG.features and n != HORIZON_FEATURE
+        n for n in artifact.feature_names if n not in catalog.features and n != HORIZON_FEATURE
     ]
     if unknown:
         raise ModelError(

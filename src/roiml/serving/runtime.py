@@ -8,10 +8,12 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from roiml.db.engine import is_postgres
 from roiml.db.enums import ModelType, PredictionType
+from roiml.features.declared import load_tenant_catalog
 from roiml.models.artifact import MODEL_NAMES
 from roiml.serving.components import Components
 from roiml.serving.schemas import PredictionRequest
@@ -51,6 +53,8 @@ class Serving:
         vectors = PredictionVectors(
             parts.engine,
             parts.online,
+            # Each tenant's catalog: the features of the columns it declared beside the built-in.
+            catalogs=partial(load_tenant_catalog, settings.data_dir),
             database_breaker=database,
             engine_guarded=parts.database_breaker is not None,
             # A server can hang; the embedded SQLite file cannot, and its reads stay inline.
