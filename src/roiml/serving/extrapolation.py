@@ -112,7 +112,7 @@ def refusal(answered_for: datetime, data_end: datetime, days: int, limit: int, t
     latest = _fresh_through(data_end) + timedelta(days=limit)
     return (
         f"an answer for {answered_for.date().isoformat()} would extrapolate {days} days past "
-        f"tenant {tenant!r}'s data (its last recorded event is of "
+        f"the data of tenant {tenant!r} (its last recorded event is of "
         f"{data_end.date().isoformat()}), over the limit of {limit} days ({LIMIT_SETTING}); "
         f"ask with as_of_date on or before {latest.isoformat()}, load the tenant's newer data, "
         "or raise the limit"
