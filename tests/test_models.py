@@ -107,7 +107,9 @@ def test_all_four_models_train_and_beat_their_baselines(
 ) -> None:
     move = trained_models["move_probability_model"].trained
     assert move.metrics["roc_auc"] > 0.6
-    assert 0 < move.metrics["oracle_auc_ratio"] <= 1.1
+    # The oracle is the world's probability given all it knows (decisions taken included):
+    # a ceiling no honest model passes (the old one, a hazard sum, was passed at 1.02x).
+    assert 0 < move.metrics["oracle_auc_ratio"] <= 1.0
     assert move.metrics["brier"] < move.baselines["base_rate"]["brier"] * 1.05
     kind = trained_models["transaction_type_model"].trained
     assert kind.metrics["macro_f1"] > kind.baselines["majority_class"]["macro_f1"]
