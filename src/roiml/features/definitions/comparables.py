@@ -308,7 +308,12 @@ def _estimate(
 _LOCATED_ROWS = (_LOCATED, 1.0)
 _ENOUGH_NEAR_ROWS = ("comps_radius_count", float(MIN_COMPARABLES))
 _ENOUGH_MARKET_ROWS = ("comps_market_count", float(MIN_COMPARABLES))
-# The market's figures step for every home of the market at once as sales enter the window.
+# Both kinds step for many homes at once as a sale enters or leaves the window: the market's
+# for every home of the market, the radius figures for every home near the sale (its
+# neighbours share their nearest sales). Judged as ORDINARY, one sale in a sparse area moved a
+# day's distribution enough for a two-sample test to call it drift (the 35-day replay of
+# tests/test_replay.py, 1,200 homeowners); a shared step is judged on its size against the
+# spread the model knew.
 _SHARED = TimeRelation.SHARED
 
 COMPARABLES: tuple[FeatureDefinition, ...] = (
@@ -335,6 +340,7 @@ COMPARABLES: tuple[FeatureDefinition, ...] = (
         hi=1e7,
         nulls=0.0,
         among=_LOCATED_ROWS,
+        relation=_SHARED,
     ),
     _comparable(
         "comps_radius_median_ppsf",
@@ -342,6 +348,7 @@ COMPARABLES: tuple[FeatureDefinition, ...] = (
         f"CASE WHEN {_ENOUGH_NEAR} THEN e.radius_q2 END",
         nulls=0.0,
         among=_ENOUGH_NEAR_ROWS,
+        relation=_SHARED,
     ),
     _comparable(
         "comps_radius_iqr_ppsf",
@@ -350,6 +357,7 @@ COMPARABLES: tuple[FeatureDefinition, ...] = (
         f"CASE WHEN {_ENOUGH_NEAR} THEN e.radius_q3 - e.radius_q1 END",
         nulls=0.0,
         among=_ENOUGH_NEAR_ROWS,
+        relation=_SHARED,
     ),
     _comparable(
         "comps_market_count",
@@ -376,6 +384,6 @@ COMPARABLES: tuple[FeatureDefinition, ...] = (
         among=_ENOUGH_MARKET_ROWS,
         relation=_SHARED,
     ),
-    _estimate("radius", "the sales nearby"),
+    _estimate("radius", "the sales nearby", _SHARED),
     _estimate("market", "the market's sales", _SHARED),
 )
