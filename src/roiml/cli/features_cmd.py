@@ -138,16 +138,9 @@ def compute_cmd(
 def _check_entities(engine: Engine, tenant: str, entities: list[str]) -> None:
     """FeatureError naming the ids that are no user of ``tenant`` (the engine would compute
     zeros and nulls for them, as for a homeowner with no activity; the API answers 404)."""
-    from sqlalchemy import bindparam, select
+    from roiml.store.vectors import known_users
 
-    from roiml.db.engine import tenant_session
-    from roiml.db.source_models import User
-
-    query = select(User.user_id).where(
-        User.tenant_id == tenant, User.user_id.in_(bindparam("ids", expanding=True))
-    )
-    with tenant_session(engine, tenant) as session:
-        known = set(session.execute(query, {"ids": list(entities)}).scalars())
+    known = known_users(engine, tenant, entities)
     unknown = [e for e in dict.fromkeys(entities) if e not in known]
     if unknown:
         shown = ", ".join(repr(e) for e in unknown[:5])

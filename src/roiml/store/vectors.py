@@ -56,6 +56,7 @@ __all__ = [
     "PredictionVectors",
     "VectorError",
     "Vectors",
+    "known_users",
 ]
 
 FeatureSource = Literal["online", "warm", "computed"]
@@ -244,11 +245,7 @@ class PredictionVectors:
 
     def existing(self, tenant: str, entity_ids: Sequence[str]) -> set[str]:
         """Which of ``entity_ids`` are users of ``tenant``."""
-        query = select(User.user_id).where(
-            User.tenant_id == tenant, User.user_id.in_(bindparam("ids", expanding=True))
-        )
-        with tenant_session(self.engine, tenant) as session:
-            return set(session.execute(query, {"ids": list(entity_ids)}).scalars())
+        return known_users(self.engine, tenant, entity_ids)
 
     def compute(
         self, tenant: str, names: list[str], entity_ids: list[str], times: list[datetime]
@@ -508,6 +505,15 @@ def _unavailable(exc: DependencyUnavailableError) -> VectorError:
 
 def _float(value: float | None) -> float:
     return np.nan if value is None else float(value)
+
+
+def known_users(engine: Engine, tenant: str, entity_ids: Sequence[str]) -> set[str]:
+    """Which of ``entity_ids`` are users of ``tenant`` (the API's 404, the CLI's refusal)."""
+    query = select(User.user_id).where(
+        User.tenant_id == tenant, User.user_id.in_(bindparam("ids", expanding=True))
+    )
+    with tenant_session(engine, tenant) as session:
+        return set(session.execute(query, {"ids": list(entity_ids)}).scalars())
 
 
 def _again_if_dropped(read: Callable[[], T]) -> T:

@@ -5,6 +5,8 @@ roll-up, :class:`roiml.serving.health.ModelHealthRollup`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fastapi import APIRouter, HTTPException
 from starlette.concurrency import run_in_threadpool
 
@@ -70,7 +72,7 @@ async def list_models(serving: ServingDep, principal: ReadPrincipal) -> ModelLis
                 status="SERVING",
                 version=served.version,
                 loaded_at=served.loaded_at,
-                feature_count=_inputs(served.artifact.feature_names),
+                feature_count=len(_stored_inputs(served.artifact.feature_names)),
                 detail=None,
             )
         )
@@ -94,9 +96,7 @@ async def features_of_model(
     except ModelUnavailableError as exc:
         raise HTTPException(503, str(exc), headers={"Retry-After": "30"}) from exc
     features = []
-    for name in served.artifact.feature_names:
-        if name == HORIZON_FEATURE:
-            continue  # the request's horizon_months, not a stored feature
+    for name in _stored_inputs(served.artifact.feature_names):
         definition = CATALOG.features.get(name)
         features.append(
             FeatureInfo(
@@ -109,6 +109,7 @@ async def features_of_model(
     return FeatureService(name=model_name, version=served.version, features=features)
 
 
-def _inputs(names: tuple[str, ...] | list[str]) -> int:
-    """The stored features a model reads (the value model's horizon is the request's)."""
-    return sum(name != HORIZON_FEATURE for name in names)
+def _stored_inputs(names: Sequence[str]) -> list[str]:
+    """The stored features a model reads, in its order (the value model's horizon is the
+    request's own ``horizon_months``, not a stored feature)."""
+    return [name for name in names if name != HORIZON_FEATURE]
