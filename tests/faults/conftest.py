@@ -339,19 +339,25 @@ def run_load(
     after: float = 3.0,
     threads: int = 3,
     pause: float = 0.02,
+    probe: str | None = None,
 ) -> tuple[list[Answer], float]:
     """Send ``requests`` round-robin from ``threads`` clients (``pause`` between a client's
     requests: a few hundred in all); call ``fault`` after ``before`` seconds, ``restore``
     ``during`` later, and stop ``after`` seconds after the restore is done. Returns every
-    answer (times relative to the fault) and when the restore was done."""
+    answer (times relative to the fault) and when the restore was done.
+
+    ``probe`` names a kind one more client sends alone: under a hung dependency the
+    round-robin clients sit in their slow requests, and on a loaded machine a kind can go
+    unsent for the whole fault (CI once saw no warm-only request in a hung PostgreSQL's 3 s);
+    the probe's own client keeps asking, so the fault and the recovery are always seen."""
     answers: list[Answer] = []
     lock = threading.Lock()
     names = list(requests)
     t0 = time.monotonic() + before
     stop = threading.Event()
 
-    def client(offset: int) -> None:
-        order = itertools.cycle(names[offset:] + names[:offset])
+    def client(offset: int, only: str | None = None) -> None:
+        order = itertools.cycle([only] if only else names[offset:] + names[:offset])
         with httpx.Client(base_url=served.base, timeout=10) as http:
             while not stop.is_set():
                 kind = next(order)
@@ -366,6 +372,8 @@ def run_load(
                 time.sleep(pause)
 
     workers = [threading.Thread(target=client, args=(i * 3,)) for i in range(threads)]
+    if probe is not None:
+        workers.append(threading.Thread(target=client, args=(0, probe)))
     for w in workers:
         w.start()
     time.sleep(max(0.0, t0 - time.monotonic()))

@@ -140,7 +140,9 @@ def _warm_again(a: Answer) -> bool:
 def test_postgres_killed(postgres_world: tuple[TcpProxy, Served, str]) -> None:
     proxy, served, prediction_id = postgres_world
     requests = kinds(served, prediction_id=prediction_id)
-    answers, restored = run_load(served, requests, proxy.kill, proxy.restore, during=DURING)
+    answers, restored = run_load(
+        served, requests, proxy.kill, proxy.restore, during=DURING, probe="warm-only"
+    )
     row = figures("PostgreSQL killed 3 s", answers, DURING, restored, _warm_again, "warm-only")
     report(row, answers, DURING)
     _check(answers, restored)
@@ -152,7 +154,9 @@ def test_postgres_killed(postgres_world: tuple[TcpProxy, Served, str]) -> None:
 def test_postgres_hung(postgres_world: tuple[TcpProxy, Served, str]) -> None:
     proxy, served, prediction_id = postgres_world
     requests = kinds(served, prediction_id=prediction_id)
-    answers, restored = run_load(served, requests, proxy.hang, proxy.restore, during=DURING)
+    answers, restored = run_load(
+        served, requests, proxy.hang, proxy.restore, during=DURING, probe="warm-only"
+    )
     row = figures("PostgreSQL hung 3 s", answers, DURING, restored, _warm_again, "warm-only")
     report(row, answers, DURING)
     _check(answers, restored)

@@ -93,7 +93,9 @@ def test_redis_killed_serves_from_the_warm_store(
         # An empty Redis is back: the pipeline's next write fills it (here, at once).
         rewrite_online(settings, settings.resolved_database_url)
 
-    answers, restored = run_load(served, kinds(served), own_redis.kill, restore, during=DURING)
+    answers, restored = run_load(
+        served, kinds(served), own_redis.kill, restore, during=DURING, probe="online"
+    )
     row = figures("Redis killed (SIGKILL) 3 s", answers, DURING, restored, _online_again, "online")
     report(row, answers, DURING)
     _check(answers, restored)
@@ -108,7 +110,7 @@ def test_redis_hung_serves_from_the_warm_store(
 ) -> None:
     _, served = redis_world
     answers, restored = run_load(
-        served, kinds(served), own_redis.stop, own_redis.cont, during=DURING
+        served, kinds(served), own_redis.stop, own_redis.cont, during=DURING, probe="online"
     )
     row = figures("Redis hung (SIGSTOP) 3 s", answers, DURING, restored, _online_again, "online")
     report(row, answers, DURING)
