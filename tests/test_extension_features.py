@@ -32,6 +32,7 @@ from roiml.ingest.extensions import (
     TenantContract,
     save_tenant_contract,
 )
+from roiml.monitoring.reference import align_reference, relations_of
 from roiml.store.online_sqlite import SqliteOnlineStore
 from roiml.store.vectors import PredictionVectors
 
@@ -225,3 +226,21 @@ def test_the_api_reads_a_tenants_declared_features(tmp_path: Path) -> None:
     # A tenant without a contract has no such feature: the read says so, it does not guess.
     with pytest.raises(FeatureError, match="unknown feature 'property_x_grade'"):
         vectors.read("other", ["property_x_grade"], ["a"], now=AS_OF)
+
+
+def test_monitoring_judges_a_declared_input_by_its_definition() -> None:
+    """Drift of a tenant's model: a declared column is a model input the tenant's catalog
+    defines, not a request parameter whose reference values were drawn (as it would be under
+    the built-in catalog alone)."""
+    names = ["property_x_basement_sqft", "property_x_renovated_on"]
+    rows = np.column_stack([np.full(50, 400.0), np.full(50, 12.0)])
+    at = np.full(50, np.datetime64("2024-06-01", "us"))
+    instant = int(np.datetime64("2024-06-03", "us").astype(np.int64))
+    catalog = tenant_catalog(CONTRACT)
+    _, built_in = align_reference(rows, at, names, rows, instant, drawn_inputs=True)
+    assert set(built_in) == set(names)
+    aligned, unjudged = align_reference(rows, at, names, rows, instant, catalog, drawn_inputs=True)
+    assert unjudged == {}
+    # A clock moves on with the days: two days later the renovation is two days older.
+    assert aligned[0, 1] == pytest.approx(12.0 + 2 / 365.25, abs=1e-3)
+    assert relations_of(names, catalog)["property_x_renovated_on"].value == "CLOCK"

@@ -29,7 +29,8 @@ from roiml.db.enums import ModelStatus, ModelType
 from roiml.db.ml_tables import MLModel, MLMonitoring, MLPrediction
 from roiml.db.rejected_predictions import read_rejected_records
 from roiml.errors import ConfigurationError
-from roiml.features.catalog import CATALOG
+from roiml.features.catalog import Catalog
+from roiml.features.declared import load_tenant_catalog
 from roiml.models.artifact import MODEL_NAMES, ModelArtifact
 from roiml.models.predict import Predictions, predict
 from roiml.monitoring.alerts import Alert, WebhookConfig, already_sent, deliver, store_alerts
@@ -104,6 +105,9 @@ def run_monitoring(
     policy = DriftPolicy.from_settings(settings)
     webhook = WebhookConfig.from_settings(settings)
     rejected = _rejected_counts(settings.prediction_buffer_dir, start, end)
+    # The tenant's declared columns are model inputs like the built-in features: judged by
+    # their definitions, not taken for request parameters.
+    catalog = load_tenant_catalog(settings.data_dir, tenant_id)
     results: list[ModelPeriodResult] = []
     for model_type, name in MODEL_NAMES.items():
         versions = _versions_served(engine, tenant_id, name, start, end)
@@ -115,7 +119,7 @@ def run_monitoring(
             versions = [version]
         for version in versions:
             context = _Context(
-                settings, engine, tenant_id, model_type, name, version, start, end, moment
+                settings, engine, tenant_id, model_type, name, version, start, end, moment, catalog
             )
             try:
                 result = _monitor_one(context, loader, policy, webhook, rejected, sleep)
@@ -137,6 +141,7 @@ class _Context:
     start: datetime
     end: datetime
     now: datetime
+    catalog: Catalog
 
 
 def _monitor_one(
@@ -191,7 +196,7 @@ def _monitor_one(
     if artifact is not None and reference is not None and reference.num_rows:
         current_matrix = period.matrix(artifact.feature_names)
         served = _served_before(ctx) if ctx.settings.monitoring_reference_days else None
-        basis = drift_reference(artifact, served, period, current_matrix, minimum)
+        basis = drift_reference(artifact, served, period, current_matrix, minimum, ctx.catalog)
     expected = (
         predict(artifact, basis.matrix, explain=False)
         if artifact is not None and basis is not None and basis.matrix.shape[0]
@@ -474,7 +479,7 @@ def _estimate_baseline(
     latest snapshot's are drawn."""
     if artifact is None or basis is None or expected is None:
         return None
-    drawn = [i for i, name in enumerate(artifact.feature_names) if name not in CATALOG.features]
+    drawn = [i for i, name in enumerate(artifact.feature_names) if name not in ctx.catalog.features]
     if drawn and basis.source == LATEST and current.shape[0]:
         matrix = np.array(basis.matrix, copy=True)
         for i in drawn:
