@@ -67,6 +67,7 @@ def test_catalog_has_the_seed_categories() -> None:
         ("PROPERTY", "market_context"): 5,
         ("PROPERTY", "lifecycle"): 3,
         ("PROPERTY", "comparables"): 9,
+        ("PROPERTY", "location"): 2,
         ("TRANSACTIONAL", "history"): 5,
         ("TRANSACTIONAL", "patterns"): 5,
         ("TRANSACTIONAL", "agent_relationship"): 3,

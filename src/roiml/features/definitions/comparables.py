@@ -1,4 +1,5 @@
-"""PROPERTY / comparables: what homes near the entity's home, and in its market, sold for.
+"""PROPERTY / comparables: what homes near the entity's home, and in its market, sold for
+(and, as sub-category ``location``, where the home is).
 
 A *sale* is a priced BUY, SELL or INVESTMENT transaction of a home with a living area, one per
 (home, closing instant) however many parties of it the tenant recorded, valued as price per
@@ -274,6 +275,26 @@ def _comparable(
     )
 
 
+def _coordinate(axis: str, positive: str, bound: float) -> FeatureDefinition:
+    """``property_<axis>``: the home's coordinate in degrees; null without a location."""
+    return FeatureDefinition(
+        name=f"property_{axis}",
+        category=_P,
+        sub_category="location",
+        description=f"The home's {axis} in degrees (WGS84, positive {positive}); null when the "
+        "home has no location.",
+        dtype=DataType.FLOAT,
+        scope=CONTEXT,
+        expression=f"c.home_{axis}",
+        valid_min=-bound,
+        valid_max=bound,
+        max_null_rate=0.0,
+        null_rate_among=_LOCATED,
+        null_rate_among_min=1.0,
+        needs=("home",),
+    )
+
+
 def _estimate(
     scope: str,
     whose: str,
@@ -332,6 +353,11 @@ COMPARABLES: tuple[FeatureDefinition, ...] = (
         max_null_rate=0.3,
         needs=("home",),
     ),
+    # The coordinates themselves: a valuation learns from where a home is what the comparables
+    # summarise only in part (a block's view, a school boundary). On King County's sales the
+    # plain LightGBM given raw latitude/longitude beat roiml's comparables-only value model.
+    _coordinate("latitude", "north", 90),
+    _coordinate("longitude", "east", 180),
     _comparable(
         "comps_radius_count",
         f"Sales {_NEAR_TEXT}; null when the home has no location.",
