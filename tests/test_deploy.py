@@ -749,7 +749,7 @@ def test_grafana_dashboards_read_the_api_metrics() -> None:
 def test_the_metric_check_catches_a_wrong_name() -> None:
     series = exported_series()
     with pytest.raises(AssertionError, match="no such series"):
-        check_expression("rate(roiml_http_request_duration_seconds_bucket[5m])", series)
+        check_expression("rate(roiml_http_request_seconds_bucket[5m])", series)
     with pytest.raises(AssertionError, match="no label"):
         check_expression('rate(roiml_predictions_total{modle="x"}[5m])', series)
     with pytest.raises(AssertionError, match="unknown labels"):

@@ -114,6 +114,18 @@ class Settings(BaseSettings):
     )
     cors_origins: list[str] = Field(default_factory=list)
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="How processes log: text, a line for a person at a terminal; json, one "
+        "object per line (ts, level, logger, message, request_id, extras) for a log shipper "
+        "(production; the compose file sets it).",
+    )
+    access_log: bool = Field(
+        default=True,
+        description="One log line per API request on the roiml.access logger (method, route "
+        "template, status, duration, request id, tenant, client); uvicorn's own access log "
+        "stays off.",
+    )
     today: date | None = Field(
         default=None,
         description="Pins the product's today, for demos and replays; None = the real date (UTC).",

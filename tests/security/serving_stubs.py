@@ -145,7 +145,7 @@ def make_api(settings: Settings, parts: Components) -> FastAPI:
     def count(served: int, failed: int) -> None:
         metrics = parts.metrics
         if served:
-            metrics.predictions.labels(MOVE, "HIGH").inc(served)
+            metrics.predictions.labels(MOVE, "1", "HIGH").inc(served)
         if failed:
             metrics.count_errors(MOVE, "404", failed)
 

@@ -92,8 +92,8 @@ def test_metrics_show_a_tenant_only_its_own_class_counts(api: Api) -> None:
     api.client.post("/serve-stub?served=2&failed=1", headers=api.token("globex"))
     acme = api.client.get("/metrics", headers=api.token("acme")).text
     assert _class_counts(acme) == [
-        'roiml_predictions_total{model="move_probability_model",predicted_class="HIGH",'
-        'tenant="acme"} 3.0'
+        'roiml_predictions_total{model="move_probability_model",model_version="1",'
+        'predicted_class="HIGH",tenant="acme"} 3.0'
     ]
     assert "globex" not in acme
     globex = api.client.get("/metrics", headers=api.token("globex")).text

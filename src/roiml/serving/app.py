@@ -29,12 +29,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from roiml.errors import PredictionLogFullError, RoimlError
+from roiml.logs import reset_request_id, set_request_id
 from roiml.serving.body_limit import BodyLimit
 from roiml.serving.components import Components, registry_components
 from roiml.serving.docs_pages import install_docs
 from roiml.serving.metrics import ServingMetrics
 from roiml.serving.model_cache import ModelUnavailableError
 from roiml.serving.ratelimit import install_rate_limiter
+from roiml.serving.request_context import HEADER, log_access, request_id_of
 from roiml.serving.routes import ROUTERS
 from roiml.serving.routes.common import BASE
 from roiml.serving.runtime import Serving
@@ -48,15 +50,26 @@ log = logging.getLogger(__name__)
 
 
 class _Edge:
-    """The outermost layer: serves ``/v1/...`` as ``/api/ml/v1/...`` (the seed names both) and
-    counts every request by route template and status. Pure ASGI: a ``BaseHTTPMiddleware``
-    would cost more than the prediction itself."""
+    """The outermost layer: serves ``/v1/...`` as ``/api/ml/v1/...`` (the seed names both),
+    gives every request its id (:mod:`~roiml.serving.request_context`: the caller's sane
+    ``X-Request-ID`` or a new one, answered in the same header and on every log record of the
+    request), counts it by route template and status, and writes its access-log line
+    (``access_log``). Pure ASGI: a ``BaseHTTPMiddleware`` would cost more than the prediction
+    itself."""
 
-    def __init__(self, app: ASGIApp, metrics: ServingMetrics, retry_after: int = 1) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: ServingMetrics,
+        retry_after: int = 1,
+        *,
+        access_log: bool = True,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         # Every 503 says when to come back, the health report's included.
         self.retry_after = (b"retry-after", str(retry_after).encode())
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,6 +82,9 @@ class _Edge:
         started = time.perf_counter()
         status = 500
         answered = False
+        request_id = request_id_of(scope.get("headers", ()))
+        token = set_request_id(request_id)
+        id_header = (HEADER, request_id.encode("ascii"))
 
         async def send_status(message: Message) -> None:
             nonlocal status, answered
@@ -76,11 +92,11 @@ class _Edge:
                 answered = True
             if message["type"] == "http.response.start":
                 status = message["status"]
-                if status == 503 and not any(
-                    k.lower() == b"retry-after" for k, _ in message.get("headers", ())
-                ):
-                    headers = [*message.get("headers", ()), self.retry_after]
-                    message = {**message, "headers": headers}
+                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != HEADER]
+                headers.append(id_header)
+                if status == 503 and not any(k.lower() == b"retry-after" for k, _ in headers):
+                    headers.append(self.retry_after)
+                message = {**message, "headers": headers}
             await send(message)
 
         try:
@@ -91,11 +107,33 @@ class _Edge:
             # the 500 has gone out whole, the error is logged here and the connection kept.
             if not answered:
                 raise
-            log.exception("unhandled error in %s %s (answered 500)", scope["method"], scope["path"])
+            route = getattr(scope.get("route"), "path", "unmatched")
+            log.exception("unhandled error in %s %s (answered 500)", scope["method"], route)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
+            seconds = time.perf_counter() - started
             self.metrics.requests.labels(route, scope["method"], str(status)).inc()
-            self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+            self.metrics.latency.labels(route).observe(seconds)
+            if self.access_log:
+                client = scope.get("client")
+                log_access(
+                    method=scope["method"],
+                    route=route,
+                    status=status,
+                    seconds=seconds,
+                    request_id=request_id,
+                    tenant=_tenant_of(scope),
+                    client=client[0] if client else None,
+                )
+            reset_request_id(token)
+
+
+def _tenant_of(scope: Scope) -> str | None:
+    # Set by authentication on the request's state (a 401 or an unmatched route has none).
+    # The request's state, not the context variable: a dependency run on a worker thread sets
+    # that in a copy of the context, which never comes back here.
+    principal = scope.get("state", {}).get("principal")
+    return getattr(principal, "tenant_id", None)
 
 
 # The docs pages' sections, in this order, each saying what its routes are for.
@@ -176,7 +214,12 @@ def asgi(
 ) -> ASGIApp:
     """The app as served: with the ``/v1`` short paths and request metrics."""
     app = create_app(settings, components or registry_components(settings, multiprocess_dir))
-    return _Edge(app, app.state.metrics, max(1, math.ceil(settings.breaker_cooldown_seconds)))
+    return _Edge(
+        app,
+        app.state.metrics,
+        max(1, math.ceil(settings.breaker_cooldown_seconds)),
+        access_log=settings.access_log,
+    )
 
 
 def _install_error_handlers(app: FastAPI, settings: Settings) -> None:

@@ -16,6 +16,7 @@ from roiml.db.enums import ModelType, PredictionType
 from roiml.features.declared import load_tenant_catalog
 from roiml.models.artifact import MODEL_NAMES
 from roiml.serving.components import Components
+from roiml.serving.metrics import class_label
 from roiml.serving.schemas import PredictionRequest
 from roiml.serving.service import ItemError, PredictionService, ServedPrediction
 from roiml.settings import Settings
@@ -98,26 +99,29 @@ class Serving:
             self.parts.prediction_log.submit(served, wake=wake)
         seconds = time.perf_counter() - started
         metrics = self.parts.metrics
-        # Counted per label set, one call each: a batch of 1000 made 3000 metric calls.
-        predicted: Counter[tuple[str, str]] = Counter()
+        # Counted per label set, one call each: a batch of 1000 made 3000 metric calls. The
+        # version is the one that answered (a request holds its model for its whole life).
+        predicted: Counter[tuple[str, str, str]] = Counter()
         sources: Counter[str] = Counter()
         failed: Counter[tuple[str, str]] = Counter()
         for (kind, _), outcome in zip(items, outcomes, strict=True):
             name = _MODEL_LABELS[kind]
             if isinstance(outcome, ServedPrediction):
-                predicted[name, outcome.body["predicted_class"] or ""] += 1
-                sources[outcome.body["feature_source"]] += 1
+                body = outcome.body
+                label = class_label(name, body["predicted_class"])
+                predicted[name, str(body["model_version"]), label] += 1
+                sources[body["feature_source"]] += 1
             else:
                 failed[name, str(outcome.status_code)] += 1
-        for (name, label), count in predicted.items():
-            metrics.predictions.labels(name, label).inc(count)
+        for (name, version, label), count in predicted.items():
+            metrics.predictions.labels(name, version, label).inc(count)
         for source, count in sources.items():
             metrics.feature_reads.labels(source).inc(count)
         for (name, status), count in failed.items():
             metrics.count_errors(name, status, count)
-        # One observation per model and call: what the call took to serve that model's items.
-        for name in {name for name, _ in predicted}:
-            metrics.prediction_latency.labels(name).observe(seconds)
+        # One observation per model version and call: what the call took to serve its items.
+        for name, version in {(name, version) for name, version, _ in predicted}:
+            metrics.prediction_latency.labels(name, version).observe(seconds)
         return outcomes
 
     def close(self) -> None:

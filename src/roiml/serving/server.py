@@ -15,6 +15,10 @@ Two choices here are measured, not folklore (bench/api_load.py):
   request allocated last and dominates the p99. The GIL switch interval drops from 5 ms to 0.2 ms,
   so the event loop is not starved for a whole interval while a thread (prediction log writer,
   batch pool) holds the GIL.
+* Logging is roiml's, in every process (:func:`configure_logging`): ``ROIML_LOG_FORMAT`` text
+  or JSON, the request id on every record, and one access-log line per request written by the
+  app (``roiml.access``, ``ROIML_ACCESS_LOG``); uvicorn's own access log is off and its
+  dictConfig is not applied (``log_config=None``), so its messages go through the same handler.
 * With several workers the ``roiml serve`` process supervises them and starts a new one when
   one dies, with a backoff; and one instance serves a port: ``SO_REUSEPORT`` would let a second
   instance bind beside the first without an error and take a share of its connections, so
@@ -47,6 +51,8 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from roiml.errors import ConfigurationError
+from roiml.logs import configure_logging as configure_log_handler
+from roiml.serving.security import current_tenant
 from roiml.serving.supervisor_state import status_path, supervisor_status
 from roiml.settings import Settings
 
@@ -57,6 +63,7 @@ __all__ = [
     "NoDelayHttpToolsProtocol",
     "bind_reuseport",
     "claim_address",
+    "configure_logging",
     "serve",
     "supervisor_status",
 ]
@@ -115,6 +122,14 @@ def bind_reuseport(host: str, port: int) -> socket.socket:
     return sock
 
 
+def configure_logging(settings: Settings) -> None:
+    """This process's logging as ``settings`` ask (level, text or JSON), each record carrying
+    the request id and the tenant of the request it was emitted for."""
+    configure_log_handler(
+        settings.log_level, settings.log_format, fields={"tenant": current_tenant}
+    )
+
+
 def _config(settings: Settings, metrics_dir: str | None = None) -> uvicorn.Config:
     from roiml.serving.app import asgi
 
@@ -127,7 +142,11 @@ def _config(settings: Settings, metrics_dir: str | None = None) -> uvicorn.Confi
         http=NoDelayHttpToolsProtocol,
         loop="uvloop",
         lifespan="on",
+        # The app writes one access line per request (route template, tenant, request id);
+        # uvicorn's would repeat it with the raw path. Its dictConfig would give its loggers
+        # handlers of their own, outside the configured format.
         access_log=False,
+        log_config=None,
         log_level=settings.log_level.lower(),
         timeout_keep_alive=30,
         backlog=2048,
@@ -141,8 +160,10 @@ def _worker(host: str, port: int, metrics_dir: str) -> None:
     # pickled across, since secrets serialise masked.
     from roiml.settings import get_settings
 
+    settings = get_settings()
+    configure_logging(settings)
     sock = bind_reuseport(host, port)
-    FrozenHeapServer(_config(get_settings(), metrics_dir)).run(sockets=[sock])
+    FrozenHeapServer(_config(settings, metrics_dir)).run(sockets=[sock])
 
 
 class AddressClaim:
@@ -223,6 +244,7 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     after a pause that doubles while workers keep dying young (see :class:`_Supervisor`). The
     workers are spawned and read their settings from the environment, as this process did.
     """
+    configure_logging(settings)
     claim = claim_address(settings, host, port)
     try:
         metrics_dir = tempfile.mkdtemp(prefix="roiml-metrics-")
