@@ -4,6 +4,7 @@ single-entity shapes agreeing, and the few-entity load bringing the neighbours' 
 from __future__ import annotations
 
 import math
+import uuid
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -317,32 +318,45 @@ def test_world_homes_have_coordinates_near_their_market(world_engine: Engine) ->
     assert RADIUS_KM > 0
 
 
-def test_a_few_entity_load_reads_across_a_market_border(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_few_entity_load_reads_across_a_market_border(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """A neighbour of another market is within the radius: the few-entity load reads a box
-    around the home as well as its market, so the one-entity values equal the full load's."""
+    around the home as well as its market, so the one-entity values equal the full load's.
+    On both stores: the homes within reach are a UNION of two index-led reads (PostgreSQL's
+    plan differs from SQLite's)."""
     world = _World()
     for i in range(1, 8):
         market, spot = ("m2", _east(0.2 * i)) if i % 2 else ("m1", _north(0.2 * i))
         world.sale(world.neighbour(i, market, spot), datetime(2023, 11, i), 300_000.0 + i)
     world.sale(world.neighbour(9, "m3", _north(40.0)), datetime(2023, 11, 9), 900_000.0)
-    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    upgrade(engine)
+    if backend == "postgres":
+        engine = make_engine(request.getfixturevalue("postgres_url"))
+        tenant = f"b{uuid.uuid4().hex[:8]}"
+    else:
+        engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+        upgrade(engine)
+        tenant = "b"
     tables = Base.metadata.tables
     defaults = {"email_opt_in": True, "is_active": True}
     with engine.begin() as conn:
         conn.execute(
-            insert(tables["users"]), [u | {"tenant_id": "b"} | defaults for u in world.users]
+            insert(tables["users"]), [u | {"tenant_id": tenant} | defaults for u in world.users]
         )
-        conn.execute(insert(tables["properties"]), [h | {"tenant_id": "b"} for h in world.homes])
-        conn.execute(insert(tables["transactions"]), [t | {"tenant_id": "b"} for t in world.sales])
+        conn.execute(insert(tables["properties"]), [h | {"tenant_id": tenant} for h in world.homes])
+        conn.execute(
+            insert(tables["transactions"]), [t | {"tenant_id": tenant} for t in world.sales]
+        )
     plan = FeatureEngine().plan(["property"])
-    full = load_sources(engine, "b", plan.lookback_days, AS_OF, AS_OF)
+    full = load_sources(engine, tenant, plan.lookback_days, AS_OF, AS_OF)
     users = [u["user_id"] for u in world.users]
     batch = _values(full, users)
     assert batch.to_pylist()[0]["comps_radius_count"] == 7
     for index, user in enumerate(users):
-        few = load_sources(engine, "b", plan.lookback_days, AS_OF, AS_OF, [user])
+        few = load_sources(engine, tenant, plan.lookback_days, AS_OF, AS_OF, [user])
         _same(_values(few, [user]), batch.slice(index, 1))
+    engine.dispose()
 
 
 def test_the_gate_judges_null_rates_where_a_value_can_exist() -> None:

@@ -133,7 +133,7 @@ def fresh_postgres(postgres_empty_url: str) -> Iterator[Engine]:
 
 
 def test_head_is_the_newest_revision() -> None:
-    assert head_revision() == "0009"
+    assert head_revision() == "0010"
     # The start-up check reads file names, not Alembic: both must name the same head, so a
     # migration file named off the NNNN_name.py pattern breaks here, not in production.
     assert head_revision() == alembic_head()
@@ -244,5 +244,5 @@ def test_postgres_step_by_step_upgrade(fresh_postgres: Engine) -> None:
     assert not any(enabled for _n, enabled, _f in schema_snapshot(fresh_postgres)["__rls__"])
     assert upgrade(fresh_postgres, "0002") == "0002"
     assert upgrade(fresh_postgres, "0004") == "0004"
-    assert upgrade(fresh_postgres) == "0009"
-    assert upgrade(fresh_postgres) == "0009"
+    assert upgrade(fresh_postgres) == "0010"
+    assert upgrade(fresh_postgres) == "0010"

@@ -182,7 +182,13 @@ class Property(TenantMixin, Base):
         JSONType, doc="the tenant's declared columns"
     )
 
-    __table_args__ = (Index("ix_properties_tenant_owner", "tenant_id", "owner_user_id"),)
+    __table_args__ = (
+        Index("ix_properties_tenant_owner", "tenant_id", "owner_user_id"),
+        # A home's comparable sales (the API's computed vector): its market's homes and those
+        # in a latitude box around it (migration 0010).
+        Index("ix_properties_tenant_market", "tenant_id", "market_id"),
+        Index("ix_properties_tenant_latitude", "tenant_id", "latitude"),
+    )
 
 
 class DocumentAccessEvent(TenantMixin, Base):
@@ -376,6 +382,8 @@ class Transaction(TenantMixin, Base):
     __table_args__ = (
         Index("ix_transactions_tenant_user_time", "tenant_id", "user_id", "closed_at"),
         Index("ix_transactions_tenant_agent_time", "tenant_id", "agent_id", "closed_at"),
+        # The sales of the comparable window (migration 0010).
+        Index("ix_transactions_tenant_time", "tenant_id", "closed_at"),
     )
 
 

@@ -314,17 +314,21 @@ def _comparable_branch(table: str, where: str, in_ids: str) -> str:
         "AND closed_at >= :comps_since AND closed_at < :comps_until"
     )
     owned = f"tenant_id = :tenant AND owner_user_id IN ({in_ids})"
-    # No trigonometry (SQLite may lack it): the box is as wide as the radius at 85 degrees of
+    # The homes within reach, as a UNION of the two ways to reach one, each led by its index
+    # (migration 0010): an OR of the two made PostgreSQL walk every sale of the window and test
+    # each home against both (8,856 sales, 50 ms, on a 50,000-homeowner tenant). No
+    # trigonometry (SQLite may lack it): the box is as wide as the radius at 85 degrees of
     # latitude, and homes beyond that take every longitude.
-    box = (
-        f"EXISTS (SELECT 1 FROM properties h WHERE h.{owned} "
-        "AND p.latitude BETWEEN h.latitude - :comps_dlat AND h.latitude + :comps_dlat "
-        "AND (p.longitude BETWEEN h.longitude - :comps_dlon AND h.longitude + :comps_dlon "
-        "OR abs(h.latitude) > 85))"
+    homes = (
+        "SELECT property_id FROM properties WHERE tenant_id = :tenant "
+        f"AND market_id IN (SELECT market_id FROM properties WHERE {owned}) "
+        "UNION SELECT b.property_id FROM properties h JOIN properties b "
+        "ON b.tenant_id = :tenant "
+        "AND b.latitude BETWEEN h.latitude - :comps_dlat AND h.latitude + :comps_dlat "
+        "AND (b.longitude BETWEEN h.longitude - :comps_dlon AND h.longitude + :comps_dlon "
+        f"OR abs(h.latitude) > 85) WHERE h.tenant_id = :tenant AND h.owner_user_id IN ({in_ids})"
     )
-    reach = f"(p.market_id IN (SELECT market_id FROM properties WHERE {owned}) OR {box})"
     if table == "transactions":
-        homes = f"SELECT p.property_id FROM properties p WHERE p.tenant_id = :tenant AND {reach}"
         return (
             f" UNION ALL SELECT {others} FROM transactions WHERE {where} "
             f"AND user_id NOT IN ({in_ids}) AND transaction_type IN ({types}) AND price > 0 "
@@ -332,7 +336,8 @@ def _comparable_branch(table: str, where: str, in_ids: str) -> str:
         )
     return (
         f" UNION ALL SELECT {others} FROM properties p WHERE {where} "
-        f"AND owner_user_id NOT IN ({in_ids}) AND {reach} AND property_id IN ({sales})"
+        f"AND owner_user_id NOT IN ({in_ids}) AND property_id IN ({homes}) "
+        f"AND property_id IN ({sales})"
     )
 
 
