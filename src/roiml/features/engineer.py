@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 
 import pyarrow as pa
@@ -88,16 +88,21 @@ class FeatureEngineer:
         start_date: date,
         end_date: date,
         entity_type: str | EntityType = EntityType.USER,
+        on_days: Callable[[str, int, int], None] | None = None,
     ) -> pa.Table:
         """Features of ``entity_ids`` (all users when None) as of every midnight from
-        ``start_date`` to ``end_date`` inclusive, as one feature frame ordered by date, entity."""
+        ``start_date`` to ``end_date`` inclusive, as one feature frame ordered by date, entity.
+
+        ``on_days(step, days_done, days)`` is told the progress (e.g. a progress bar's)."""
         self.features.catalog.check_entity_type(entity_type)
         if end_date < start_date:
             raise FeatureError(f"end date {end_date} is before start date {start_date}")
         days = [start_date + timedelta(days=i) for i in range((end_date - start_date).days + 1)]
         first, last = as_of_midnight(days[0]), as_of_midnight(days[-1])
+        report = on_days or (lambda _step, _done, _total: None)
         plan = self.features.plan(feature_names)
         ids = self._entity_ids(entity_ids)
+        report("loading sources", 0, len(days))
         sources = load_sources(self.engine, self.tenant_id, plan.lookback_days, first, last, ids)
         if entity_ids is None:
             ids = sources.tables["users"]["user_id"].to_pylist()
@@ -110,7 +115,9 @@ class FeatureEngineer:
                 [entity for _ in chunk for entity in ids],
                 [as_of_midnight(day) for day in chunk for _ in ids],
             )
+            report(f"{chunk[0]} to {chunk[-1]}", offset, len(days))
             parts.append(self.features.compute(frame, feature_names, sources))
+        report("done", len(days), len(days))
         return pa.concat_tables(parts)
 
     @staticmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import resource
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -31,7 +31,7 @@ from roiml.models.trainers import TRAINERS, TrainedModel
 from roiml.settings import Settings
 from roiml.world import truth_dir
 
-__all__ = ["TrainingPlan", "TrainingReport", "plan_training", "train_models"]
+__all__ = ["TrainingPlan", "TrainingReport", "needs_grid", "plan_training", "train_models"]
 
 
 @dataclass
@@ -120,6 +120,15 @@ def _with_periods(
     return LoadedConfig(config, loaded.source, loaded.origin)
 
 
+def needs_grid(plan: TrainingPlan) -> bool:
+    """Whether a planned model trains on the snapshot grid: all do but the value model of a
+    sales file, whose rows are its purchases, each computed as of the day after closing."""
+    return any(
+        model is not ModelType.PROPERTY_VALUE or loaded.config.sale_rows != "buyers"
+        for model, loaded in plan.configs.items()
+    )
+
+
 def train_models(
     settings: Settings,
     engine: Engine,
@@ -131,15 +140,22 @@ def train_models(
     snapshots: Snapshots | None = None,
     until: datetime | None = None,
     plan: TrainingPlan | None = None,
+    on_model: Callable[[str, int, int], None] | None = None,
 ) -> list[TrainingReport]:
     """Train ``models`` on the tenant's data (known before ``until``, default all of it) by
     ``plan`` (default: :func:`plan_training` of ``models`` and ``config_dir``); each artifact is
     written under ``<data_dir>/models/<tenant>/<model>/<UTC timestamp>/``. Registering is the
-    caller's step."""
+    caller's step.
+
+    ``on_model(step, models_done, models)`` is told each step as it starts ("snapshots", then
+    each model's name; e.g. a progress bar's): a model takes from seconds to minutes.
+    """
     if plan is None:
         plan = plan_training(settings, engine, tenant_id, models, config_dir=config_dir)
+    report_step = on_model or (lambda _step, _done, _total: None)
     started = time.perf_counter()
     if snapshots is None:
+        report_step("loading snapshots", 0, len(plan.configs))
         snapshots = load_snapshots(
             engine,
             tenant_id,
@@ -148,11 +164,13 @@ def train_models(
             until=until,
             # The tenant's declared columns are features of its catalog (roiml data contract).
             catalog=load_tenant_catalog(settings.data_dir, tenant_id),
+            grid=needs_grid(plan),
         )
     snapshot_seconds = time.perf_counter() - started
     truth = truth_dir(settings.data_dir, tenant_id)
     reports = []
-    for model_type, loaded in plan.configs.items():
+    for done, (model_type, loaded) in enumerate(plan.configs.items()):
+        report_step(f"{model_type.value.lower()}_model", done, len(plan.configs))
         began = time.perf_counter()
         trained = TRAINERS[model_type](snapshots, loaded.config, truth if truth.is_dir() else None)
         seconds = time.perf_counter() - began
@@ -170,4 +188,5 @@ def train_models(
                 config_source=loaded.source,
             )
         )
+    report_step("done", len(plan.configs), len(plan.configs))
     return reports

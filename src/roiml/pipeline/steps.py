@@ -230,17 +230,31 @@ def run_step(ctx: PipelineContext, name: str, shard: Shard = ALL) -> int | None:
     return record.rows
 
 
-def run_day(ctx: PipelineContext, workers: int = 2) -> dict[str, int | None]:
+def run_day(
+    ctx: PipelineContext,
+    workers: int = 2,
+    on_step: Callable[[str, int, int], None] | None = None,
+) -> dict[str, int | None]:
     """Every step for one day, as one recorded run; the compute steps run ``workers`` at a
-    time (DuckDB releases the GIL, so threads do run side by side)."""
+    time (DuckDB releases the GIL, so threads do run side by side).
+
+    ``on_step(step, done, total)`` is told each step as it starts (e.g. a progress bar's).
+    """
     rows: dict[str, int | None] = {}
+    total = 1 + len(COMPUTE_STEPS) + 3
+    report = on_step or (lambda _step, _done, _total: None)
     with record_step(ctx.engine, ctx.tenant_id, ctx.as_of, "run", None) as run:
+        report("extract", 0, total)
         rows["extract"] = run_step(ctx, "extract")
+        report(", ".join(COMPUTE_STEPS), 1, total)
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             futures = {name: pool.submit(run_step, ctx, name) for name in COMPUTE_STEPS}
-            for name, future in futures.items():
+            for done, (name, future) in enumerate(futures.items(), start=2):
                 rows[name] = future.result()
-        for name in ("validate", "store", "update_statistics"):
+                report(name, done, total)
+        for done, name in enumerate(("validate", "store", "update_statistics"), start=total - 3):
+            report(name, done, total)
             rows[name] = run_step(ctx, name)
+        report("done", total, total)
         run.rows = rows.get("store")
     return rows

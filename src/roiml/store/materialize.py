@@ -5,6 +5,7 @@ anywhere; the report says why."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -72,6 +73,7 @@ def materialize_day(
     validate: bool = True,
     now: datetime | None = None,
     on_time: bool = False,
+    on_step: Callable[[str, int, int], None] | None = None,
 ) -> MaterializedDay:
     """Every feature set of every user (or ``entity_ids``) as of ``day``'s midnight, stored
     cold, warm and hot after the day passes validation; statistics go to ``ml_features``.
@@ -80,7 +82,9 @@ def materialize_day(
     older than the TTL is not put online). The values count as created ``now`` - a backfill is
     not known in the past - unless ``on_time``: then they count as created at the day's
     midnight, as if the daily run had happened then (how a simulated history is replayed).
+    ``on_step(step, done, total)`` is told each step as it starts (e.g. a progress bar's).
     """
+    report_step = on_step or (lambda _step, _done, _total: None)
     names = list(store.catalog.features)
     as_of = as_of_midnight(day)
     clock = now or utcnow()
@@ -88,12 +92,16 @@ def materialize_day(
         raise FeatureError(
             f"{day} is in the future (now is {clock:%Y-%m-%d %H:%M}); nothing stored"
         )
+    report_step("computing", 0, 4)
     frame = store.engineer.compute_batch(names, entity_ids, as_of)
+    report_step("validating", 1, 4)
     report = validate_frame(frame, previous_day(store, day) if validate else None, store.catalog)
     if validate and not report.passed:
         raise FeatureValidationError(report)
     result = MaterializedDay(day, frame.num_rows, report)
+    report_step("storing cold, warm and hot", 2, 4)
     result.stored = store_all_sets(store, frame, now=now, created_at=as_of if on_time else now)
+    report_step("statistics", 3, 4)
     sync_feature_definitions(
         store.engine,
         store.tenant_id,
