@@ -13,6 +13,7 @@ registered (and its experiment named) ``<tenant>.<name>``; every method takes th
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import tempfile
@@ -64,6 +65,7 @@ from roiml.settings import Settings
 
 if TYPE_CHECKING:
     import pandas as pd
+    from mlflow.models import ModelSignature
 
     from roiml.models.artifact import ModelArtifact
     from roiml.registry.compare import ModelComparison
@@ -74,6 +76,13 @@ if TYPE_CHECKING:
 # registry or reading its history never needs (issue 17).
 
 __all__ = ["ModelRegistry", "ModelVersionInfo", "RegisteredModelSummary"]
+
+
+def _drop_input_example_note(record: logging.LogRecord) -> bool:
+    """A logging filter: False (drop) for MLflow's per-model note that it validates the input
+    example against the signature, True for every other record."""
+    return not record.getMessage().startswith("Validating input example against model signature")
+
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -343,20 +352,44 @@ class ModelRegistry:
             )
 
     def _save_pyfunc(self, model: ModelArtifact, tmp: Path, logged: LoggedModel) -> Path:
-        from mlflow.models import Model, ModelSignature
-        from mlflow.pyfunc import save_model as save_pyfunc_model
+        from mlflow.models import ModelSignature
         from mlflow.types import ColSpec, Schema
 
-        from roiml.registry.pyfunc import ARTIFACT_KEY, RoimlPyfuncModel
+        from roiml.registry.pyfunc import ARTIFACT_KEY
 
         artifact_dir = model.save(tmp / ARTIFACT_KEY)
         signature = ModelSignature(
             inputs=Schema([ColSpec("double", feature) for feature in model.feature_names])
         )
         local = tmp / "mlflow_model"
+        # MLflow logs "Validating input example against model signature" at INFO for every
+        # model it saves (a failed validation still raises or warns): only that line is dropped.
+        pyfunc_log = logging.getLogger("mlflow.pyfunc")
+        pyfunc_log.addFilter(_drop_input_example_note)
+        try:
+            self._save_pyfunc_files(model, local, artifact_dir, signature, logged)
+        finally:
+            pyfunc_log.removeFilter(_drop_input_example_note)
+        return local
+
+    def _save_pyfunc_files(
+        self,
+        model: ModelArtifact,
+        local: Path,
+        artifact_dir: Path,
+        signature: ModelSignature,
+        logged: LoggedModel,
+    ) -> None:
+        from mlflow.models import Model
+        from mlflow.pyfunc import save_model as save_pyfunc_model
+
+        from roiml.registry.pyfunc import ARTIFACT_KEY
+
         save_pyfunc_model(
             str(local),
-            python_model=RoimlPyfuncModel(),
+            # Models from code: MLflow keeps this file and runs it to load the model, rather
+            # than pickling the object with CloudPickle (and warning about it every time).
+            python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
             artifacts={ARTIFACT_KEY: str(artifact_dir)},
             signature=signature,
             input_example=_input_example(model),
@@ -370,7 +403,6 @@ class ModelRegistry:
             ),
             metadata={"roiml_model": model.name, "roiml_model_type": model.model_type.value},
         )
-        return local
 
     def _ensure_registered_model(self, name: str, mlflow_name: str, model: ModelArtifact) -> None:
         try:

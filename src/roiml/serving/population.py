@@ -14,9 +14,11 @@ then judges. Usage::
 from __future__ import annotations
 
 import logging
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from roiml.db.base import as_naive_utc
 from roiml.db.enums import PredictionType
@@ -24,9 +26,30 @@ from roiml.models.artifact import MODEL_NAMES
 from roiml.serving.schemas import MAX_BATCH
 from roiml.settings import Settings
 
-__all__ = ["score_population"]
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
+
+__all__ = ["in_process_client", "score_population"]
 
 log = logging.getLogger(__name__)
+
+
+def in_process_client() -> type[TestClient]:
+    """Starlette's TestClient (the API called in process), imported without the one warning
+    Starlette 1.x gives on importing it while ``httpx`` rather than ``httpx2`` is installed:
+    httpx2 is not on the package index this project installs from, and the client works as
+    before on httpx. Any other warning still shows."""
+    from starlette.exceptions import StarletteDeprecationWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore",
+            message=r"Using `httpx` with `starlette\.testclient` is deprecated",
+            category=StarletteDeprecationWarning,
+        )
+        from fastapi.testclient import TestClient
+
+    return TestClient
 
 
 def score_population(
@@ -54,7 +77,6 @@ def score_population(
     (a trusted caller in the same process); in production mode that is refused with a
     ConfigurationError.
     """
-    from fastapi.testclient import TestClient
     from prometheus_client import CollectorRegistry
 
     from roiml.serving.app import asgi
@@ -75,7 +97,7 @@ def score_population(
     # Its own metrics registry: the process's default one may belong to a served app.
     components = registry_components(scoped, metrics=ServingMetrics(CollectorRegistry()))
     components.clock = lambda: moment
-    with TestClient(asgi(scoped, components), raise_server_exceptions=True) as client:
+    with in_process_client()(asgi(scoped, components), raise_server_exceptions=True) as client:
         for name in names:
             kind = PredictionType(kinds[name].value)
             failures: Counter[tuple[int, str]] = Counter()
