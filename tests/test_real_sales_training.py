@@ -85,6 +85,12 @@ def test_a_sales_file_trains_by_dates_with_baselines_and_a_refit(
     assert rows["train"] + rows["valid"] + rows["test"] == SALES
     assert rows["refit"] == rows["train"] + rows["valid"]
     assert all(periods[p]["rows"] == rows[p] for p in ("train", "valid", "test"))
+    # The rows are the purchases: no snapshot grid of every buyer was computed for them (the
+    # latest population and the season, monitoring's, were).
+    cached = sorted(
+        p.name.split("-")[0] for p in (tmp_path / "data" / "training").rglob("*.parquet")
+    )
+    assert cached == ["latest", "season"], cached
 
     metrics, baselines = report["metrics"], report["baselines"]
     assert 0.7 <= metrics["interval_coverage"] <= 0.95

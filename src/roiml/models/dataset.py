@@ -208,9 +208,16 @@ def load_snapshots(
     feature_engine: FeatureEngine | None = None,
     until: datetime | None = None,
     catalog: Catalog = CATALOG,
+    *,
+    grid: bool = True,
 ) -> Snapshots:
     """Every user as of every ``every_days``-th midnight, with every feature of ``catalog``
     (the built-in one, or a tenant's with its declared columns).
+
+    ``grid=False`` leaves the grid empty (the latest population and the season are still
+    computed): for models whose rows are computed at their own instants (the value model of a
+    sales file, one row per purchase), the grid of every user every ``every_days`` days was
+    most of the training's time and memory and was never read.
 
     Features are computed through the one engine (so they equal the daily batch's) and cached
     under ``cache_dir``, keyed by the data's extent and the catalog, so the four models share
@@ -229,12 +236,12 @@ def load_snapshots(
     if until is not None:
         data_end = min(data_end, until)
     first = _midnight(data_start) + timedelta(days=LOOKBACK_DAYS)
-    grid: list[datetime] = []
+    instants: list[datetime] = []
     day = first
-    while day < data_end:
-        grid.append(day)
+    while grid and day < data_end:
+        instants.append(day)
         day += timedelta(days=every_days)
-    if not grid:
+    if grid and not instants:
         raise TrainingError(
             f"the data spans {data_start:%Y-%m-%d} to {data_end:%Y-%m-%d}: less than the "
             f"{LOOKBACK_DAYS}-day look-back, so there is no snapshot to train on"
@@ -243,11 +250,15 @@ def load_snapshots(
     key = _cache_key(tenant_id, every_days, data_start, data_end, sources, catalog)
     path = cache_dir / f"snapshots-{key}.parquet"
     computer = feature_engine or FeatureEngine(catalog, threads=2)
-    features = _cached(path, lambda: _compute(sources, grid, names, computer))
     live = _midnight(data_end)
     live += timedelta(days=1) if live < data_end else timedelta(0)
     latest = _cached(
         cache_dir / f"latest-{key}.parquet", lambda: _compute(sources, [live], names, computer)
+    )
+    features = (
+        _cached(path, lambda: _compute(sources, instants, names, computer))
+        if grid
+        else latest.slice(0, 0)
     )
     season = _cached(
         cache_dir / f"season-{key}-{PANEL_USERS}.parquet",
