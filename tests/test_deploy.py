@@ -26,6 +26,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from roiml.serving.metrics import ServingMetrics
+from roiml.serving.monitoring_gauges import GAUGES
 from roiml.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -675,7 +676,7 @@ def test_grafana_provisions_prometheus_and_the_dashboards(
 def exported_series() -> dict[str, frozenset[str]]:
     """Every series name the API exports, with its labels, from ServingMetrics itself: a
     counter ``x`` as ``x_total``, a histogram as ``x_bucket`` (plus ``le``), ``x_sum``,
-    ``x_count``."""
+    ``x_count``; and the monitoring gauges (``roiml.serving.monitoring_gauges.GAUGES``)."""
     metrics = ServingMetrics(CollectorRegistry())
     series: dict[str, frozenset[str]] = {}
     for metric in vars(metrics).values():
@@ -686,6 +687,9 @@ def exported_series() -> dict[str, frozenset[str]]:
             labels = frozenset(metric._labelnames)
             series[f"{metric._name}_bucket"] = labels | {"le"}
             series[f"{metric._name}_sum"] = series[f"{metric._name}_count"] = labels
+    # The gauges read from the database (drift, decay, freshness), rendered by a collector.
+    for name, (_, labels) in GAUGES.items():
+        series[name] = frozenset(labels)
     assert series, "ServingMetrics defines no metric"
     return series
 
@@ -788,4 +792,4 @@ def test_promtool_accepts_the_rules() -> None:
         [promtool, "check", "rules", str(ALERTS_FILE)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 5 rules found" in result.stdout, result.stdout
+    assert "SUCCESS: 9 rules found" in result.stdout, result.stdout

@@ -14,9 +14,12 @@ import json
 import logging
 import sys
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
 
 sys.path.insert(0, str(Path(__file__).parent / "security"))
 
@@ -30,6 +33,9 @@ from tests.test_serving_security import (
     make_settings,
 )
 
+from roiml.db.engine import tenant_session
+from roiml.db.enums import EntityType, ModelStatus, ModelType
+from roiml.db.ml_tables import MLFeatureValue, MLModel, MLMonitoring
 from roiml.logs import (
     ContextFilter,
     JsonFormatter,
@@ -38,7 +44,13 @@ from roiml.logs import (
     current_request_id,
 )
 from roiml.serving.app import _Edge
-from roiml.serving.metrics import class_label
+from roiml.serving.metrics import ServingMetrics, class_label, render
+from roiml.serving.monitoring_gauges import (
+    TOP_FEATURES,
+    MonitoringGauges,
+    TenantState,
+    read_tenant,
+)
 from roiml.serving.ratelimit import MemoryRateLimiter
 from roiml.serving.request_context import request_id_of
 from roiml.serving.security import current_tenant
@@ -215,7 +227,7 @@ def _record(**extra: object) -> logging.LogRecord:
 
 
 def test_json_lines_have_stable_keys_and_escape_newlines() -> None:
-    record = _record(request_id="r1", route="/x", status=200)
+    record = _record(request_id="r1", route="/x", status=200, color_message="\x1b[1mb\x1b[0m")
     record.msg = "two\nlines %s"
     line = JsonFormatter().format(record)
     assert "\n" not in line
@@ -224,6 +236,7 @@ def test_json_lines_have_stable_keys_and_escape_newlines() -> None:
     assert parsed["message"] == "two\nlines b"
     assert parsed["route"] == "/x" and parsed["status"] == 200
     assert parsed["level"] == "WARNING" and parsed["logger"] == "roiml.x"
+    assert "color_message" not in parsed, "uvicorn's coloured copy is not written"
     # Outside a request the key is there, null.
     assert json.loads(JsonFormatter().format(_record()))["request_id"] is None
 
@@ -312,3 +325,189 @@ def test_metrics_carry_the_model_version_and_the_conventional_names(
     assert 'route="/serve-stub"' in text
     assert "roiml_http_request_seconds" not in text
     assert "roiml_prediction_duration_seconds" in text
+
+
+# --- drift, decay and freshness gauges ---------------------------------------------------------
+
+NOW = datetime(2026, 12, 7, 12, 0, 0)
+TIMING = "contact_timing_model"
+
+
+def _drift(score: float, drifted: bool) -> dict[str, object]:
+    return {"method": "psi", "statistic": score * 0.2, "threshold": 0.2, "drifted": drifted}
+
+
+def seed_monitoring(engine: Engine, tenant: str) -> None:
+    """Two periods of the move model (the newer one drifting on 2 of 15 inputs and decayed),
+    one unjudged period of the timing model, and two materialised days of two feature sets."""
+    day = timedelta(days=1)
+    newest = datetime(2026, 12, 6)
+    features = {f"f{i:02d}": _drift(0.1 + i / 100, False) for i in range(13)}
+    features |= {"mortgage_rate": _drift(3.0, True), "listing_views_7d": _drift(1.5, True)}
+    with tenant_session(engine, tenant) as session:
+        session.add_all(
+            [
+                MLMonitoring(
+                    tenant_id=tenant,
+                    model_name=MOVE,
+                    model_version="3",
+                    period_start=newest - day,
+                    period_end=newest,
+                    status="OK",
+                    feature_drift={"old_feature": _drift(9.0, True)},
+                    drift_detected=False,
+                ),
+                MLMonitoring(
+                    tenant_id=tenant,
+                    model_name=MOVE,
+                    model_version="4",
+                    period_start=newest,
+                    period_end=newest + day,
+                    status="DRIFT_DECAY",
+                    feature_drift=features,
+                    drift_detected=True,
+                    performance_metrics={
+                        "realised": {"auc": 0.61},
+                        "estimated": {"auc": 0.7},
+                        "decayed": True,
+                    },
+                ),
+                MLMonitoring(
+                    tenant_id=tenant,
+                    model_name=TIMING,
+                    model_version="2",
+                    period_start=newest,
+                    period_end=newest + day,
+                    status="TOO_FEW_PREDICTIONS",
+                    feature_drift={},
+                    drift_detected=False,
+                ),
+                MLModel(
+                    tenant_id=tenant,
+                    name=MOVE,
+                    version="4",
+                    model_type=ModelType.MOVE_PROBABILITY,
+                    status=ModelStatus.DEPLOYED,
+                    metrics={"auc": 0.74},
+                ),
+            ]
+        )
+        for feature_set, as_of in (
+            ("behavioral", newest - day),
+            ("behavioral", newest),
+            ("market", newest - day),
+        ):
+            session.add(
+                MLFeatureValue(
+                    tenant_id=tenant,
+                    entity_type=EntityType.USER,
+                    entity_id="user_1",
+                    feature_set=feature_set,
+                    as_of=as_of,
+                    values={},
+                )
+            )
+
+
+def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in registry.collect()
+        for s in family.samples
+    }
+
+
+def test_the_gauges_say_what_monitoring_found(tmp_path: Path) -> None:
+    engine = migrated_engine(tmp_path)
+    seed_monitoring(engine, "acme")
+    gauges = MonitoringGauges(
+        lambda tenant: read_tenant(engine, tenant, ["behavioral", "market", "temporal"]),
+        lambda: ["acme"],
+        lambda: NOW,
+    )
+    gauges.refresh()
+    registry = CollectorRegistry()
+    registry.register(gauges)
+    got = samples(registry)
+
+    def value(name: str, **labels: str) -> float | None:
+        return got.get((name, tuple(sorted({"tenant": "acme", **labels}.items()))))
+
+    move = {"model": MOVE, "model_version": "4"}
+    assert value("roiml_model_drifting", **move) == 1.0
+    assert value("roiml_model_drifted_features", **move) == 2.0
+    assert value("roiml_model_decayed", **move) == 1.0
+    assert value("roiml_model_monitoring_age_seconds", **move) == 12 * 3600
+    assert value("roiml_model_performance", **move, metric="auc", kind="realised") == 0.61
+    assert value("roiml_model_performance", **move, metric="auc", kind="estimated") == 0.7
+    assert value("roiml_model_performance", **move, metric="auc", kind="registered") == 0.74
+    scores = {
+        dict(labels)["feature"]: v
+        for (name, labels), v in got.items()
+        if name == "roiml_feature_drift_score"
+    }
+    # Bounded: the 10 most drifted of 15 inputs, the drifting ones among them; the older
+    # period's feature is not the model's current state.
+    assert len(scores) == TOP_FEATURES
+    assert scores["mortgage_rate"] == pytest.approx(3.0)
+    assert scores["listing_views_7d"] == pytest.approx(1.5)
+    assert "old_feature" not in scores and "f00" not in scores
+    # Not judged (too few predictions): its age, but no verdict either way.
+    timing = {"model": TIMING, "model_version": "2"}
+    assert value("roiml_model_monitoring_age_seconds", **timing) == 12 * 3600
+    assert value("roiml_model_drifting", **timing) is None
+    assert value("roiml_model_decayed", **timing) is None
+    # Freshness: the newest as_of of each set; a set never materialised has no series.
+    assert value("roiml_feature_freshness_seconds", feature_set="behavioral") == 36 * 3600
+    assert value("roiml_feature_freshness_seconds", feature_set="market") == 60 * 3600
+    assert value("roiml_feature_freshness_seconds", feature_set="temporal") is None
+    engine.dispose()
+
+
+def test_a_failed_read_keeps_the_last_values() -> None:
+    reads: list[str] = []
+
+    def read(tenant: str) -> TenantState:
+        reads.append(tenant)
+        if len(reads) > 1:
+            raise OSError("database away")
+        return TenantState(features_as_of={"market": NOW - timedelta(hours=2)})
+
+    gauges = MonitoringGauges(read, lambda: ["acme"], lambda: NOW)
+    gauges.refresh()
+    gauges.refresh()  # fails: logged, the value stays
+    registry = CollectorRegistry()
+    registry.register(gauges)
+    key = ("roiml_feature_freshness_seconds", (("feature_set", "market"), ("tenant", "acme")))
+    assert samples(registry)[key] == 7200
+
+
+def test_metrics_show_a_tenant_only_its_own_gauges(tmp_path: Path) -> None:
+    def read(tenant: str) -> TenantState:
+        return TenantState(features_as_of={"market": NOW - timedelta(hours=1)})
+
+    settings = make_settings()
+    parts = make_parts(
+        settings, migrated_engine(tmp_path), MemoryRateLimiter(600_000, 100_000), ["acme"]
+    )
+    gauges = MonitoringGauges(read, lambda: ["acme", "globex"], lambda: NOW)
+    gauges.refresh()
+    parts.metrics.add_collector("monitoring", gauges)
+    parts.metrics.add_collector("monitoring", gauges)  # again: replaced, not a duplicate
+    with TestClient(make_api(settings, parts)) as client:
+        acme = client.get("/metrics", headers=bearer(hs256(claims(tenant_id="acme")))).text
+        public = client.get("/metrics").text
+    assert 'roiml_feature_freshness_seconds{feature_set="market",tenant="acme"} 3600.0' in acme
+    assert "globex" not in acme
+    assert "# TYPE roiml_model_drifting gauge" in public and 'tenant="' not in public
+
+
+def test_the_gauges_render_in_multiprocess_mode(tmp_path: Path) -> None:
+    metrics = ServingMetrics(CollectorRegistry())
+    gauges = MonitoringGauges(
+        lambda tenant: TenantState(features_as_of={"market": NOW}), lambda: ["acme"], lambda: NOW
+    )
+    gauges.refresh()
+    metrics.add_collector("monitoring", gauges)
+    text = render(metrics, str(tmp_path), None, all_tenants=True).decode()
+    assert 'roiml_feature_freshness_seconds{feature_set="market",tenant="acme"} 0.0' in text

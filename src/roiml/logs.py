@@ -50,6 +50,9 @@ _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 _RECORD_ATTRIBUTES = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
 )
+# Extras that are another formatter's business: uvicorn adds an ANSI-coloured copy of its
+# message to some records.
+_DROPPED = frozenset({"color_message"})
 # Keys the JSON line always has, first and in this order.
 _FIXED = ("ts", "level", "logger", "message", "request_id")
 # The handler configure_logging installs, found again on a second call (idempotent).
@@ -100,7 +103,10 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {
         key: value
         for key, value in vars(record).items()
-        if key not in _RECORD_ATTRIBUTES and key != "request_id" and not key.startswith("_")
+        if key not in _RECORD_ATTRIBUTES
+        and key not in _DROPPED
+        and key != "request_id"
+        and not key.startswith("_")
     }
 
 

@@ -35,6 +35,7 @@ from roiml.serving.components import Components, registry_components
 from roiml.serving.docs_pages import install_docs
 from roiml.serving.metrics import ServingMetrics
 from roiml.serving.model_cache import ModelUnavailableError
+from roiml.serving.monitoring_gauges import database_gauges
 from roiml.serving.ratelimit import install_rate_limiter
 from roiml.serving.request_context import HEADER, log_access, request_id_of
 from roiml.serving.routes import ROUTERS
@@ -164,12 +165,23 @@ def create_app(settings: Settings, components: Components | None = None) -> Fast
     """The API. ``components`` defaults to the registry-backed production wiring."""
     serving = Serving.build(settings, components or registry_components(settings))
     parts = serving.parts
+    # Drift, decay and freshness on /metrics, for the server's tenant and every tenant it has
+    # loaded a model for; read in the background, never per scrape.
+    gauges = database_gauges(
+        parts.engine,
+        settings.data_dir,
+        lambda: {settings.tenant_id, *(tenant for tenant, _ in parts.models.loaded())},
+        parts.clock,
+    )
+    parts.metrics.add_collector("monitoring", gauges)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(parts.models.preload, settings.tenant_id)
         parts.models.start()
+        gauges.start()
         yield
+        gauges.stop()
         await parts.rate_limiter.aclose()
         serving.close()
 

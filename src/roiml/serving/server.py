@@ -124,10 +124,20 @@ def bind_reuseport(host: str, port: int) -> socket.socket:
 
 def configure_logging(settings: Settings) -> None:
     """This process's logging as ``settings`` ask (level, text or JSON), each record carrying
-    the request id and the tenant of the request it was emitted for."""
+    the request id and the tenant of the request it was emitted for.
+
+    MLflow, imported when the first model loads, gives its own loggers a handler of its own
+    (plain text, not propagated) unless told not to: its lines then broke the JSON stream.
+    Set here, before the workers are spawned, so they inherit it; SQLAlchemy keeps its own
+    WARNING default, so no statement is logged, and Alembic (MLflow's store creating its
+    tables: ~80 INFO lines on a new file) is held at WARNING, as MLflow itself held it.
+    """
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
     configure_log_handler(
         settings.log_level, settings.log_format, fields={"tenant": current_tenant}
     )
+    alembic = logging.getLogger("alembic")
+    alembic.setLevel(max(logging.WARNING, alembic.getEffectiveLevel()))
 
 
 def _config(settings: Settings, metrics_dir: str | None = None) -> uvicorn.Config:
