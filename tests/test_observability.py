@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import sys
+import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -420,9 +421,24 @@ def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str
 def test_the_gauges_say_what_monitoring_found(tmp_path: Path) -> None:
     engine = migrated_engine(tmp_path)
     seed_monitoring(engine, "acme")
+    seed_monitoring(engine, "globex")
+    check_gauges(engine, "acme")
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_the_gauges_read_postgresql_under_row_level_security(app_engine: Engine) -> None:
+    """The same reads as the application role: its own tenant's rows only."""
+    tenant, other = f"obs_{uuid.uuid4().hex[:8]}", f"obs_{uuid.uuid4().hex[:8]}"
+    seed_monitoring(app_engine, tenant)
+    seed_monitoring(app_engine, other)
+    check_gauges(app_engine, tenant)
+
+
+def check_gauges(engine: Engine, tenant: str) -> None:
     gauges = MonitoringGauges(
         lambda tenant: read_tenant(engine, tenant, ["behavioral", "market", "temporal"]),
-        lambda: ["acme"],
+        lambda: [tenant],
         lambda: NOW,
     )
     gauges.refresh()
@@ -430,8 +446,10 @@ def test_the_gauges_say_what_monitoring_found(tmp_path: Path) -> None:
     registry.register(gauges)
     got = samples(registry)
 
+    assert {dict(labels)["tenant"] for _, labels in got} == {tenant}
+
     def value(name: str, **labels: str) -> float | None:
-        return got.get((name, tuple(sorted({"tenant": "acme", **labels}.items()))))
+        return got.get((name, tuple(sorted({"tenant": tenant, **labels}.items()))))
 
     move = {"model": MOVE, "model_version": "4"}
     assert value("roiml_model_drifting", **move) == 1.0
@@ -461,7 +479,6 @@ def test_the_gauges_say_what_monitoring_found(tmp_path: Path) -> None:
     assert value("roiml_feature_freshness_seconds", feature_set="behavioral") == 36 * 3600
     assert value("roiml_feature_freshness_seconds", feature_set="market") == 60 * 3600
     assert value("roiml_feature_freshness_seconds", feature_set="temporal") is None
-    engine.dispose()
 
 
 def test_a_failed_read_keeps_the_last_values() -> None:
