@@ -29,7 +29,7 @@ def _run(users: int, url: str, data_dir: Path, years: int) -> dict[str, object]:
     env = dict(os.environ, ROIML_DATABASE_URL=url, ROIML_DATA_DIR=str(data_dir))
     roiml = [sys.executable, "-m", "roiml.cli.main"]
     subprocess.run([*roiml, "db", "upgrade"], env=env, check=True, capture_output=True)
-    end = f"{2023 + years}-01-01"
+    end = f"{2022 + years}-12-31"  # the last simulated day: --end is inclusive
     measured = run_measured(
         [*roiml, "world", "generate", "--users", str(users), "--end", end, "--seed", "42"], env
     )

@@ -28,7 +28,7 @@ ALERT_EMAIL = (
 )
 # The 04:00 run of day D has logical date D (cron timetable): it monitors day D-1, whose
 # predictions are complete and whose features the 02:00 pipeline has stored.
-MONITOR_COMMAND = f"{CLI} monitor run --period {{{{ macros.ds_add(ds, -1) }}}}{TENANT_ARG}"
+MONITOR_COMMAND = f"{CLI} monitor run --date {{{{ macros.ds_add(ds, -1) }}}}{TENANT_ARG}"
 # Then predictions older than the retention (400 days by default, never less than the longest
 # horizon) leave ml_predictions for Parquet under the data dir; a rerun moves nothing twice.
 ARCHIVE_COMMAND = f"{CLI} monitor archive-predictions{TENANT_ARG}"

@@ -214,8 +214,8 @@ def test_monitoring_dag_runs_roiml_monitor_daily_for_yesterday(monitor_facts: An
     assert task["retries"] == 3
     assert task["failure_notifiers"] == ["SmtpNotifier"]
     command = task["bash_command"]
-    assert shlex.split(command)[1:4] == ["monitor", "run", "--period"]
-    assert "--period {{ macros.ds_add(ds, -1) }}" in command
+    assert shlex.split(command)[1:4] == ["monitor", "run", "--date"]
+    assert "--date {{ macros.ds_add(ds, -1) }}" in command
     # Retention runs after the day is monitored, never before.
     archive = monitor_facts["tasks"]["archive_predictions"]
     assert archive["upstream"] == ["monitor_models"]
@@ -303,7 +303,7 @@ def small_world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     }
     for command in (
         "db upgrade",
-        "world generate --users 300 --start 2024-06-01 --end 2025-01-01 --seed 1",
+        "world generate --users 300 --start 2024-06-01 --end 2024-12-31 --seed 1",
     ):
         done = subprocess.run(
             [str(ROIML_CLI), *shlex.split(command)],

@@ -1,7 +1,9 @@
-"""``roiml db``: upgrade and current through the real CLI, clean errors, and --help everywhere."""
+"""``roiml db``: upgrade and current through the real CLI, clean errors, --help everywhere, and
+one vocabulary across the verbs (issue 21)."""
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -10,7 +12,7 @@ from pathlib import Path
 import pytest
 import typer
 from sqlalchemy import text
-from typer.main import get_command_name
+from typer.main import get_command, get_command_name
 from typer.testing import CliRunner, Result
 
 from roiml.cli.main import app
@@ -269,10 +271,10 @@ def test_features_compute_of_an_unknown_entity_is_an_error(cli_env: Path) -> Non
     assert "'user_999999' is not a user of tenant 'demo'" in flat(line)
     # A user of the tenant is computed as before, the unknown one beside it still refused.
     world = invoke(
-        "world", "generate", "--users", "20", "--start", "2024-01-01", "--end", "2024-03-01"
+        "world", "generate", "--users", "20", "--start", "2024-01-01", "--end", "2024-02-29"
     )
     assert world.exit_code == 0, world.output
-    known = invoke("features", "compute", "--entity", "user_1", "--as-of", "2024-02-15")
+    known = invoke("features", "compute", "--entity", "user_1", "--date", "2024-02-15")
     assert known.exit_code == 0, known.output
     assert '"entity_id": "user_1"' in known.stdout
     both = invoke("features", "compute", "--entity", "user_1", "--entity", "ghost")
@@ -285,3 +287,151 @@ def test_pipeline_status_without_runs_says_how_to_make_one(cli_env: Path) -> Non
     assert result.exit_code == 0, result.output
     assert "no pipeline run is recorded for tenant 'demo'" in flat(result.stdout)
     assert "roiml pipeline run --date" in flat(result.stdout)
+
+
+# --- one vocabulary across the verbs (issue 21) --------------------------------------------------
+# Help on every option, --json on every verb that prints a result, --date for the day (old names
+# still accepted, with a notice), inclusive --start/--end, and the root's --data-dir and --tenant.
+
+# Verbs that print no result of their own: the server runs until stopped; the demo narrates its
+# steps and then serves.
+NO_RESULT = {("serve",), ("demo",)}
+
+
+def _commands(
+    command: typer.core.TyperGroup | typer.core.TyperCommand, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], typer.core.TyperCommand]]:
+    """Every leaf command of the CLI with its path."""
+    if isinstance(command, typer.core.TyperGroup):
+        for name, sub in command.commands.items():
+            yield from _commands(sub, (*path, name))  # type: ignore[arg-type]
+    else:
+        yield path, command
+
+
+ROOT = get_command(app)
+LEAVES = dict(_commands(ROOT))  # type: ignore[arg-type]
+
+
+def test_the_walk_finds_every_verb() -> None:
+    assert {("db", "current"), ("pipeline", "status"), ("features", "list"), ("train",)} <= set(
+        LEAVES
+    )
+    assert len(LEAVES) > 30
+
+
+@pytest.mark.parametrize("path", sorted(LEAVES), ids=" ".join)
+def test_every_option_has_help(path: tuple[str, ...]) -> None:
+    missing = [
+        param.name
+        for param in LEAVES[path].params
+        if param.param_type_name == "option" and not getattr(param, "help", None)
+    ]
+    assert not missing, f"roiml {' '.join(path)}: options without help: {missing}"
+
+
+@pytest.mark.parametrize("path", sorted(set(LEAVES) - NO_RESULT), ids=" ".join)
+def test_every_verb_that_prints_a_result_has_json(path: tuple[str, ...]) -> None:
+    options = {opt for param in LEAVES[path].params for opt in getattr(param, "opts", [])}
+    assert "--json" in options, f"roiml {' '.join(path)} has no --json"
+
+
+def test_the_root_has_data_dir_and_tenant_with_help() -> None:
+    result = invoke("--help")
+    assert result.exit_code == 0
+    flat = " ".join(result.stdout.split())
+    assert "--data-dir" in flat and "Data directory of every verb" in flat
+    assert "--tenant" in flat and "Tenant of every verb" in flat
+
+
+@pytest.mark.parametrize(
+    ("path", "old"),
+    [
+        (("monitor", "run"), "--period"),
+        (("features", "compute"), "--as-of"),
+        (("features", "sync"), "--as-of"),
+        (("models", "history"), "--at"),
+        (("features", "training-set"), "--feature-sets"),
+    ],
+)
+def test_old_option_names_are_hidden(path: tuple[str, ...], old: str) -> None:
+    help_text = invoke(*path, "--help").stdout
+    assert old not in help_text
+    assert ("--features" if old == "--feature-sets" else "--date") in help_text
+
+
+def test_global_data_dir_and_tenant_feed_the_settings(cli_env: Path) -> None:
+    target = cli_env / "elsewhere"
+    result = invoke("--data-dir", str(target), "db", "upgrade", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["after"]
+    assert (target / "roiml.db").exists() and not (cli_env / "data").exists()
+
+    current = invoke("--data-dir", str(target), "db", "current", "--json")
+    assert current.exit_code == 0, current.output
+    assert json.loads(current.stdout)["up_to_date"] is True
+
+    # The root's tenant is the default of a verb; the verb's own --tenant wins.
+    status = invoke("--data-dir", str(target), "--tenant", "acme", "pipeline", "status")
+    assert "tenant 'acme'" in " ".join(status.stdout.split())
+    own = invoke(
+        "--data-dir", str(target), "--tenant", "acme", "pipeline", "status", "--tenant", "beta"
+    )
+    assert "tenant 'beta'" in " ".join(own.stdout.split())
+
+    bad = invoke("--data-dir", str(target), "--tenant", "not a tenant", "pipeline", "status")
+    assert bad.exit_code == 2
+    assert "Traceback" not in bad.output
+    assert bad.stderr.strip().startswith("error: roiml --tenant: tenant_id must be")
+
+
+def test_the_root_options_do_not_outlive_their_run(cli_env: Path) -> None:
+    """The settings of one run (tests invoke the app many times in a process) are not the
+    next run's."""
+    target = cli_env / "elsewhere"
+    assert invoke("--data-dir", str(target), "db", "upgrade").exit_code == 0
+    result = invoke("db", "upgrade", "--json")
+    assert json.loads(result.stdout)["database"].endswith(f"{cli_env}/data/roiml.db")
+
+
+def test_world_end_is_inclusive_and_json_is_the_whole_stdout(cli_env: Path) -> None:
+    assert invoke("db", "upgrade").exit_code == 0
+    result = invoke(
+        "world", "generate", "--users", "20", "--start", "2024-01-01", "--end", "2024-02-29",
+        "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)  # nothing but the document on stdout
+    assert report["end"] == "2024-02-29" and report["rows"]["users"] == 20
+    truth = json.loads((Path(report["truth_dir"]) / "world.json").read_text())
+    # The generator's end is the day after the last simulated day.
+    assert truth["config"]["end"] == "2024-03-01"
+    reversed_ = invoke("world", "generate", "--start", "2024-03-01", "--end", "2024-02-01")
+    assert reversed_.exit_code != 0 and "--end 2024-02-01 is before --start" in reversed_.stderr
+
+    # The old name of the day still works, with a one-line notice on stderr only.
+    old = invoke("features", "compute", "--entity", "user_1", "--as-of", "2024-02-15", "--json")
+    assert old.exit_code == 0, old.output
+    assert old.stderr.strip() == "warning: --as-of is deprecated; use --date"
+    new = invoke("features", "compute", "--entity", "user_1", "--date", "2024-02-15", "--json")
+    assert json.loads(new.stdout) == json.loads(old.stdout)
+    assert json.loads(new.stdout)[0]["entity_id"] == "user_1"
+    assert new.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "verb",
+    [
+        ("pipeline", "status"),
+        ("features", "list", "--set", "temporal"),
+        ("db", "current"),
+        ("world", "stats"),
+        ("models", "list"),
+        ("data", "contract", "list"),
+    ],
+)
+def test_json_verbs_print_one_document(cli_env: Path, verb: tuple[str, ...]) -> None:
+    assert invoke("db", "upgrade").exit_code == 0
+    result = invoke(*verb, "--json")
+    assert result.exit_code == 0, result.output
+    json.loads(result.stdout)

@@ -344,14 +344,14 @@ def test_cli_writes_rows_and_explains_a_model_it_cannot_load(
         db = make_engine(settings.resolved_database_url)
         upgrade(db)
         _world(db, "cli", shift=True)  # predictions, but no model in the (empty) registry
-        result = CliRunner().invoke(app, ["monitor", "run", "--period", "2024-06-03", "--json"])
+        result = CliRunner().invoke(app, ["monitor", "run", "--date", "2024-06-03", "--json"])
         assert result.exit_code == 0, result.output
         (reported,) = json.loads(result.stdout[result.stdout.index("[") :])
         assert reported["status"] == "NO_REFERENCE"
         assert "could not be loaded" in reported["notes"][0]
         row = _row(db, "cli")
         assert row.prediction_count == 600 and row.status == "NO_REFERENCE"
-        bad = CliRunner().invoke(app, ["monitor", "run", "--period", "June 3rd"])
+        bad = CliRunner().invoke(app, ["monitor", "run", "--date", "June 3rd"])
         assert bad.exit_code == 2 and "YYYY-MM-DD" in bad.output
         db.dispose()
     finally:

@@ -609,7 +609,7 @@ def test_cli(backend: Backend, cli_env: str) -> None:
 
     events = registry.history(NAME)
     middle = events[0].moved_at + (events[-1].moved_at - events[0].moved_at) / 2
-    history = json.loads(run("history", NAME, "--at", middle.isoformat(), "--json"))
+    history = json.loads(run("history", NAME, "--date", middle.isoformat(), "--json"))
     assert history["holders"]["production"] == "1"
     assert [e["actor"] for e in history["events"]] == ["bob"]
     assert "bob" in run("history", NAME)

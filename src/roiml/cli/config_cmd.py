@@ -11,7 +11,15 @@ from pathlib import Path
 
 import typer
 
-from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
+from roiml.cli.common import (
+    JSON_OPTION,
+    TENANT_OPTION,
+    console,
+    handle_errors,
+    open_engine,
+    print_json,
+    settings_or_exit,
+)
 from roiml.errors import TrainingError
 
 __all__ = ["RECIPE_OPTION", "app", "check_recipe"]
@@ -38,13 +46,14 @@ def check_recipe(value: str) -> str:
 @app.command("init")
 @handle_errors
 def init_cmd(
-    tenant: str | None = typer.Option(None, "--tenant", help="Tenant (default: ROIML_TENANT_ID)."),
+    tenant: str | None = TENANT_OPTION,
     recipe: str = RECIPE_OPTION,
     directory: Path | None = typer.Option(
         None, "--dir", help="Where to write (default: <data_dir>/configs/<tenant>/)."
     ),
     model: str = typer.Option("all", "--model", "-m", help="One model, or 'all' of the recipe."),
     force: bool = typer.Option(False, "--force", help="Overwrite files already there."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Write editable copies of a recipe's shipped training configs; `roiml train` reads
     <data_dir>/configs/<tenant>/ before the shipped defaults."""
@@ -75,8 +84,14 @@ def init_cmd(
         )
     target.mkdir(parents=True, exist_ok=True)
     # soft_wrap: a path or a reason cut across lines could not be copied or searched.
-    console.print(f"recipe: {chosen.value} ({reason})", soft_wrap=True)
+    if not as_json:
+        console.print(f"recipe: {chosen.value} ({reason})", soft_wrap=True)
+    written = []
     for name, text in texts.items():
         path = target / f"{name}.yaml"
         path.write_text(text)
-        console.print(f"wrote {path}", soft_wrap=True)
+        written.append(str(path))
+        if not as_json:
+            console.print(f"wrote {path}", soft_wrap=True)
+    if as_json:
+        print_json({"recipe": chosen.value, "reason": reason, "written": written})

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import typer
 
-from roiml.cli.common import console, err_console, handle_errors, open_engine, settings_or_exit
+from roiml.cli.common import (
+    JSON_OPTION,
+    console,
+    err_console,
+    handle_errors,
+    open_engine,
+    print_json,
+    settings_or_exit,
+)
 from roiml.db import SOURCE_TABLES
 from roiml.ingest.options import FileFormat, MarketLevel, RealSalesSource
 
@@ -27,11 +35,14 @@ def import_cmd(
         "a reference may name a row of another file (users before properties before "
         "transactions, whatever the order given).",
     ),
-    tenant: str | None = typer.Option(None, help="Tenant of the rows (default: ROIML_TENANT_ID)."),
+    tenant: str | None = typer.Option(
+        None, help="Tenant of the rows (default: roiml --tenant, else ROIML_TENANT_ID)."
+    ),
     file_format: FileFormat | None = typer.Option(
         None, "--format", help="File format (default: from the suffix .csv, .parquet or .pq)."
     ),
     url: str | None = typer.Option(None, help="Database URL (default: ROIML_DATABASE_URL)."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Validate FILE against TABLE's contract (and the tenant's declared columns), then write all
     of it or, on any error, nothing."""
@@ -58,6 +69,18 @@ def import_cmd(
     with open_engine(settings, url) as engine:
         written = import_files(engine, files, tenant_id, file_format, extensions=extensions)
     elapsed = time.perf_counter() - started
+    if as_json:
+        print_json(
+            {
+                "tenant": tenant_id,
+                "files": [
+                    {"table": name, "file": str(path), "rows": count}
+                    for (name, path), count in zip(files, written, strict=True)
+                ],
+                "seconds": round(elapsed, 3),
+            }
+        )
+        return
     took = f" in {elapsed:.2f} s" if len(files) == 1 else ""
     for (name, path), count in zip(files, written, strict=True):
         rows = "row" if count == 1 else "rows"
@@ -89,6 +112,7 @@ def real_sales_cmd(
         help="market_id: local = zip code or assessment area; region = one id for the set.",
     ),
     limit: int | None = typer.Option(None, min=1, help="Convert only the first N sales."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Convert a real public house-sales data set into files for `roiml data import`."""
     from roiml.ingest.real_sales import convert_real_sales, default_input
@@ -105,6 +129,16 @@ def real_sales_cmd(
         limit=limit,
     )
     elapsed = time.perf_counter() - started
+    if as_json:
+        print_json(
+            {
+                "source": str(source),
+                "files": {table: str(path) for table, path in converted.files.items()},
+                "contract": str(converted.contract),
+                "seconds": round(elapsed, 3),
+            }
+        )
+        return
     console.print(
         f"{source}: wrote {len(converted.files)} files and {converted.contract.name} to {output} "
         f"in {elapsed:.2f} s"
@@ -126,7 +160,9 @@ contract_app = typer.Typer(
 )
 app.add_typer(contract_app, name="contract")
 
-_TENANT = typer.Option(None, help="Tenant whose contract this is (default: ROIML_TENANT_ID).")
+_TENANT = typer.Option(
+    None, help="Tenant whose contract this is (default: roiml --tenant, else ROIML_TENANT_ID)."
+)
 _DECLARED_TYPES = "integer, float, boolean, string, date or datetime"
 
 
@@ -164,6 +200,7 @@ def contract_add_cmd(
         "declare all of its columns at once; nothing changes unless all are valid.",
     ),
     tenant: str | None = _TENANT,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Declare column NAME of TABLE (or every column of --file) for the tenant's imports."""
     from roiml.errors import ImportValidationError
@@ -228,6 +265,9 @@ def contract_add_cmd(
         updated = contract.with_columns([column])
         added = [column.qualified_name]
     path = save_tenant_contract(data_dir, updated)
+    if as_json:
+        print_json({"tenant": tenant_id, "declared": added, "contract": str(path)})
+        return
     console.print(
         f"declared {len(added)} column{'s' if len(added) != 1 else ''} for tenant {tenant_id}: "
         f"{', '.join(added)} ({path})",
@@ -245,6 +285,7 @@ def contract_precision_cmd(
         ..., help="second (a full timestamp), day (the time is unknown) or month (the day is too)."
     ),
     tenant: str | None = _TENANT,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Say how precisely COLUMN is known in the tenant's files, e.g. transactions closed_at day."""
     from roiml.errors import ImportValidationError
@@ -259,6 +300,17 @@ def contract_precision_cmd(
         ) from None
     contract = load_tenant_contract(data_dir, tenant_id).with_precision(table, column, chosen)
     path = save_tenant_contract(data_dir, contract)
+    if as_json:
+        print_json(
+            {
+                "tenant": tenant_id,
+                "table": table,
+                "column": column,
+                "precision": str(chosen),
+                "contract": str(path),
+            }
+        )
+        return
     console.print(f"{table}.{column}: precision {chosen} for tenant {tenant_id} ({path})")
 
 
@@ -266,11 +318,9 @@ def contract_precision_cmd(
 @handle_errors
 def contract_list_cmd(
     tenant: str | None = _TENANT,
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """The columns the tenant declared, and the precision of its datetime columns."""
-    import json
-
     from rich.table import Table
 
     from roiml.ingest.extensions import load_tenant_contract
@@ -279,7 +329,7 @@ def contract_list_cmd(
     contract = load_tenant_contract(data_dir, tenant_id)
     document = contract.to_document()
     if as_json:
-        typer.echo(json.dumps({"tenant": tenant_id, **document}, indent=2))
+        print_json({"tenant": tenant_id, **document})
         return
     if not contract:
         console.print(
@@ -315,6 +365,7 @@ def contract_remove_cmd(
     table: str = typer.Argument(..., help="Table of the declared column."),
     name: str = typer.Argument(..., help="The declared column."),
     tenant: str | None = _TENANT,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Forget column NAME of TABLE: later imports reject it; stored values stay, unused."""
     from roiml.ingest.extensions import load_tenant_contract, save_tenant_contract
@@ -322,6 +373,9 @@ def contract_remove_cmd(
     data_dir, tenant_id = _contract_target(tenant)
     contract = load_tenant_contract(data_dir, tenant_id).without(table, name)
     path = save_tenant_contract(data_dir, contract)
+    if as_json:
+        print_json({"tenant": tenant_id, "removed": f"{table}.{name}", "contract": str(path)})
+        return
     console.print(f"removed {table}.{name} from tenant {tenant_id}'s contract ({path})")
 
 
@@ -332,17 +386,25 @@ def contract_doc_cmd(
         Path("docs/DATA_CONTRACT.md"), "--output", help="Where to write the document."
     ),
     check: bool = typer.Option(False, "--check", help="Only check the file is up to date."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Generate docs/DATA_CONTRACT.md from the source tables (or --check it is current)."""
     from roiml.ingest.contract_doc import render_contract
 
     text = render_contract()
     if check:
-        if not output.exists() or output.read_text(encoding="utf-8") != text:
+        current = output.exists() and output.read_text(encoding="utf-8") == text
+        if as_json:
+            print_json({"output": str(output), "up_to_date": current})
+        elif current:
+            console.print(f"{output} is up to date")
+        if not current:
             err_console.print(f"{output} is stale; run `roiml data contract doc`")
             raise typer.Exit(1)
-        console.print(f"{output} is up to date")
         return
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text, encoding="utf-8")
+    if as_json:
+        print_json({"output": str(output), "written": True})
+        return
     console.print(f"wrote {output}")

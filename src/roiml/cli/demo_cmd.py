@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
+from roiml.cli.common import (
+    console,
+    global_overrides,
+    handle_errors,
+    open_engine,
+    progress,
+    settings_or_exit,
+)
 from roiml.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -65,7 +72,14 @@ def demo(
         console.print(
             f"[bold]2. world[/bold] generating {users:,} homeowners, {config.start} to {today} ..."
         )
-        report = generate_world(engine, settings.data_dir, config, replace=True)
+        with progress("world", config.blocks) as report_progress:
+            report = generate_world(
+                engine,
+                settings.data_dir,
+                config,
+                replace=True,
+                on_block=lambda done, total: report_progress(f"{users:,} users", done, total),
+            )
         console.print(
             f"   {sum(report.rows.values()):,} rows in {report.seconds['total']} s; "
             f"ground truth in {report.truth_dir}"
@@ -88,7 +102,9 @@ def demo(
     if serve:
         from roiml.serving.server import serve as run
 
-        # The supervised workers read their settings afresh from the environment: pin it there.
+        # The supervised workers read their settings afresh from the environment: pin it there
+        # (and the root's --data-dir and --tenant).
+        os.environ.update(global_overrides())
         os.environ["ROIML_TODAY"] = today.isoformat()
         base = f"http://{settings.api_host}:{settings.api_port}/api/ml"
         console.print(
@@ -133,31 +149,46 @@ def _models(settings: Settings, config: WorldConfig) -> None:
     )
     with open_engine(settings) as engine:
         # As of today's midnight: the world ends there, and nothing after it is known.
-        reports = train_models(settings, engine, config.tenant_id, list(ModelType), until=until)
-        registry = ModelRegistry(settings, engine, config.tenant_id)
-        for report in reports:
-            version = registry.register_model(report.trained.artifact, tags={"by": "roiml demo"})
-            registry.promote_model(report.model_name, version.version, "production", "demo")
-            shown = ", ".join(f"{k} {v:.3f}" for k, v in list(report.trained.metrics.items())[:4])
-            console.print(
-                f"   {report.model_name} v{version.version} in production "
-                f"({report.seconds:.0f} s): {shown}"
+        with progress("train", len(ModelType)) as report_progress:
+            reports = train_models(
+                settings,
+                engine,
+                config.tenant_id,
+                list(ModelType),
+                until=until,
+                on_model=report_progress,
             )
+        with progress("register", len(reports)) as report_progress:
+            report_progress("loading MLflow", 0, len(reports))
+            registry = ModelRegistry(settings, engine, config.tenant_id)
+            for done, report in enumerate(reports):
+                report_progress(report.model_name, done, len(reports))
+                version = registry.register_model(
+                    report.trained.artifact, tags={"by": "roiml demo"}
+                )
+                registry.promote_model(report.model_name, version.version, "production", "demo")
+                shown = ", ".join(
+                    f"{k} {v:.3f}" for k, v in list(report.trained.metrics.items())[:4]
+                )
+                console.print(
+                    f"   {report.model_name} v{version.version} in production "
+                    f"({report.seconds:.0f} s): {shown}"
+                )
 
 
 def _predictions(settings: Settings, entity_id: str = "user_1") -> str:
     """Ask the API (in process) for one explained prediction of each model; the homeowner."""
-    from fastapi.testclient import TestClient
     from prometheus_client import CollectorRegistry
 
     from roiml.serving.app import asgi
     from roiml.serving.components import registry_components
     from roiml.serving.metrics import ServingMetrics
+    from roiml.serving.population import in_process_client
 
     console.print(f"[bold]5. predictions[/bold] of {entity_id} through the API, in process:")
     # Metrics of its own: the API served at the end registers the process's default set.
     parts = registry_components(settings, metrics=ServingMetrics(CollectorRegistry()))
-    with TestClient(asgi(settings, parts)) as client:
+    with in_process_client()(asgi(settings, parts)) as client:
         for route in ("move-probability", "transaction-type", "contact-timing", "property-value"):
             response = client.post(f"/v1/predict/{route}", json={"entity_id": entity_id})
             body = response.json()
@@ -195,7 +226,9 @@ def _population(settings: Settings, config: WorldConfig, scored: str) -> None:
     others = [user for user in population if user != scored]
     now = serving_clock(settings)()
     started = time.perf_counter()
-    counts = score_population(settings, config.tenant_id, others, now)
+    with progress("population") as report_progress:
+        report_progress(f"scoring {len(others):,} homeowners x 4 models", 0, 1)
+        counts = score_population(settings, config.tenant_id, others, now)
     seconds = time.perf_counter() - started
     console.print(
         f"[bold]6. population[/bold] {len(population):,} homeowners x {len(counts)} models "
@@ -223,7 +256,8 @@ def _monitoring(settings: Settings, config: WorldConfig) -> None:
     console.print(
         f"[bold]7. monitoring[/bold] {today}'s predictions against each training reference:"
     )
-    with open_engine(settings) as engine:
+    with open_engine(settings) as engine, progress("monitoring") as report_progress:
+        report_progress("drift and performance of the four models", 0, 1)
         results = run_monitoring(
             settings, engine, config.tenant_id, today, now=serving_clock(settings)()
         )
@@ -262,9 +296,14 @@ def _features(settings: Settings, config: WorldConfig) -> None:
             # shows the features the demo made rather than "no run".
             with record_step(engine, config.tenant_id, as_of_midnight(day), "run", None) as run:
                 # Replayed history: as if the nightly run had happened at 02:00 that day.
-                result = materialize_day(
-                    store, day, now=datetime.combine(day, dt_time(2)), on_time=True
-                )
+                with progress(f"features {day}") as report_progress:
+                    result = materialize_day(
+                        store,
+                        day,
+                        now=datetime.combine(day, dt_time(2)),
+                        on_time=True,
+                        on_step=report_progress,
+                    )
                 run.rows = result.rows
             console.print(
                 f"[bold]3. features[/bold] {day}: {result.rows:,} users x "

@@ -7,6 +7,7 @@ The engine, validation and the store (DuckDB, Arrow, SQLAlchemy) are imported in
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,7 +15,18 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from roiml.cli.common import console, err_console, handle_errors, open_engine, settings_or_exit
+from roiml.cli.common import (
+    JSON_OPTION,
+    TENANT_OPTION,
+    aliases,
+    console,
+    err_console,
+    handle_errors,
+    open_engine,
+    print_json,
+    progress,
+    settings_or_exit,
+)
 from roiml.errors import FeatureError
 from roiml.features.catalog import CATALOG
 
@@ -43,7 +55,12 @@ def _moment(value: str | None) -> datetime | None:
     try:
         return datetime.fromisoformat(value)
     except ValueError as exc:
-        raise FeatureError(f"--as-of {value!r} is not a date or timestamp (ISO-8601)") from exc
+        raise FeatureError(f"--date {value!r} is not a date or timestamp (ISO-8601)") from exc
+
+
+# --as-of was the day's name in these verbs before issue 21 gave every verb --date.
+_AS_OF = aliases({"--as-of": "--date"})
+_FEATURES_HELP = "Comma-separated features or feature sets (default: every set)."
 
 
 def _sets(value: str) -> list[str]:
@@ -55,19 +72,28 @@ def _sets(value: str) -> list[str]:
 def catalog_cmd(
     output: Path = typer.Option(DEFAULT_CATALOG, "--output", help="Where to write the catalog."),
     check: bool = typer.Option(False, "--check", help="Only check the file is up to date."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Generate docs/FEATURE_CATALOG.md from the definitions (or --check it is current)."""
     from roiml.features.catalog_doc import render_catalog
 
     text = render_catalog()
+    counts = {"features": len(CATALOG.features), "feature_sets": len(CATALOG.feature_sets)}
     if check:
-        if not output.exists() or output.read_text() != text:
+        current = output.exists() and output.read_text() == text
+        if as_json:
+            print_json({"output": str(output), "up_to_date": current, **counts})
+        elif current:
+            console.print(f"{output} is up to date ({len(CATALOG.features)} features)")
+        if not current:
             err_console.print(f"{output} is stale; run `roiml features catalog`")
             raise typer.Exit(1)
-        console.print(f"{output} is up to date ({len(CATALOG.features)} features)")
         return
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
+    if as_json:
+        print_json({"output": str(output), "written": True, **counts})
+        return
     console.print(
         f"wrote {output}: {len(CATALOG.features)} features in {len(CATALOG.feature_sets)} sets"
     )
@@ -76,14 +102,32 @@ def catalog_cmd(
 @app.command("list")
 def list_cmd(
     feature_set: str | None = typer.Option(None, "--set", help="Only this feature set."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """List the features (name, set, type, window, description)."""
+    chosen = [
+        feature
+        for feature in CATALOG.features.values()
+        if not feature_set or feature.feature_set == feature_set.lower()
+    ]
+    if as_json:
+        print_json(
+            [
+                {
+                    "feature": f.name,
+                    "set": f.feature_set,
+                    "type": f.dtype.value,
+                    "window_days": f.window_days,
+                    "description": f.description,
+                }
+                for f in chosen
+            ]
+        )
+        return
     table = Table()
     for column in ("feature", "set", "type", "window", "description"):
         table.add_column(column)
-    for feature in CATALOG.features.values():
-        if feature_set and feature.feature_set != feature_set.lower():
-            continue
+    for feature in chosen:
         window = f"{feature.window_days}d" if feature.window_days else ""
         table.add_row(
             feature.name, feature.feature_set, feature.dtype.value, window, feature.description
@@ -91,26 +135,25 @@ def list_cmd(
     console.print(table)
 
 
-@app.command("compute")
+@app.command("compute", cls=_AS_OF)
 @handle_errors
 def compute_cmd(
     entity: list[str] = typer.Option(
         [], "--entity", help="Entity id (repeatable); default all users."
     ),
     features: str = typer.Option(
-        ",".join(CATALOG.feature_sets),
-        "--features",
-        help="Comma-separated features or feature sets.",
+        ",".join(CATALOG.feature_sets), "--features", help=_FEATURES_HELP, show_default=False
     ),
     as_of: str | None = typer.Option(
-        None, "--as-of", help="As-of date or timestamp (default now)."
+        None,
+        "--date",
+        help="The day (as of its midnight, YYYY-MM-DD) or an ISO timestamp (default: now).",
     ),
-    tenant: str | None = typer.Option(
-        None, "--tenant", help="Tenant id (default ROIML_TENANT_ID)."
-    ),
+    tenant: str | None = TENANT_OPTION,
     output: Path | None = typer.Option(
         None, "--output", help="Write the frame (.parquet/.csv/.json)."
     ),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Compute features as of one instant, print them (one entity) or write a file."""
     from roiml.features.engineer import FeatureEngineer
@@ -127,7 +170,12 @@ def compute_cmd(
         frame = engineer.compute_batch(names, entity or None, _moment(as_of))
     if output is not None:
         export_frame(frame, output)
+        if as_json:
+            print_json({"output": str(output), "rows": frame.num_rows, "features": len(names)})
+            return
         console.print(f"wrote {frame.num_rows} rows x {len(names)} features to {output}")
+    elif as_json:
+        print_json(frame.to_pylist())
     elif frame.num_rows == 1:
         console.print_json(json.dumps(frame.to_pylist()[0], default=str))
     else:
@@ -154,33 +202,52 @@ def _check_entities(engine: Engine, tenant: str, entities: list[str]) -> None:
 @app.command("backfill")
 @handle_errors
 def backfill_cmd(
-    start: str = typer.Option(..., "--start", help="First as-of date (YYYY-MM-DD)."),
-    end: str = typer.Option(..., "--end", help="Last as-of date, inclusive."),
-    features: str = typer.Option(",".join(CATALOG.feature_sets), "--features"),
+    start: str = typer.Option(..., "--start", help="First as-of day (YYYY-MM-DD)."),
+    end: str = typer.Option(..., "--end", help="Last as-of day, inclusive (YYYY-MM-DD)."),
+    features: str = typer.Option(
+        ",".join(CATALOG.feature_sets), "--features", help=_FEATURES_HELP, show_default=False
+    ),
     entity: list[str] = typer.Option([], "--entity", help="Entity id (repeatable); default all."),
-    tenant: str | None = typer.Option(None, "--tenant"),
+    tenant: str | None = TENANT_OPTION,
     output: Path = typer.Option(..., "--output", help="File for the frame (.parquet/.csv/.json)."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
-    """Features as of every midnight from --start to --end, for many entities."""
+    """Features as of every midnight from --start to --end (both included), for many entities."""
     from roiml.features.engineer import FeatureEngineer
     from roiml.store.export import export_frame
 
     settings = settings_or_exit()
-    with open_engine(settings) as engine:
+    first, last = _date(start, "--start"), _date(end, "--end")
+    if last < first:
+        raise FeatureError(f"--end {last} is before --start {first}")
+    with (
+        open_engine(settings) as engine,
+        progress("backfill", (last - first).days + 1, quiet=as_json) as report,
+    ):
         engineer = FeatureEngineer(engine, tenant or settings.tenant_id)
         frame = engineer.backfill_features(
-            _sets(features), entity or None, _date(start, "--start"), _date(end, "--end")
+            _sets(features), entity or None, first, last, on_days=report
         )
     export_frame(frame, output)
+    if as_json:
+        print_json({"output": str(output), "rows": frame.num_rows, "start": first, "end": last})
+        return
     console.print(f"wrote {frame.num_rows} rows to {output}")
 
 
-@app.command("sync")
+@app.command("sync", cls=_AS_OF)
 @handle_errors
 def sync_cmd(
-    tenant: str | None = typer.Option(None, "--tenant"),
-    as_of: str | None = typer.Option(None, "--as-of", help="Compute statistics as of this date."),
-    statistics: bool = typer.Option(True, "--statistics/--no-statistics"),
+    tenant: str | None = TENANT_OPTION,
+    as_of: str | None = typer.Option(
+        None,
+        "--date",
+        help="Compute the statistics as of this day (YYYY-MM-DD) or ISO timestamp (default: now).",
+    ),
+    statistics: bool = typer.Option(
+        True, "--statistics/--no-statistics", help="Also compute each feature's statistics."
+    ),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Write every definition (and its statistics over all users) into ml_features."""
     from roiml.features.engineer import FeatureEngineer
@@ -196,6 +263,9 @@ def sync_cmd(
             )
             stats = feature_statistics(frame)
         count = sync_feature_definitions(engine, tenant_id, stats)
+    if as_json:
+        print_json({"tenant": tenant_id, "synced": count, "statistics": statistics})
+        return
     console.print(f"synced {count} feature definitions into ml_features for tenant {tenant_id!r}")
 
 
@@ -212,11 +282,12 @@ def _feature_store(settings: Settings, engine: Engine, tenant: str | None) -> Fe
 @handle_errors
 def materialize_cmd(
     day: str = typer.Option(..., "--date", help="Day to compute, as of its midnight (YYYY-MM-DD)."),
-    tenant: str | None = typer.Option(None, "--tenant"),
+    tenant: str | None = TENANT_OPTION,
     on_time: bool = typer.Option(
         False, "--on-time", help="Count the values as created that day (replaying a history)."
     ),
     validate: bool = typer.Option(True, "--validate/--no-validate", help="Quality gates."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Compute every feature set for every user as of --date and store it cold, warm and hot.
 
@@ -230,9 +301,23 @@ def materialize_cmd(
     with open_engine(settings) as engine:
         store = _feature_store(settings, engine, tenant)
         try:
-            result = materialize_day(store, as_of, validate=validate, on_time=on_time)
+            with progress(f"materialize {as_of}", quiet=as_json) as report:
+                result = materialize_day(
+                    store, as_of, validate=validate, on_time=on_time, on_step=report
+                )
         finally:
             store.online.close()
+    if as_json:
+        print_json(
+            {
+                "date": as_of,
+                "rows": result.rows,
+                "passed": result.report.passed,
+                "validation": asdict(result.report),
+                "stored": result.stored,
+            }
+        )
+        return
     console.print(
         f"{as_of}: {result.rows:,} rows; {result.report.render()}; stored {result.stored}"
     )
@@ -241,8 +326,9 @@ def materialize_cmd(
 @app.command("prune")
 @handle_errors
 def prune_cmd(
-    tenant: str | None = typer.Option(None, "--tenant"),
+    tenant: str | None = TENANT_OPTION,
     keep_days: int = typer.Option(30, "--keep-days", min=1, help="Days the warm tier keeps."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Move warm rows older than --keep-days out of the SQL store (cold keeps every day)."""
     from roiml.store.warm import prune
@@ -252,23 +338,33 @@ def prune_cmd(
         result = prune(
             engine, tenant or settings.tenant_id, data_dir=settings.data_dir, keep_days=keep_days
         )
+    if as_json:
+        print_json(asdict(result))
+        return
     console.print(
         f"pruned {result.deleted:,} warm rows ({result.copied_to_cold:,} first copied to cold)"
     )
 
 
-@app.command("training-set")
+@app.command("training-set", cls=aliases({"--feature-sets": "--features"}))
 @handle_errors
 def training_set_cmd(
     entities: Path = typer.Option(
         ..., "--entities", help="Parquet/CSV with entity_id and event_timestamp (+ any labels)."
     ),
     output: Path = typer.Option(..., "--output", help="Where to write (.parquet/.csv/.json)."),
-    features: str = typer.Option(",".join(CATALOG.feature_sets), "--feature-sets"),
-    tenant: str | None = typer.Option(None, "--tenant"),
+    features: str = typer.Option(
+        ",".join(CATALOG.feature_sets),
+        "--features",
+        help="Comma-separated feature sets (whole sets: the cold store keeps each set's vectors; "
+        "default: every set).",
+        show_default=False,
+    ),
+    tenant: str | None = TENANT_OPTION,
     include_late: bool = typer.Option(
         False, "--include-late", help="Also use values created after each row's timestamp."
     ),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Point-in-time training set from the cold store for an entity file."""
     import pyarrow.csv as pacsv
@@ -290,4 +386,9 @@ def training_set_cmd(
         finally:
             store.online.close()
     export_frame(dataset, output)
+    if as_json:
+        print_json(
+            {"output": str(output), "rows": dataset.num_rows, "columns": dataset.num_columns}
+        )
+        return
     console.print(f"wrote {dataset.num_rows:,} rows x {dataset.num_columns} columns to {output}")

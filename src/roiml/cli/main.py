@@ -11,6 +11,7 @@ first access.
 from __future__ import annotations
 
 from importlib import import_module
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -22,6 +23,7 @@ from typer.main import get_group_from_info
 from typer.models import TyperInfo
 
 from roiml.cli import demo_cmd, serve_cmd, train_cmd, tune_cmd
+from roiml.cli.common import set_global_options
 
 __all__ = ["GROUPS", "app"]
 
@@ -136,8 +138,22 @@ def _root(
         is_eager=True,
         help="Print roiml's version and exit.",
     ),
+    data_dir: Path | None = typer.Option(
+        None,
+        "--data-dir",
+        metavar="DIR",
+        help="Data directory of every verb (default: ROIML_DATA_DIR, else ./data).",
+    ),
+    tenant: str | None = typer.Option(
+        None,
+        "--tenant",
+        metavar="TENANT",
+        help="Tenant of every verb (default: ROIML_TENANT_ID, else demo); a verb's own "
+        "--tenant wins.",
+    ),
 ) -> None:
     """roiml: point-in-time features, four models, explained serving and monitoring."""
+    set_global_options(data_dir, tenant)
 
 
 app.command("train")(train_cmd.train)

@@ -6,7 +6,6 @@ MLflow is imported inside each verb, not at module import: it takes seconds, and
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from roiml.cli import config_cmd
-from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
+from roiml.cli.common import (
+    JSON_OPTION,
+    TENANT_OPTION,
+    aliases,
+    console,
+    handle_errors,
+    open_engine,
+    print_json,
+    settings_or_exit,
+)
 from roiml.errors import RegistryError
 
 if TYPE_CHECKING:
@@ -29,8 +37,8 @@ if TYPE_CHECKING:
 app = typer.Typer(no_args_is_help=True)
 app.add_typer(config_cmd.app, name="config", help="Editable copies of the training configs (init).")
 
-_TENANT = typer.Option(None, "--tenant", help="Tenant (default: ROIML_TENANT_ID).")
-_JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
+_TENANT = TENANT_OPTION
+_JSON = JSON_OPTION
 
 
 def _registry(settings: Settings, engine: Engine, tenant: str | None) -> ModelRegistry:
@@ -40,8 +48,7 @@ def _registry(settings: Settings, engine: Engine, tenant: str | None) -> ModelRe
 
 
 def _print_json(data: Any) -> None:
-    # Plain print: rich would wrap long lines and colour the braces.
-    typer.echo(json.dumps(data, indent=2, default=str))
+    print_json(data)
 
 
 def _moment(value: str | None) -> datetime | None:
@@ -50,7 +57,7 @@ def _moment(value: str | None) -> datetime | None:
     try:
         return datetime.fromisoformat(value)
     except ValueError as exc:
-        raise RegistryError(f"--at {value!r} is not an ISO date or timestamp") from exc
+        raise RegistryError(f"--date {value!r} is not an ISO date or timestamp") from exc
 
 
 def _show(value: object) -> str:
@@ -157,14 +164,27 @@ def show_cmd(
 def promote_cmd(
     name: str = typer.Argument(..., help="Model name."),
     version: str = typer.Argument(..., help="Version number, 'latest' or an alias."),
-    stage: str = typer.Argument(..., help="None, Staging, Production or Archived."),
+    stage: str = typer.Argument(
+        ..., help="None, Staging, Production or Archived, in any case (e.g. production)."
+    ),
     actor: str | None = typer.Option(None, "--actor", help="Who promotes (default: OS user)."),
     tenant: str | None = _TENANT,
+    as_json: bool = _JSON,
 ) -> None:
     """Move a version into a stage; entering Production archives the previous one."""
     settings = settings_or_exit()
     with open_engine(settings) as engine:
         events = _registry(settings, engine, tenant).promote_model(name, version, stage, actor)
+    if as_json:
+        _print_json(
+            {
+                "model": name,
+                "version": version,
+                "stage": stage,
+                "events": [asdict(e) for e in events],
+            }
+        )
+        return
     if not events:
         console.print(f"{escape(name)} version {escape(version)} is already in {escape(stage)}")
         return
@@ -177,12 +197,16 @@ def promote_cmd(
         console.print(f"{escape(name)}: {change}")
 
 
-@app.command("history")
+# --at was the moment's name here before issue 21 gave every verb --date.
+@app.command("history", cls=aliases({"--at": "--date"}))
 @handle_errors
 def history_cmd(
     name: str = typer.Argument(..., help="Model name."),
     at: str | None = typer.Option(
-        None, "--at", help="Only moves up to this moment (ISO, UTC), and who held each stage then."
+        None,
+        "--date",
+        help="Only moves up to this day's midnight (YYYY-MM-DD) or moment (ISO timestamp, UTC), "
+        "and who held each stage then.",
     ),
     tenant: str | None = _TENANT,
     as_json: bool = _JSON,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict
 from datetime import date, timedelta
@@ -11,7 +10,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
+from roiml.cli.common import (
+    JSON_OPTION,
+    TENANT_OPTION,
+    aliases,
+    console,
+    handle_errors,
+    open_engine,
+    print_json,
+    settings_or_exit,
+)
 from roiml.errors import ConfigurationError
 
 # Its help is in roiml.cli.main.GROUPS: `roiml --help` lists it without importing this module.
@@ -24,19 +32,20 @@ def _period(value: str | None, today: date) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError as exc:
-        raise ConfigurationError(f"--period {value!r} is not a date; use YYYY-MM-DD") from exc
+        raise ConfigurationError(f"--date {value!r} is not a date; use YYYY-MM-DD") from exc
 
 
-@app.command("run")
+# --period was the day's name here before issue 21 gave every verb --date.
+@app.command("run", cls=aliases({"--period": "--date"}))
 @handle_errors
 def run_cmd(
     period: str | None = typer.Option(
         None,
-        "--period",
+        "--date",
         help="The day to monitor, YYYY-MM-DD (default: yesterday by ROIML_TODAY, else UTC).",
     ),
-    tenant: str | None = typer.Option(None, "--tenant", help="Tenant (default: ROIML_TENANT_ID)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    tenant: str | None = TENANT_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Write one ml_monitoring row per model version for the day (a rerun replaces them).
 
@@ -53,7 +62,7 @@ def run_cmd(
     with open_engine(settings) as engine:
         results = run_monitoring(settings, engine, tenant or settings.tenant_id, day)
     if as_json:
-        typer.echo(json.dumps([asdict(r) for r in results], indent=2, default=str))
+        print_json([asdict(r) for r in results])
         return
     table = Table(title=f"monitoring {day.isoformat()}")
     for column in ("model", "version", "status", "predictions", "drifted", "decayed", "alerts"):
@@ -85,8 +94,9 @@ def archive_predictions_cmd(
         help="Days of predictions ml_predictions keeps (default 400); never fewer than the "
         "longest prediction horizon.",
     ),
-    tenant: str | None = typer.Option(None, "--tenant", help="Tenant (default: ROIML_TENANT_ID)."),
+    tenant: str | None = TENANT_OPTION,
     dry_run: bool = typer.Option(False, "--dry-run", help="Count what would move; change nothing."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Move predictions older than --keep-days (whole days) from ml_predictions to Parquet under
     <data_dir>/predictions/archive. Safe to rerun: nothing is archived twice or lost."""
@@ -102,6 +112,9 @@ def archive_predictions_cmd(
             keep_days=DEFAULT_KEEP_DAYS if keep_days is None else keep_days,
             dry_run=dry_run,
         )
+    if as_json:
+        print_json({**asdict(result), "archive_dir": str(archive_dir(settings.data_dir, name))})
+        return
     verb = "would move" if result.dry_run else "moved"
     console.print(
         f"{verb} {result.deleted:,} predictions made before {result.cutoff:%Y-%m-%d} "

@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
+from roiml.cli.common import (
+    JSON_OPTION,
+    TENANT_OPTION,
+    console,
+    handle_errors,
+    open_engine,
+    print_json,
+    progress,
+    settings_or_exit,
+)
 from roiml.errors import PipelineError
 from roiml.pipeline.step_names import STEPS
 
@@ -84,9 +93,10 @@ def step_cmd(
     shard: str | None = typer.Option(
         None, "--shard", help="i/N: this worker's share (compute steps)."
     ),
-    tenant: str | None = typer.Option(None, "--tenant"),
+    tenant: str | None = TENANT_OPTION,
     on_time: bool = _ON_TIME,
     accept_arrivals: str | None = _ACCEPT_ARRIVALS,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Run one step for one day; steps hand data over through files under the data directory."""
     from roiml.pipeline.shards import parse_shard
@@ -101,60 +111,89 @@ def step_cmd(
         ctx = _context(settings, engine, tenant, parsed_day, on_time, accepted)
         started = time.perf_counter()
         rows = run_step(ctx, name, parsed_shard)
+    seconds = time.perf_counter() - started
+    if as_json:
+        print_json(
+            {"step": name, "date": parsed_day, "shard": shard, "rows": rows, "seconds": seconds}
+        )
+        return
     console.print(
         f"{name} {parsed_day}{'' if shard is None else f' shard {shard}'}: {rows} rows "
-        f"in {time.perf_counter() - started:.1f} s"
+        f"in {seconds:.1f} s"
     )
 
 
 @app.command("run")
 @handle_errors
 def run_cmd(
-    day: str = typer.Option(..., "--date", help="The day, YYYY-MM-DD."),
-    tenant: str | None = typer.Option(None, "--tenant"),
+    day: str = typer.Option(..., "--date", help="The day (as of its midnight), YYYY-MM-DD."),
+    tenant: str | None = TENANT_OPTION,
     on_time: bool = _ON_TIME,
     accept_arrivals: str | None = _ACCEPT_ARRIVALS,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Every step for one day: extract, compute, validate, store, update statistics."""
     from roiml.pipeline.steps import run_day
 
     accepted = _accepted(accept_arrivals)
     settings = settings_or_exit()
+    parsed_day = _day(day, "--date")
     with open_engine(settings) as engine:
-        ctx = _context(settings, engine, tenant, _day(day, "--date"), on_time, accepted)
+        ctx = _context(settings, engine, tenant, parsed_day, on_time, accepted)
         started = time.perf_counter()
-        rows = run_day(ctx)
-    console.print(f"{day}: {rows} in {time.perf_counter() - started:.1f} s")
+        with progress(f"pipeline {parsed_day}", quiet=as_json) as report:
+            rows = run_day(ctx, on_step=report)
+    seconds = time.perf_counter() - started
+    if as_json:
+        print_json({"date": parsed_day, "rows": rows, "seconds": seconds})
+        return
+    console.print(f"{day}: {rows} in {seconds:.1f} s")
 
 
 @app.command("backfill")
 @handle_errors
 def backfill_cmd(
     start: str = typer.Option(..., "--start", help="First day, YYYY-MM-DD."),
-    end: str = typer.Option(..., "--end", help="Last day, inclusive."),
-    tenant: str | None = typer.Option(None, "--tenant"),
+    end: str = typer.Option(..., "--end", help="Last day, inclusive (YYYY-MM-DD)."),
+    tenant: str | None = TENANT_OPTION,
     on_time: bool = _ON_TIME,
+    as_json: bool = JSON_OPTION,
 ) -> None:
-    """Run the pipeline for every day from --start to --end, in order."""
+    """Run the pipeline for every day from --start to --end (both included), in order."""
     from roiml.pipeline.steps import run_day
 
     settings = settings_or_exit()
     first, last = _day(start, "--start"), _day(end, "--end")
     if last < first:
         raise PipelineError(f"--end {last} is before --start {first}")
-    with open_engine(settings) as engine:
-        for offset in range((last - first).days + 1):
-            day = first + timedelta(days=offset)
+    days = [first + timedelta(days=offset) for offset in range((last - first).days + 1)]
+    done: list[dict[str, object]] = []
+    with open_engine(settings) as engine, progress("backfill", len(days), quiet=as_json) as report:
+        for index, day in enumerate(days):
             started = time.perf_counter()
-            run_day(_context(settings, engine, tenant, day, on_time))
-            console.print(f"{day}: done in {time.perf_counter() - started:.1f} s")
+            report(f"{day}", index, len(days))
+
+            def day_step(
+                step: str, _done: int, _total: int, day: date = day, at: int = index
+            ) -> None:
+                report(f"{day} {step}", at, len(days))
+
+            rows = run_day(_context(settings, engine, tenant, day, on_time), on_step=day_step)
+            seconds = time.perf_counter() - started
+            done.append({"date": day, "rows": rows, "seconds": seconds})
+            if not as_json:
+                # Each day as it ends (printed above the transient bar, which rich redirects).
+                console.print(f"{day}: done in {seconds:.1f} s")
+    if as_json:
+        print_json({"start": first, "end": last, "days": done})
 
 
 @app.command("status")
 @handle_errors
 def status_cmd(
-    tenant: str | None = typer.Option(None, "--tenant"),
-    limit: int = typer.Option(30, "--limit", min=1),
+    tenant: str | None = TENANT_OPTION,
+    limit: int = typer.Option(30, "--limit", min=1, help="How many of the latest steps."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """The latest recorded steps: day, step, shard, start, end, rows, outcome."""
     from roiml.pipeline.runs import list_runs
@@ -163,6 +202,23 @@ def status_cmd(
     tenant_id = tenant or settings.tenant_id
     with open_engine(settings) as engine:
         runs = list_runs(engine, tenant_id, limit)
+    if as_json:
+        print_json(
+            [
+                {
+                    "day": f"{run.run_date:%Y-%m-%d}",
+                    "step": run.step,
+                    "shard": run.shard,
+                    "started_at": run.started_at,
+                    "ended_at": run.ended_at,
+                    "rows": run.rows,
+                    "outcome": run.outcome,
+                    "message": run.message,
+                }
+                for run in runs
+            ]
+        )
+        return
     if not runs:
         # The demo materializes its two days directly, not through the pipeline's steps.
         console.print(

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 
-from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
+from roiml.cli.common import (
+    console,
+    global_overrides,
+    handle_errors,
+    open_engine,
+    settings_or_exit,
+)
 from roiml.errors import DatabaseUnavailableError
 
 if TYPE_CHECKING:
@@ -43,6 +50,9 @@ def serve(
         f"serving http://{bind_host}:{bind_port}/api/ml/docs with {count} worker(s); "
         f"auth {'on' if settings.auth_enabled else 'off'}"
     )
+    # The workers read their settings afresh from the environment: `roiml --data-dir D
+    # --tenant T serve` must reach them too.
+    os.environ.update(global_overrides())
     run(settings, bind_host, bind_port, count)
 
 

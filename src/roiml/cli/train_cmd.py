@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,12 +10,24 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from roiml.cli.common import console, err_console, handle_errors, open_engine, settings_or_exit
+from roiml.cli.common import (
+    JSON_OPTION,
+    TENANT_OPTION,
+    console,
+    err_console,
+    handle_errors,
+    open_engine,
+    print_json,
+    progress,
+    settings_or_exit,
+)
 from roiml.cli.config_cmd import RECIPE_OPTION, check_recipe
 from roiml.errors import TrainingError
 
 if TYPE_CHECKING:
+    from roiml.cli.common import ProgressReporter
     from roiml.models.train import TrainingPlan, TrainingReport
+    from roiml.registry import ModelRegistry
 
 __all__ = ["train"]
 
@@ -40,7 +51,7 @@ def train(
         "-m",
         help="move_probability_model, ..., or 'all' (every model the recipe trains).",
     ),
-    tenant: str | None = typer.Option(None, "--tenant"),
+    tenant: str | None = TENANT_OPTION,
     recipe: str = RECIPE_OPTION,
     config_dir: Path | None = typer.Option(
         None,
@@ -62,7 +73,7 @@ def train(
     register: bool = typer.Option(
         True, "--register/--no-register", help="Register each model version in MLflow."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the reports as JSON."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Train from point-in-time snapshots, score the test period against baselines, register.
 
@@ -95,28 +106,51 @@ def train(
         )
         # With --json the plan goes to stderr: stdout is the JSON a script reads.
         _print_plan(plan, as_json)
-        reports = train_models(settings, engine, tenant_id, plan=plan, every_days=every_days)
+        # A model takes from seconds to minutes: a bar on stderr says which one is running.
+        with progress("train", len(plan.configs), quiet=as_json) as report_progress:
+            reports = train_models(
+                settings,
+                engine,
+                tenant_id,
+                plan=plan,
+                every_days=every_days,
+                on_model=report_progress,
+            )
         if register:
-            # MLflow takes seconds to import: only when registering.
-            from roiml.registry import ModelRegistry
+            with progress("register", len(reports), quiet=as_json) as report_progress:
+                report_progress("loading MLflow", 0, len(reports))
+                # MLflow takes seconds to import: only when registering.
+                from roiml.registry import ModelRegistry
 
-            registry = ModelRegistry(settings, engine, tenant_id)
-            for report in reports:
-                version = registry.register_model(
-                    report.trained.artifact,
-                    tags={
-                        "trained_by": "roiml train",
-                        "every_days": str(every_days),
-                        "recipe": plan.recipe.recipe.value,
-                    },
-                )
-                report.registered_version = str(version.version)
+                registry = ModelRegistry(settings, engine, tenant_id)
+                _register(registry, reports, plan, every_days, report_progress)
     if as_json:
-        typer.echo(json.dumps([_as_dict(r, plan) for r in reports], indent=2))
+        print_json([_as_dict(r, plan) for r in reports])
         return
     for report in reports:
         console.print(_periods_line(report), soft_wrap=True)
         console.print(_table(report))
+
+
+def _register(
+    registry: ModelRegistry,
+    reports: list[TrainingReport],
+    plan: TrainingPlan,
+    every_days: int,
+    report_progress: ProgressReporter,
+) -> None:
+    """Register each trained model as a new version (no stage), noting it in its report."""
+    for done, report in enumerate(reports):
+        report_progress(report.model_name, done, len(reports))
+        version = registry.register_model(
+            report.trained.artifact,
+            tags={
+                "trained_by": "roiml train",
+                "every_days": str(every_days),
+                "recipe": plan.recipe.recipe.value,
+            },
+        )
+        report.registered_version = str(version.version)
 
 
 def _print_plan(plan: TrainingPlan, to_stderr: bool) -> None:

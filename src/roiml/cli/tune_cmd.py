@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
-from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
+from roiml.cli.common import (
+    JSON_OPTION,
+    TENANT_OPTION,
+    console,
+    handle_errors,
+    open_engine,
+    print_json,
+    progress,
+    settings_or_exit,
+)
 
 if TYPE_CHECKING:
     from roiml.models.tune import Trial
@@ -23,15 +33,18 @@ def tune(
     timeout: float | None = typer.Option(
         None, "--timeout", min=1, help="Stop starting trials after this many seconds."
     ),
-    tenant: str | None = typer.Option(None, "--tenant"),
+    tenant: str | None = TENANT_OPTION,
     config_dir: Path | None = typer.Option(
         None, "--config-dir", help="Start from these <model>.yaml files instead of the shipped."
     ),
     output: Path | None = typer.Option(
         None, "--output", help="Directory for the tuned <model>.yaml [default: DATA_DIR/tuning]."
     ),
-    every_days: int = typer.Option(14, "--every-days", min=1, max=90),
+    every_days: int = typer.Option(
+        14, "--every-days", min=1, max=90, help="Days between training snapshots."
+    ),
     seed: int = typer.Option(42, "--seed", help="Sampler seed: same seed, same trials."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Search LightGBM parameters (TPE) scored on the validation period, never the test one.
 
@@ -48,21 +61,46 @@ def tune(
     model_type = model_type_of(model)
     tenant_id = tenant or settings.tenant_id
     config = load_config(model, config_dir)
-    with open_engine(settings) as engine:
-        snapshots = load_snapshots(
-            engine, tenant_id, settings.data_dir / "training" / tenant_id, every_days
-        )
+    with progress(f"tune {model}", trials, quiet=as_json) as report:
+        report("loading snapshots", 0, trials)
+        with open_engine(settings) as engine:
+            snapshots = load_snapshots(
+                engine, tenant_id, settings.data_dir / "training" / tenant_id, every_days
+            )
+        report("trial 0 (the starting config)", 0, trials)
 
-    def show(trial: Trial) -> None:
-        console.print(
-            f"trial {trial.number:>3}: validation loss {trial.validation_loss:.6g} "
-            f"({trial.seconds:.1f} s) {trial.parameters or '(starting config)'}"
-        )
+        def show(trial: Trial) -> None:
+            report(f"trial {trial.number + 1}", trial.number + 1, trials)
+            if not as_json:
+                console.print(
+                    f"trial {trial.number:>3}: validation loss {trial.validation_loss:.6g} "
+                    f"({trial.seconds:.1f} s) {trial.parameters or '(starting config)'}"
+                )
 
-    result = tune_model(
-        model_type, snapshots, config, trials, timeout_seconds=timeout, seed=seed, on_trial=show
-    )
+        result = tune_model(
+            model_type,
+            snapshots,
+            config,
+            trials,
+            timeout_seconds=timeout,
+            seed=seed,
+            on_trial=show,
+        )
     path = result.write(output or settings.data_dir / "tuning")
+    if as_json:
+        print_json(
+            {
+                "model": model,
+                "written": str(path),
+                "baseline_loss": result.baseline_loss,
+                "best_loss": result.best_loss,
+                "trials": [asdict(t) for t in result.trials],
+                "best_test_metrics": (
+                    result.best_trained.metrics if result.best_trained is not None else None
+                ),
+            }
+        )
+        return
     table = Table(title=f"{model}: best of {len(result.trials)} trials", title_justify="left")
     table.add_column("")
     table.add_column("value", justify="right")

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import json
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from roiml.cli.common import console, handle_errors, open_engine, settings_or_exit
+from roiml.cli.common import (
+    JSON_OPTION,
+    TENANT_OPTION,
+    console,
+    handle_errors,
+    open_engine,
+    print_json,
+    progress,
+    settings_or_exit,
+)
 from roiml.errors import WorldError
 
 # Its help is in roiml.cli.main.GROUPS: `roiml --help` lists it without importing this module.
@@ -28,11 +35,11 @@ def _parse_date(value: str, option: str) -> date:
 def generate_cmd(
     users: int = typer.Option(10_000, "--users", help="Number of homeowners."),
     start: str = typer.Option("2023-01-01", "--start", help="First simulated day (YYYY-MM-DD)."),
-    end: str = typer.Option("2025-01-01", "--end", help="Day after the last one (YYYY-MM-DD)."),
-    seed: int = typer.Option(42, "--seed", help="Same seed, same world."),
-    tenant: str | None = typer.Option(
-        None, "--tenant", help="Tenant id (default ROIML_TENANT_ID)."
+    end: str = typer.Option(
+        "2024-12-31", "--end", help="Last simulated day, inclusive (YYYY-MM-DD)."
     ),
+    seed: int = typer.Option(42, "--seed", help="Same seed, same world."),
+    tenant: str | None = TENANT_OPTION,
     markets: int = typer.Option(12, "--markets", help="Number of housing markets."),
     replace: bool = typer.Option(False, "--replace", help="Replace the tenant's existing world."),
     shift_from: str | None = typer.Option(
@@ -46,6 +53,7 @@ def generate_cmd(
         "--email-open-shift",
         help="With --shift-from: change of the log-odds of opening an email (-1: fewer opens).",
     ),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Fill the source tables with a simulated world; keep its ground truth apart (Parquet).
 
@@ -57,10 +65,15 @@ def generate_cmd(
     from roiml.world.generate import generate_world
 
     settings = settings_or_exit()
+    first, last = _parse_date(start, "--start"), _parse_date(end, "--end")
+    if last < first:
+        raise WorldError(f"--end {last} is before --start {first}")
     config = WorldConfig(
         users=users,
-        start=_parse_date(start, "--start"),
-        end=_parse_date(end, "--end"),
+        start=first,
+        # --end is the last simulated day, as in every --start/--end of roiml; the generator's
+        # end is the day after it.
+        end=last + timedelta(days=1),
         seed=seed,
         tenant_id=tenant or settings.tenant_id,
         markets=markets,
@@ -68,25 +81,31 @@ def generate_cmd(
         rate_shock=rate_shock,
         email_open_shift=email_open_shift,
     )
+    label = f"{config.users:,} users"
     with (
         open_engine(settings) as engine,
-        Progress(
-            TextColumn("[bold]world[/bold] {task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as progress,
+        progress("world", config.blocks, quiet=as_json) as report_progress,
     ):
-        task = progress.add_task(f"{config.users:,} users", total=config.blocks)
         report = generate_world(
             engine,
             settings.data_dir,
             config,
             replace=replace,
-            on_block=lambda done, _total: progress.update(task, completed=done),
+            on_block=lambda done, total: report_progress(label, done, total),
         )
+    if as_json:
+        print_json(
+            {
+                "tenant": config.tenant_id,
+                "start": config.start,
+                "end": last,
+                "users": config.users,
+                "rows": report.rows,
+                "seconds": report.seconds,
+                "truth_dir": str(report.truth_dir),
+            }
+        )
+        return
     table = Table(title=f"world of tenant {config.tenant_id!r}")
     table.add_column("table")
     table.add_column("rows", justify="right")
@@ -100,10 +119,8 @@ def generate_cmd(
 @app.command("stats")
 @handle_errors
 def stats_cmd(
-    tenant: str | None = typer.Option(
-        None, "--tenant", help="Tenant id (default ROIML_TENANT_ID)."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    tenant: str | None = TENANT_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Row counts and base rates (moves per year, open rates, ...) of a tenant's data."""
     from roiml.world.stats import world_stats
@@ -113,7 +130,7 @@ def stats_cmd(
     with open_engine(settings) as engine:
         stats = world_stats(engine, settings.data_dir, tenant_id)
     if as_json:
-        console.print_json(json.dumps(stats))
+        print_json(stats)
         return
     if not stats["rows"]["users"]:
         console.print(f"tenant {tenant_id!r} has no users; run `roiml world generate` first")

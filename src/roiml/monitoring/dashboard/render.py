@@ -151,7 +151,7 @@ def _no_monitoring(chart_id: str) -> str:
     return (
         f'<figure class="chart" data-chart="{chart_id}" data-empty="true"><figcaption>'
         'No monitoring yet</figcaption><p class="empty-text">No <code>ml_monitoring</code> rows '
-        "for this tenant: run <code>roiml monitor run --period YYYY-MM-DD</code> (the daily DAG "
+        "for this tenant: run <code>roiml monitor run --date YYYY-MM-DD</code> (the daily DAG "
         "does) to compute drift and realised performance.</p></figure>"
     )
 
