@@ -204,7 +204,9 @@ def create_app(settings: Settings, components: Components | None = None) -> Fast
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type"],
+            # A browser client may send its own request id and read the one answered.
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID"],
         )
     install_auth(app, settings)
     install_rate_limiter(app, parts.rate_limiter)
