@@ -267,6 +267,53 @@ def test_models_are_listed_with_their_feature_services(api: Api) -> None:
     assert unknown.status_code == 404 and "no_such_model" in unknown.json()["detail"]
 
 
+def test_the_online_store_is_read_as_it_is(api: Api, served_world: World) -> None:
+    """Feast's online read: each asked set's stored vector with its as-of and age, no fallback;
+    an id of no homeowner is a 404 item; bad input a 422 naming the fix."""
+    body = {"entity_ids": ["user_3", "ghost", "user_4"], "feature_sets": ["property", "market"]}
+    response = api.client.post("/v1/features/online", json=body)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["tenant_id"] == TENANT and answer["feature_sets"] == ["property", "market"]
+    first, ghost, third = answer["results"]
+    assert [first["entity_id"], ghost["entity_id"], third["entity_id"]] == body["entity_ids"]
+    assert first["status"] == 200 and third["status"] == 200
+    assert ghost["status"] == 404 and "ghost" in ghost["detail"]
+    assert ghost["feature_sets"] == {"property": None, "market": None}
+    stored = first["feature_sets"]["property"]
+    # The materialised day's vector (as of that day), read at the serving clock.
+    assert stored["as_of"].startswith(str(WORLD_END - timedelta(days=1)))
+    as_of = datetime.fromisoformat(stored["as_of"].replace("Z", "+00:00")).replace(tzinfo=None)
+    assert stored["age_seconds"] == pytest.approx((SERVING_NOW - as_of).total_seconds())
+    # The same values a prediction reads from the online store (the library's own read).
+    engine = make_engine(served_world.settings.resolved_database_url)
+    store = FeatureStore(engine, TENANT, served_world.settings.data_dir, api.components.online)
+    direct = store.get_online_features(["user_3"], ["property"], now=SERVING_NOW)[0]
+    engine.dispose()
+    assert direct.sets["property"] is not None
+    assert stored["features"] == direct.sets["property"].values
+    assert set(stored["features"]) >= {"property_sqft", "property_latitude"}
+
+    every = api.client.post("/api/ml/v1/features/online", json={"entity_ids": ["user_3"]})
+    assert every.status_code == 200
+    assert every.json()["feature_sets"] == [
+        "behavioral",
+        "property",
+        "transactional",
+        "market",
+        "temporal",
+    ]
+    for bad, needle in (
+        ({"entity_ids": ["user_3"], "feature_sets": ["nope"]}, "the tenant's sets are"),
+        ({"entity_ids": []}, "entity_ids"),
+        ({"entity_ids": [f"user_{i}" for i in range(101)]}, "entity_ids"),
+        ({"entity_ids": ["user_3"], "extra": 1}, "extra"),
+    ):
+        refused = api.client.post("/v1/features/online", json=bad)
+        assert refused.status_code == 422, refused.text
+        assert needle in refused.text
+
+
 def test_service_health_and_metrics(api: Api) -> None:
     _predict(api, "move-probability", {"entity_id": "user_2"})
     health = api.client.get("/health")

@@ -105,6 +105,31 @@ def test_get_matrix_puts_all_sets_of_an_entity_in_one_row(store: OnlineStore, te
     assert empty.values.shape == (0, 4) and empty.found.shape == (0, 2)
 
 
+def test_a_stamped_read_gives_each_found_vectors_as_of(store: OnlineStore, tenant: str) -> None:
+    """The online read a person makes shows how old each set is: one round trip, the same
+    values and found flags as get_matrix, each found vector's as-of from its header."""
+    store.write_day(
+        frame(YESTERDAY, {"u1": [1.0, 2.0, 3.0]}, PROFILE.feature_names), tenant, "USER", PROFILE
+    )
+    store.write_day(
+        frame(TODAY, {"u1": [7.0], "u2": [8.0]}, ACTIVITY.feature_names), tenant, "USER", ACTIVITY
+    )
+    ids, sets = ["u1", "u2", "u3"], [PROFILE, ACTIVITY]
+    stamped = store.get_stamped(tenant, "USER", ids, sets, NOW)
+    plain = store.get_matrix(tenant, "USER", ids, sets, NOW)
+    np.testing.assert_array_equal(stamped.values, plain.values)
+    assert (
+        stamped.found.tolist()
+        == plain.found.tolist()
+        == [[True, True], [False, True], [False, False]]
+    )
+    assert stamped.as_of_us[0].tolist() == [to_epoch_us(YESTERDAY), to_epoch_us(TODAY)]
+    assert stamped.as_of_us[1, 1] == to_epoch_us(TODAY)
+    # Past ACTIVITY's two-day TTL it is not found, so its stamp is not read.
+    later = store.get_stamped(tenant, "USER", ["u1"], sets, TODAY + timedelta(days=3))
+    assert later.found.tolist() == [[True, False]]
+
+
 def test_expiry_is_checked_at_read_time(store: OnlineStore, tenant: str) -> None:
     store.write_day(frame(TODAY, {"u1": [1.0]}, ACTIVITY.feature_names), tenant, "USER", ACTIVITY)
     just_valid = TODAY + ACTIVITY.ttl

@@ -150,6 +150,11 @@ OPENAPI_TAGS: list[dict[str, str]] = [
         "each reads (its feature service), and each one's traffic, errors and drift.",
     },
     {
+        "name": "features",
+        "description": "The online store as it is: each homeowner's stored feature vectors "
+        "per feature set, with how old each is (Feast's online read; no fallback).",
+    },
+    {
         "name": "service",
         "description": "Liveness and dependencies (public status; details need the admin "
         "scope) and Prometheus metrics.",

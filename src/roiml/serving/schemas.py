@@ -47,6 +47,10 @@ __all__ = [
     "FeedbackRequest",
     "FeedbackResponse",
     "ModelHealth",
+    "OnlineEntityFeatures",
+    "OnlineFeaturesRequest",
+    "OnlineFeaturesResponse",
+    "OnlineSetValues",
     "PredictionRequest",
     "PredictionResponse",
     "ServiceHealth",
@@ -505,3 +509,52 @@ class FeatureService(BaseModel):
     name: str
     version: str
     features: list[FeatureInfo]
+
+
+FeatureSetName = Annotated[
+    str, StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*$")
+]
+
+
+class OnlineFeaturesRequest(_Strict):
+    """Which homeowners' stored features to read, and which feature sets."""
+
+    entity_ids: list[EntityId] = Field(
+        min_length=1,
+        max_length=100,
+        description="Up to 100 homeowner ids; the answers keep this order.",
+        examples=[["user_1", "user_2"]],
+    )
+    feature_sets: list[FeatureSetName] | None = Field(
+        default=None,
+        max_length=16,
+        description="Feature sets to read (behavioral, property, transactional, market, "
+        "temporal); default: every set.",
+        examples=[["property", "market"]],
+    )
+
+
+class OnlineSetValues(BaseModel):
+    """One feature set's vector as the online store holds it."""
+
+    as_of: UtcDatetime = Field(description="The instant the vector describes (UTC).")
+    age_seconds: float = Field(description="How old it was when read.")
+    features: dict[str, float | None] = Field(description="Each feature's value; null = null.")
+
+
+class OnlineEntityFeatures(BaseModel):
+    """One homeowner's stored vectors: a set the store holds none of (never written, past its
+    TTL, written under another definition) is null."""
+
+    entity_id: str
+    status: Literal[200, 404] = Field(description="404: no homeowner of the tenant has this id.")
+    detail: str | None = Field(default=None, description="Why the status is not 200.")
+    feature_sets: dict[str, OnlineSetValues | None]
+
+
+class OnlineFeaturesResponse(BaseModel):
+    """The online store's answer for each asked homeowner, in the order asked."""
+
+    tenant_id: str
+    feature_sets: list[str]
+    results: list[OnlineEntityFeatures]

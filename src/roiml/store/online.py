@@ -28,6 +28,7 @@ from roiml.store.online_records import (
     FeatureVector,
     OnlineFeatureSet,
     OnlineMatrix,
+    StampedMatrix,
     VectorRows,
 )
 from roiml.store.online_redis import RedisOnlineStore
@@ -40,6 +41,7 @@ __all__ = [
     "OnlineFeatureSet",
     "OnlineMatrix",
     "OnlineStore",
+    "StampedMatrix",
     "VectorRows",
     "open_online_store",
     "redis_read_client",
@@ -72,6 +74,19 @@ class OnlineStore(Protocol):
     ) -> OnlineMatrix:
         """All sets of all ``entity_ids`` as one matrix (the serving path); a vector missing,
         expired at ``now`` or written under another definition is NaN and not found."""
+        ...
+
+    def get_stamped(
+        self,
+        tenant: str,
+        entity_type: EntityType | str,
+        entity_ids: Sequence[str],
+        feature_sets: Sequence[OnlineFeatureSet],
+        now: datetime | None = None,
+    ) -> StampedMatrix:
+        """:meth:`get_matrix` with each found vector's as_of: the online read a person or a
+        notebook makes (``roiml features online``, ``POST /v1/features/online``), which shows
+        how old each set is."""
         ...
 
     def get_vectors(

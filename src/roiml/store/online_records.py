@@ -43,6 +43,7 @@ __all__ = [
     "OnlineFeatureSet",
     "OnlineMatrix",
     "RecordStore",
+    "StampedMatrix",
     "VectorRows",
     "decode_records",
     "encode_day",
@@ -109,6 +110,15 @@ class OnlineMatrix(NamedTuple):
 
     values: FeatureMatrix
     found: npt.NDArray[np.bool_]
+
+
+class StampedMatrix(NamedTuple):
+    """:class:`OnlineMatrix` with each found vector's ``as_of`` (µs since the epoch, shape
+    (entities, sets)); where a vector was not found its entry is meaningless (``found`` says)."""
+
+    values: FeatureMatrix
+    found: npt.NDArray[np.bool_]
+    as_of_us: npt.NDArray[np.int64]
 
 
 def to_epoch_us(moment: datetime | None) -> int:
@@ -337,6 +347,30 @@ class RecordStore(ABC):
         return decode_records(
             records, len(entity_ids), feature_sets, to_epoch_us(now), self._warned
         )
+
+    def get_stamped(
+        self,
+        tenant: str,
+        entity_type: EntityType | str,
+        entity_ids: Sequence[str],
+        feature_sets: Sequence[OnlineFeatureSet],
+        now: datetime | None = None,
+    ) -> StampedMatrix:
+        """See :meth:`roiml.store.online.OnlineStore.get_stamped`."""
+        prefixes = [self._prefix(tenant, entity_type, fs.name) for fs in feature_sets]
+        keys = [prefix + entity for entity in _encoded(entity_ids) for prefix in prefixes]
+        records = self._fetch(keys) if keys else []
+        values, found = decode_records(
+            records, len(entity_ids), feature_sets, to_epoch_us(now), self._warned
+        )
+        # The header's first slot of each record, read where the record decoded as found (so
+        # it is whole); the stand-in elsewhere is never read.
+        heads = b"".join(
+            r[:8] if hit and r is not None else bytes(8)
+            for r, hit in zip(records, found.ravel().tolist(), strict=True)
+        )
+        as_of = np.frombuffer(heads, "<i8").reshape(found.shape).astype(np.int64)
+        return StampedMatrix(values, found, as_of)
 
     def get_vectors(
         self,

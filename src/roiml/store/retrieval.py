@@ -26,12 +26,14 @@ from roiml.features.engineer import FeatureEngineer
 from roiml.features.frame import AS_OF, ENTITY_ID
 from roiml.store import cold
 from roiml.store.online import DEFAULT_TTL, OnlineFeatureSet, OnlineStore
+from roiml.store.online_read import OnlineFeatures, read_online
 from roiml.store.pit import point_in_time_join
 from roiml.store.vectors import FeatureSource, PredictionVectors
 
 __all__ = [
     "FeatureSource",
     "FeatureStore",
+    "OnlineFeatures",
     "PredictionFeatures",
 ]
 
@@ -173,11 +175,7 @@ class FeatureStore:
         if unknown:
             model = f"{model_type} " if model_type is not None else ""
             raise FeatureError(f"{model}inputs {unknown} are not features of the catalog")
-        if self._vectors is None:
-            self._vectors = PredictionVectors(
-                self.engine, self.online, catalog=self.catalog, ttl=self.ttl
-            )
-        vectors = self._vectors.read(self.tenant_id, wanted, [entity_id], now=now)
+        vectors = self._prediction_vectors().read(self.tenant_id, wanted, [entity_id], now=now)
         error = vectors.errors.get(0)
         if error is not None:
             raise FeatureError(error.detail)
@@ -186,6 +184,30 @@ class FeatureStore:
             for name, value in zip(wanted, vectors.values[0].tolist(), strict=True)
         }
         return PredictionFeatures(entity_id, values, vectors.set_sources(0))
+
+    def get_online_features(
+        self,
+        entity_ids: Sequence[str],
+        feature_sets: Sequence[str] | None = None,
+        *,
+        now: datetime | None = None,
+    ) -> list[OnlineFeatures]:
+        """What the online store holds for ``entity_ids`` (Feast's ``get_online_features``):
+        per feature set (default: all), the stored vector with its as-of and age, or None
+        where the store holds none fresh; no fallback to the warm store or to computing
+        (that is :meth:`create_prediction_features`). See
+        :func:`roiml.store.online_read.read_online`.
+        """
+        return read_online(
+            self._prediction_vectors(), self.tenant_id, entity_ids, feature_sets, now
+        )
+
+    def _prediction_vectors(self) -> PredictionVectors:
+        if self._vectors is None:
+            self._vectors = PredictionVectors(
+                self.engine, self.online, catalog=self.catalog, ttl=self.ttl
+            )
+        return self._vectors
 
     def _entity_frame(
         self,

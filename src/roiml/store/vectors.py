@@ -243,6 +243,10 @@ class PredictionVectors:
         """Stop the reader threads."""
         self._reader.shutdown(wait=False, cancel_futures=True)
 
+    def online_sets(self, tenant: str) -> dict[str, OnlineFeatureSet]:
+        """``tenant``'s feature sets as the online store holds them (its catalog's)."""
+        return self._of(tenant).online_sets
+
     def existing(self, tenant: str, entity_ids: Sequence[str]) -> set[str]:
         """Which of ``entity_ids`` are users of ``tenant``."""
         return known_users(self.engine, tenant, entity_ids)

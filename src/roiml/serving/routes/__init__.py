@@ -1,7 +1,15 @@
 """The API's routes, one ``APIRouter`` per concern; :func:`roiml.serving.app.create_app`
 includes :data:`ROUTERS` in this order (the order of the OpenAPI document)."""
 
-from roiml.serving.routes import batch, dashboard, feedback, health, models, predictions
+from roiml.serving.routes import (
+    batch,
+    dashboard,
+    features,
+    feedback,
+    health,
+    models,
+    predictions,
+)
 
 __all__ = ["ROUTERS"]
 
@@ -9,6 +17,7 @@ ROUTERS = (
     predictions.router,
     batch.router,
     models.router,
+    features.router,
     feedback.router,
     health.router,
     dashboard.router,
