@@ -12,7 +12,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -25,6 +27,7 @@ from sqlalchemy import Engine
 sys.path.insert(0, str(Path(__file__).parent / "security"))
 
 from serving_stubs import MOVE, make_api, make_parts, migrated_engine
+from tests.test_api import ROUTES, _components, served_world  # noqa: F401 (a fixture)
 from tests.test_serving_security import (
     SECRET,
     TestClient,
@@ -34,6 +37,7 @@ from tests.test_serving_security import (
     make_settings,
 )
 
+from model_world import World
 from roiml.db.engine import tenant_session
 from roiml.db.enums import EntityType, ModelStatus, ModelType
 from roiml.db.ml_tables import MLFeatureValue, MLModel, MLMonitoring
@@ -44,7 +48,8 @@ from roiml.logs import (
     configure_logging,
     current_request_id,
 )
-from roiml.serving.app import _Edge
+from roiml.models.train import TrainingReport
+from roiml.serving.app import _Edge, asgi
 from roiml.serving.metrics import ServingMetrics, class_label, render
 from roiml.serving.monitoring_gauges import (
     TOP_FEATURES,
@@ -528,3 +533,58 @@ def test_the_gauges_render_in_multiprocess_mode(tmp_path: Path) -> None:
     metrics.add_collector("monitoring", gauges)
     text = render(metrics, str(tmp_path), None, all_tenants=True).decode()
     assert 'roiml_feature_freshness_seconds{feature_set="market",tenant="acme"} 0.0' in text
+
+
+# --- the app as served: four models, real artifacts ----------------------------------------------
+
+
+def test_the_served_app_counts_by_version_and_logs_each_request(
+    served_world: World,  # noqa: F811 (test_api's fixture, imported above)
+    trained_models: dict[str, TrainingReport],
+    lines: io.StringIO,
+) -> None:
+    """Every route of the real app over the trained models: each answer counted under the
+    version that gave it (the contact-timing class as its weekday), each request one access
+    line with its id, and the gauges read from the world's warm store in the background."""
+    versions = {name: "7" for name in ROUTES.values()}
+    components = _components(served_world.settings, trained_models, versions)
+    with TestClient(asgi(served_world.settings, components)) as client:
+        for route in ROUTES:
+            answer = client.post(
+                f"/v1/predict/{route}",
+                json={"entity_id": "user_3"},
+                headers={"X-Request-ID": route},
+            )
+            assert answer.status_code == 200, answer.text
+            assert answer.headers["x-request-id"] == route
+        deadline = time.monotonic() + 30
+        while "roiml_feature_freshness_seconds{" not in (text := client.get("/metrics").text):
+            assert time.monotonic() < deadline, "the gauges were never read"
+            time.sleep(0.1)
+    for name in ROUTES.values():
+        assert (
+            f'roiml_prediction_duration_seconds_count{{model="{name}",model_version="7"}} 1.0'
+            in text
+        )
+    timing = re.search(
+        r'roiml_predictions_total\{model="contact_timing_model",model_version="7",'
+        r'predicted_class="([^"]*)",tenant="m"\} 1.0',
+        text,
+    )
+    assert timing is not None and timing.group(1) in {
+        "MON",
+        "TUE",
+        "WED",
+        "THU",
+        "FRI",
+        "SAT",
+        "SUN",
+    }
+    # The day before the world's end was materialised (as of its midnight); now is 09:00 at
+    # the end: 33 hours.
+    assert 'roiml_feature_freshness_seconds{feature_set="market",tenant="m"} 118800.0' in text
+    assert "# TYPE roiml_model_drifting gauge" in text
+    served = [r for r in access_lines(lines) if str(r["route"]).startswith("/api/ml/v1/predict/")]
+    assert [(r["request_id"], r["status"], r["tenant"]) for r in served] == [
+        (route, 200, "m") for route in ROUTES
+    ]
