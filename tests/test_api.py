@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 
 from model_world import SERVING_NOW, TENANT, WORLD_END, World
+from roiml.client import ApiError, Client
 from roiml.db.engine import make_engine
 from roiml.db.enums import ModelType
 from roiml.models.artifact import ModelArtifact
@@ -312,6 +313,35 @@ def test_the_online_store_is_read_as_it_is(api: Api, served_world: World) -> Non
         refused = api.client.post("/v1/features/online", json=bad)
         assert refused.status_code == 422, refused.text
         assert needle in refused.text
+
+
+def test_the_python_client_speaks_for_the_api(api: Api) -> None:
+    """``roiml.Client``, as a notebook uses it: the same answers as the routes, a refusal an
+    ApiError carrying the status and the API's detail."""
+    # The test client's transport: the app in process, as the routes' own tests reach it.
+    with Client("http://testserver", transport=api.client._transport) as client:
+        answer = client.predict("move-probability", "user_3")
+        assert answer["entity_id"] == "user_3" and answer["model_version"] == "1"
+        given = client.predict("property-value", "user_3", horizon_months=6)
+        assert given["details"]["interval_low"] <= given["predicted_value"]
+        batch = client.predict_batch(
+            [
+                {"entity_id": "user_3", "prediction_type": "MOVE_PROBABILITY"},
+                {"entity_id": "ghost", "prediction_type": "MOVE_PROBABILITY"},
+            ]
+        )
+        assert batch["prediction_indexes"] == [0] and batch["errors"][0]["index"] == 1
+        stored = client.online_features(["user_3"], ["market"])
+        assert stored["results"][0]["feature_sets"]["market"] is not None
+        assert {m["name"] for m in client.models()["models"]} == set(ROUTES.values())
+        inputs = client.feature_service("move_probability_model")["features"]
+        assert inputs and all("name" in f for f in inputs)
+        with pytest.raises(ApiError) as unknown:
+            client.predict("move-probability", "ghost")
+        assert unknown.value.status == 404 and "ghost" in str(unknown.value.detail)
+        with pytest.raises(ApiError) as refused:
+            client.online_features(["user_3"], ["nope"])
+        assert refused.value.status == 422 and "the tenant's sets are" in str(refused.value)
 
 
 def test_service_health_and_metrics(api: Api) -> None:

@@ -10,6 +10,10 @@ import roiml
 
 PUBLIC = {
     "roiml": {
+        "ApiError",
+        "Client",
+        "FeatureStore",
+        "ModelRegistry",
         "Settings",
         "WorldConfig",
         "WorldReport",

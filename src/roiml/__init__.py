@@ -15,13 +15,20 @@ from typing import TYPE_CHECKING
 from roiml.lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from roiml.client import ApiError, Client
     from roiml.db.engine import make_engine, tenant_session
     from roiml.db.migrate import upgrade as upgrade_database
     from roiml.ingest import import_file
+    from roiml.registry import ModelRegistry
     from roiml.settings import Settings, get_settings
+    from roiml.store.retrieval import FeatureStore
     from roiml.world import WorldConfig, WorldReport, generate_world, world_stats
 
 __all__ = [
+    "ApiError",
+    "Client",
+    "FeatureStore",
+    "ModelRegistry",
     "Settings",
     "WorldConfig",
     "WorldReport",
@@ -39,6 +46,10 @@ __version__ = "0.1.0"
 __getattr__, __dir__ = lazy_exports(
     globals(),
     {
+        "ApiError": "roiml.client",
+        "Client": "roiml.client",
+        "FeatureStore": "roiml.store.retrieval",
+        "ModelRegistry": "roiml.registry",
         "Settings": "roiml.settings",
         "WorldConfig": "roiml.world",
         "WorldReport": "roiml.world",

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from sqlalchemy import Engine, delete
 
 from roiml.db.base import utcnow
-from roiml.db.engine import tenant_session
+from roiml.db.engine import make_engine, tenant_session
 from roiml.db.enums import ModelType
 from roiml.db.ml_tables import MLFeatureValue
 from roiml.errors import FeatureError
@@ -24,8 +24,9 @@ from roiml.features.declared import load_tenant_catalog
 from roiml.features.engine import FeatureEngine
 from roiml.features.engineer import FeatureEngineer
 from roiml.features.frame import AS_OF, ENTITY_ID
+from roiml.settings import Settings
 from roiml.store import cold
-from roiml.store.online import DEFAULT_TTL, OnlineFeatureSet, OnlineStore
+from roiml.store.online import DEFAULT_TTL, OnlineFeatureSet, OnlineStore, open_online_store
 from roiml.store.online_read import OnlineFeatures, read_online
 from roiml.store.pit import point_in_time_join
 from roiml.store.vectors import FeatureSource, PredictionVectors
@@ -80,6 +81,18 @@ class FeatureStore:
             name: OnlineFeatureSet(name, names, ttl) for name, names in catalog.feature_sets.items()
         }
         self._vectors: PredictionVectors | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, tenant_id: str | None = None) -> FeatureStore:
+        """The feature store the settings describe (their database and online store), for
+        ``tenant_id`` (default: the settings' tenant): what a notebook opens with
+        ``FeatureStore.from_settings(roiml.get_settings())``."""
+        return cls(
+            make_engine(settings.resolved_database_url),
+            tenant_id or settings.tenant_id,
+            settings.data_dir,
+            open_online_store(settings),
+        )
 
     def clear(self) -> None:
         """Delete every stored feature of this tenant, in all three tiers."""
