@@ -246,7 +246,7 @@ def run_day(
     with record_step(ctx.engine, ctx.tenant_id, ctx.as_of, "run", None) as run:
         report("extract", 0, total)
         rows["extract"] = run_step(ctx, "extract")
-        report(", ".join(COMPUTE_STEPS), 1, total)
+        report("compute", 1, total)
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             futures = {name: pool.submit(run_step, ctx, name) for name in COMPUTE_STEPS}
             for done, (name, future) in enumerate(futures.items(), start=2):
