@@ -336,6 +336,12 @@ def test_every_verb_that_prints_a_result_has_json(path: tuple[str, ...]) -> None
     assert "--json" in options, f"roiml {' '.join(path)} has no --json"
 
 
+def test_flags_have_no_type_label() -> None:
+    """Typer labels every flag ``<bool>``; the help shows the type of options with values only."""
+    shown = invoke("world", "generate", "--help").stdout
+    assert "<bool>" not in shown and "<int>" in shown and "--replace" in shown
+
+
 def test_the_root_has_data_dir_and_tenant_with_help() -> None:
     result = invoke("--help")
     assert result.exit_code == 0

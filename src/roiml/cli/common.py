@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from roiml.settings import Settings
 
 __all__ = [
-    "DATE_HELP",
     "JSON_OPTION",
     "TENANT_OPTION",
     "ProgressReporter",
@@ -48,7 +47,6 @@ TENANT_OPTION: Any = typer.Option(
 JSON_OPTION: Any = typer.Option(
     False, "--json", help="Print one JSON document on stdout (notices go to stderr)."
 )
-DATE_HELP = "YYYY-MM-DD"
 
 # Set by the root command from `roiml --data-dir D --tenant T VERB`; applied to the settings by
 # settings_or_exit(), so every verb sees them through the one Settings object.

@@ -18,7 +18,7 @@ import typer
 
 # Typer 0.29 carries its own copy of click: its commands and contexts are of these classes.
 from typer import _click
-from typer.core import TyperCommand, TyperGroup
+from typer.core import TyperCommand, TyperGroup, TyperOption
 from typer.main import get_group_from_info
 from typer.models import TyperInfo
 
@@ -46,6 +46,18 @@ def _group_info(name: str) -> TyperInfo:
     sub_app = import_module(module).app
     assert isinstance(sub_app, typer.Typer), module
     return TyperInfo(sub_app, name=name, help=help_text)
+
+
+_type_label = TyperOption.display_type_rich
+
+
+def _no_label_on_flags(self: TyperOption, ctx: _click.Context) -> str | None:
+    """The type column of an option's help row, empty for a flag: Typer 0.29 writes
+    ``<bool>`` beside every flag (``--json``, ``--help``), which says nothing a flag does not."""
+    return None if getattr(self, "is_flag", False) else _type_label(self, ctx)
+
+
+TyperOption.display_type_rich = _no_label_on_flags  # type: ignore[method-assign]
 
 
 class _Placeholder(TyperCommand):
