@@ -10,7 +10,14 @@ from hypothesis.extra.numpy import arrays
 from scipy import stats
 
 from roiml.errors import ConfigurationError
-from roiml.monitoring.drift import DriftPolicy, DriftRule, detect_drift
+from roiml.monitoring.drift import (
+    DISTRIBUTION_BINS,
+    SUMMARY_QUANTILES,
+    DriftPolicy,
+    DriftRule,
+    detect_drift,
+    distribution_summary,
+)
 from roiml.two_sample import categorical_statistics, numeric_statistics
 
 
@@ -191,3 +198,32 @@ def test_drift_rule_parsing() -> None:
         DriftRule.parse("jensen")
     with pytest.raises(ConfigurationError, match="not a number"):
         DriftRule.parse("psi:high")
+
+
+def test_each_feature_stores_both_sides_shapes_on_shared_bins() -> None:
+    rng = np.random.default_rng(11)
+    reference = np.column_stack(
+        [rng.normal(0, 1, 4000), rng.choice([0.0, 1.0], 4000, p=[0.8, 0.2])]
+    )
+    current = np.column_stack([rng.normal(2, 1, 1500), rng.choice([0.0, 1.0], 1500, p=[0.4, 0.6])])
+    current[:100, 0] = np.nan
+    drift = detect_drift(reference, current, ["x", "flag"])
+    shape = drift["x"].as_json()["distribution"]
+    assert len(shape["edges"]) == DISTRIBUTION_BINS + 1
+    assert sum(shape["reference"]) == pytest.approx(1, abs=1e-3)
+    assert sum(shape["current"]) == pytest.approx(1, abs=1e-3)  # of the non-null values
+    assert shape["quantiles"]["p"] == list(SUMMARY_QUANTILES)
+    assert shape["quantiles"]["reference"][2] == pytest.approx(0, abs=0.1)
+    assert shape["quantiles"]["current"][2] == pytest.approx(2, abs=0.1)
+    # The mass moved right: the current side's upper half of the bins holds most of it.
+    half = DISTRIBUTION_BINS // 2
+    assert sum(shape["current"][half:]) > 0.7 > sum(shape["reference"][half:])
+    levels = drift["flag"].as_json()["distribution"]
+    assert levels["levels"] == [0.0, 1.0]
+    assert levels["reference"][1] == pytest.approx(0.2, abs=0.03)
+    assert levels["current"][1] == pytest.approx(0.6, abs=0.04)
+    # A side with no value has no shape to draw.
+    assert distribution_summary(np.array([np.nan]), np.array([1.0])) is None
+    # One value everywhere still gives a drawable bin around it.
+    flat = distribution_summary(np.ones(10), np.ones(5))
+    assert flat is not None and flat["edges"][0] < 1 < flat["edges"][-1]

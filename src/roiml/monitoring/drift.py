@@ -44,13 +44,16 @@ from roiml.settings import Settings
 from roiml.two_sample import categorical_statistics, numeric_statistics
 
 __all__ = [
+    "DISTRIBUTION_BINS",
     "MEAN_SHIFT",
     "NOT_JUDGED",
     "SHARED_STEP",
+    "SUMMARY_QUANTILES",
     "DriftPolicy",
     "DriftRule",
     "FeatureDrift",
     "detect_drift",
+    "distribution_summary",
 ]
 
 Method = Literal["wasserstein", "psi", "ks", "chi2"]
@@ -58,6 +61,10 @@ _NUMERIC: frozenset[str] = frozenset({"wasserstein", "psi", "ks"})
 _CATEGORICAL: frozenset[str] = frozenset({"psi", "chi2"})
 _PVALUE: frozenset[str] = frozenset({"ks", "chi2"})
 _SCORE_CAP = 1e6
+# The stored shape of each side (distribution_summary): bins of the shared histogram, and the
+# quantiles a box of a distribution is drawn from.
+DISTRIBUTION_BINS = 12
+SUMMARY_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 # Methods of a feature given no verdict, and the one judging a shared value's step.
 NOT_JUDGED, SHARED_STEP, MEAN_SHIFT = "not_judged", "shared_step", "mean_shift"
 
@@ -184,6 +191,9 @@ class FeatureDrift:
     note: str | None = None
     # the move of the mean the same dates made a year earlier, in reference std (None: unknown)
     seasonal_move: float | None = None
+    # Both sides' shapes, compact (see distribution_summary): what a dashboard draws as
+    # reference against current; None when a side has no value.
+    distribution: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The entry as stored in ``ml_monitoring.feature_drift`` (NaN becomes null)."""
@@ -313,8 +323,65 @@ def detect_drift(
             relation=relation.value,
             note=note,
             seasonal_move=expected / std if expected is not None else None,
+            distribution=distribution_summary(reference[:, i], current[:, i], kind),
         )
     return out
+
+
+def distribution_summary(
+    reference: np.ndarray, current: np.ndarray, kind: str = "numeric"
+) -> dict[str, Any] | None:
+    """Both samples' shapes in a few dozen numbers, for drawing reference against current.
+
+    Numeric: a histogram of ``DISTRIBUTION_BINS`` equal-width bins shared by both sides (from
+    the lower of the two 1st percentiles to the higher of the two 99th, so one outlier does not
+    squash the rest into a bin; values outside fall into the end bins), each side's shares of
+    its non-null values, and each side's ``SUMMARY_QUANTILES``. Categorical: the shares of
+    each level. Nulls are left out (the entry's null rates count them); ``None`` when a side has
+    no value. Rounded to 4 significant digits: a picture, not a statistic.
+    """
+    ref = reference[np.isfinite(reference)]
+    cur = current[np.isfinite(current)]
+    if ref.size == 0 or cur.size == 0:
+        return None
+    if kind == "categorical":
+        levels = np.unique(np.concatenate([ref, cur]))
+        if levels.size > DISTRIBUTION_BINS:
+            # Levels new in the current side can be many: the most common ones are kept.
+            weight = [
+                np.count_nonzero(ref == v) / ref.size + np.count_nonzero(cur == v) / cur.size
+                for v in levels
+            ]
+            levels = np.sort(levels[np.argsort(weight)[::-1][:DISTRIBUTION_BINS]])
+        return {
+            "levels": [_round(v) for v in levels],
+            "reference": [_round(np.count_nonzero(ref == v) / ref.size) for v in levels],
+            "current": [_round(np.count_nonzero(cur == v) / cur.size) for v in levels],
+        }
+    probs = np.array(SUMMARY_QUANTILES)
+    ref_q, cur_q = np.quantile(ref, probs), np.quantile(cur, probs)
+    low = min(np.quantile(ref, 0.01), np.quantile(cur, 0.01))
+    high = max(np.quantile(ref, 0.99), np.quantile(cur, 0.99))
+    if not high > low:
+        # One value on both sides (or nearly): a single bin around it.
+        low, high = low - 0.5, high + 0.5
+    edges = np.linspace(low, high, DISTRIBUTION_BINS + 1)
+    ref_counts, _ = np.histogram(np.clip(ref, low, high), bins=edges)
+    cur_counts, _ = np.histogram(np.clip(cur, low, high), bins=edges)
+    return {
+        "edges": [_round(v) for v in edges],
+        "reference": [_round(c / ref.size) for c in ref_counts],
+        "current": [_round(c / cur.size) for c in cur_counts],
+        "quantiles": {
+            "p": list(SUMMARY_QUANTILES),
+            "reference": [_round(v) for v in ref_q],
+            "current": [_round(v) for v in cur_q],
+        },
+    }
+
+
+def _round(value: float) -> float:
+    return float(f"{float(value):.4g}")
 
 
 def _seasonal(moved: float, expected: float, line: float) -> bool:
