@@ -227,3 +227,10 @@ def test_each_feature_stores_both_sides_shapes_on_shared_bins() -> None:
     # One value everywhere still gives a drawable bin around it.
     flat = distribution_summary(np.ones(10), np.ones(5))
     assert flat is not None and flat["edges"][0] < 1 < flat["edges"][-1]
+
+
+def test_whole_numbers_get_a_bin_each_centred_on_the_value() -> None:
+    counts = distribution_summary(np.array([0.0, 1, 1, 2, 3]), np.array([0.0, 1, 3]))
+    assert counts is not None
+    assert counts["edges"] == [-0.5, 0.5, 1.5, 2.5, 3.5]
+    assert counts["reference"] == [0.2, 0.4, 0.2, 0.2]

@@ -335,7 +335,8 @@ def distribution_summary(
 
     Numeric: a histogram of ``DISTRIBUTION_BINS`` equal-width bins shared by both sides (from
     the lower of the two 1st percentiles to the higher of the two 99th, so one outlier does not
-    squash the rest into a bin; values outside fall into the end bins), each side's shares of
+    squash the rest into a bin; values outside fall into the end bins; whole numbers spanning
+    fewer values than that get a bin each), each side's shares of
     its non-null values, and each side's ``SUMMARY_QUANTILES``. Categorical: the shares of
     each level. Nulls are left out (the entry's null rates count them); ``None`` when a side has
     no value. Rounded to 4 significant digits: a picture, not a statistic.
@@ -362,10 +363,18 @@ def distribution_summary(
     ref_q, cur_q = np.quantile(ref, probs), np.quantile(cur, probs)
     low = min(np.quantile(ref, 0.01), np.quantile(cur, 0.01))
     high = max(np.quantile(ref, 0.99), np.quantile(cur, 0.99))
-    if not high > low:
-        # One value on both sides (or nearly): a single bin around it.
-        low, high = low - 0.5, high + 0.5
-    edges = np.linspace(low, high, DISTRIBUTION_BINS + 1)
+    whole = bool(np.all(ref == np.round(ref)) and np.all(cur == np.round(cur)))
+    if whole and np.ceil(high) - np.floor(low) < DISTRIBUTION_BINS:
+        # Counts and codes: a bin per whole value, centred on it (equal-width bins would put
+        # every value on an edge and leave every other bin empty).
+        edges = np.arange(np.floor(low), np.ceil(high) + 1) + np.array([[-0.5], [0.5]])
+        edges = np.append(edges[0], edges[1][-1])
+        low, high = float(edges[0]), float(edges[-1])
+    else:
+        if not high > low:
+            # One value on both sides (or nearly): a single bin around it.
+            low, high = low - 0.5, high + 0.5
+        edges = np.linspace(low, high, DISTRIBUTION_BINS + 1)
     ref_counts, _ = np.histogram(np.clip(ref, low, high), bins=edges)
     cur_counts, _ = np.histogram(np.clip(cur, low, high), bins=edges)
     return {
