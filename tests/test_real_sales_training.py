@@ -111,6 +111,23 @@ def test_a_sales_file_trains_by_dates_with_baselines_and_a_refit(
     assert reversed_.exit_code == 7 and "not before" in _line(reversed_.stderr)
 
 
+def test_tune_reads_the_recipe_and_features_training_reads(cli: CliRunner, tmp_path: Path) -> None:
+    """`roiml tune` on a sales file starts from the sales-records recipe's config and its
+    tenant's declared features, as `roiml train` does (it once read the homeowners' config,
+    whose value model has no priced purchases to learn from here)."""
+    output = tmp_path / "tuned"
+    args = ["tune", "--model", "property_value_model", "--trials", "1", "--tenant", TENANT]
+    result = cli.invoke(app, [*args, "--every-days", "90", "--output", str(output), "--json"])
+    assert result.exit_code == 0, result.output
+    assert "recipe: sales-records" in _line(result.stderr)
+    report = json.loads(result.stdout)
+    assert report["best_loss"] <= report["baseline_loss"]
+    tuned = yaml.safe_load((output / "property_value_model.yaml").read_text())
+    assert tuned["sale_rows"] == "buyers"  # the sales-records recipe's, carried into the file
+    wrong = cli.invoke(app, [*args, "--recipe", "nonsense"])
+    assert wrong.exit_code == 7 and "--recipe" in _line(wrong.stderr)
+
+
 def _line(text: str) -> str:
     """An error as one line (the console wraps it at the terminal's width)."""
     return " ".join(text.split())

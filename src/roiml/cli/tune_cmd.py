@@ -13,12 +13,14 @@ from roiml.cli.common import (
     JSON_OPTION,
     TENANT_OPTION,
     console,
+    err_console,
     handle_errors,
     open_engine,
     print_json,
     progress,
     settings_or_exit,
 )
+from roiml.cli.config_cmd import RECIPE_OPTION, check_recipe
 
 if TYPE_CHECKING:
     from roiml.models.tune import Trial
@@ -44,29 +46,58 @@ def tune(
         14, "--every-days", min=1, max=90, help="Days between training snapshots."
     ),
     seed: int = typer.Option(42, "--seed", help="Sampler seed: same seed, same trials."),
+    recipe: str = RECIPE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Search LightGBM parameters (TPE) scored on the validation period, never the test one.
 
-    Trial 0 is the starting config. The best config is written as <model>.yaml; train with it
-    through `roiml train --model NAME --config-dir DIR`.
+    Trial 0 is the starting config: --config-dir's, else the tenant's own (<data_dir>/configs/
+    <tenant>/), else the recipe's shipped one, the recipe read from the data as `roiml train`
+    reads it. The best config is written as <model>.yaml; train with it through
+    `roiml train --model NAME --config-dir DIR`.
     """
     # Optuna, LightGBM and scikit-learn take seconds to import: only for this verb.
+    from roiml.features.declared import load_tenant_catalog
     from roiml.models.artifact import model_type_of
-    from roiml.models.config import load_config
+    from roiml.models.config import Recipe
     from roiml.models.dataset import load_snapshots
+    from roiml.models.train import needs_grid, plan_training
     from roiml.models.tune import tune_model
 
+    check_recipe(recipe)
     settings = settings_or_exit()
     model_type = model_type_of(model)
     tenant_id = tenant or settings.tenant_id
-    config = load_config(model, config_dir)
     with progress(f"tune {model}", trials, quiet=as_json) as report:
         report("loading snapshots", 0, trials)
         with open_engine(settings) as engine:
-            snapshots = load_snapshots(
-                engine, tenant_id, settings.data_dir / "training" / tenant_id, every_days
+            # The same recipe, config and features as `roiml train` (a sales file's value model,
+            # a tenant's declared columns), so the tuned config is one training can take.
+            plan = plan_training(
+                settings,
+                engine,
+                tenant_id,
+                [model_type],
+                recipe=None if recipe == "auto" else Recipe(recipe),
+                config_dir=config_dir,
             )
+            loaded = plan.configs[model_type]
+            err_console.print(
+                f"recipe: {plan.recipe.recipe.value} ({plan.recipe.reason}); "
+                f"starting config: {loaded.source}",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+            snapshots = load_snapshots(
+                engine,
+                tenant_id,
+                settings.data_dir / "training" / tenant_id,
+                every_days,
+                catalog=load_tenant_catalog(settings.data_dir, tenant_id),
+                grid=needs_grid(plan),
+            )
+        config = loaded.config
         report("trial 0 (the starting config)", 0, trials)
 
         def show(trial: Trial) -> None:

@@ -15,16 +15,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import optuna
 import yaml
 
 from roiml.db.enums import ModelType
-from roiml.errors import TrainingError
+from roiml.errors import ConfigurationError, TrainingError
 from roiml.models.artifact import MODEL_NAMES
 from roiml.models.boosting import validation_loss
 from roiml.models.config import TrainingConfig
 from roiml.models.dataset import Snapshots
 from roiml.models.trainers import TRAINERS, TrainedModel
+
+try:
+    import optuna
+except ModuleNotFoundError as exc:  # an optional extra: the API's image does not carry it
+    raise ConfigurationError(
+        "tuning needs Optuna, which roiml installs only with its `tune` extra: "
+        "pip install 'roiml[tune]'"
+    ) from exc
 
 __all__ = ["SEARCH_SPACE", "TuningResult", "tune_model"]
 
