@@ -7,6 +7,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
@@ -279,6 +280,52 @@ def test_features_compute_of_an_unknown_entity_is_an_error(cli_env: Path) -> Non
     assert '"entity_id": "user_1"' in known.stdout
     both = invoke("features", "compute", "--entity", "user_1", "--entity", "ghost")
     assert "'ghost' is not a user" in flat(assert_clean_failure(both, 2))
+
+
+def test_features_online_reads_the_online_store_as_it_is(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Feast's online read from the CLI: each set's stored vector and its age, nothing
+    computed; a set the store does not hold is shown missing; an unknown id is an error."""
+    from roiml.settings import Settings
+    from roiml.store.materialize import materialize_day
+    from roiml.store.retrieval import FeatureStore
+
+    assert invoke("db", "upgrade").exit_code == 0
+    world = invoke(
+        "world", "generate", "--users", "20", "--start", "2024-01-01", "--end", "2024-02-29"
+    )
+    assert world.exit_code == 0, world.output
+    store = FeatureStore.from_settings(Settings(_env_file=None, data_dir=cli_env / "data"))
+    day = date(2024, 2, 28)
+    materialize_day(store, day, now=datetime(2024, 2, 28, 2), on_time=True)
+    store.online.close()
+    store.engine.dispose()
+    monkeypatch.setenv("ROIML_TODAY", "2024-02-29")  # the API's clock: the vectors are fresh
+    get_settings.cache_clear()
+    args = ["features", "online", "--entity", "user_1", "--entity", "user_2"]
+    read = invoke(*args, "--feature-set", "property", "--feature-set", "market", "--json")
+    assert read.exit_code == 0, read.output
+    first, second = json.loads(read.stdout)
+    assert first["entity_id"] == "user_1" and second["entity_id"] == "user_2"
+    stored = first["feature_sets"]["property"]
+    assert stored["as_of"] == "2024-02-28T00:00:00"
+    assert 24 * 3600 <= stored["age_seconds"] < 48 * 3600
+    assert "property_sqft" in stored["features"] and set(first["feature_sets"]) == {
+        "property",
+        "market",
+    }
+    shown = invoke(*args)
+    assert shown.exit_code == 0, shown.output
+    assert "behavioral" in shown.stdout and "2024-02-28 00:00:00" in shown.stdout
+    monkeypatch.setenv("ROIML_TODAY", "2024-03-30")  # past the 7-day TTL: missing, not computed
+    get_settings.cache_clear()
+    stale = json.loads(invoke(*args, "--json").stdout)
+    assert all(v is None for v in stale[0]["feature_sets"].values())
+    ghost = invoke("features", "online", "--entity", "user_1", "--entity", "ghost")
+    assert "'ghost' is not a user of tenant 'demo'" in flat(assert_clean_failure(ghost, 2))
+    bad = invoke("features", "online", "--entity", "user_1", "--feature-set", "nope")
+    assert "the tenant's sets are" in flat(assert_clean_failure(bad, 2))
 
 
 def test_pipeline_status_without_runs_says_how_to_make_one(cli_env: Path) -> None:

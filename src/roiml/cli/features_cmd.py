@@ -183,6 +183,82 @@ def compute_cmd(
         console.print(f"{frame.num_rows} rows; pass --output to keep them")
 
 
+@app.command("online")
+@handle_errors
+def online_cmd(
+    entity: list[str] = typer.Option(..., "--entity", help="Homeowner id (repeatable, up to 100)."),
+    feature_set: list[str] = typer.Option(
+        [], "--feature-set", help="A feature set to read (repeatable); default every set."
+    ),
+    tenant: str | None = TENANT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """What the online store holds for these homeowners, per feature set, and how old it is.
+
+    Feast's online read: no fallback to the warm store or to computing (a set the store holds
+    none fresh of is shown missing), the same read as POST /v1/features/online.
+    """
+    from roiml.serving.components import serving_clock
+
+    settings = settings_or_exit()
+    # "Now" as the API reads it: a pinned ROIML_TODAY (a demo, a replay) judges freshness then.
+    now = serving_clock(settings)()
+    with open_engine(settings) as engine:
+        store = _feature_store(settings, engine, tenant)
+        try:
+            read = store.get_online_features(entity, feature_set or None, now=now)
+        finally:
+            store.online.close()
+    unknown = [r.entity_id for r in read if not r.known]
+    if as_json:
+        print_json(
+            [
+                {
+                    "entity_id": r.entity_id,
+                    "known": r.known,
+                    "feature_sets": {
+                        name: None
+                        if found is None
+                        else {
+                            "as_of": found.as_of.isoformat(),
+                            "age_seconds": found.age_seconds,
+                            "features": found.values,
+                        }
+                        for name, found in r.sets.items()
+                    },
+                }
+                for r in read
+            ]
+        )
+    else:
+        for r in read:
+            table = Table(title=f"{r.entity_id}", title_justify="left")
+            for column in ("feature set", "as of", "age", "values"):
+                table.add_column(column)
+            for name, found in r.sets.items():
+                if found is None:
+                    table.add_row(name, "-", "-", "not in the online store (missing or expired)")
+                    continue
+                shown = ", ".join(
+                    f"{k}={v:g}" if v is not None else f"{k}=null"
+                    for k, v in list(found.values.items())[:4]
+                )
+                more = len(found.values) - 4
+                table.add_row(
+                    name,
+                    found.as_of.isoformat(sep=" "),
+                    f"{found.age_seconds / 3600:.1f} h",
+                    shown + (f" (+{more} more; --json for all)" if more > 0 else ""),
+                )
+            if r.known:
+                console.print(table)
+    if unknown:
+        raise FeatureError(
+            f"{', '.join(repr(e) for e in unknown[:5])} is not a user of tenant "
+            f"{tenant or settings.tenant_id!r}; check the id (--tenant names another tenant)"
+        )
+
+
 def _check_entities(engine: Engine, tenant: str, entities: list[str]) -> None:
     """FeatureError naming the ids that are no user of ``tenant`` (the engine would compute
     zeros and nulls for them, as for a homeowner with no activity; the API answers 404)."""
