@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -55,8 +56,9 @@ from roiml.db.migrate import upgrade
 from roiml.db.ml_tables import MLFeature, MLModel, MLMonitoring, MLPrediction, PipelineRun
 from roiml.monitoring.dashboard import DashboardData, load_dashboard, render_page
 from roiml.monitoring.dashboard.parse import drift_features, performance_metrics
-from roiml.monitoring.dashboard.queries import NOT_JUDGED
+from roiml.monitoring.dashboard.queries import NOT_JUDGED, TOP_DISTRIBUTIONS
 from roiml.monitoring.dashboard.schemas import ModelDrift, ModelPerformance
+from roiml.monitoring.drift import distribution_summary
 from roiml.serving.app import asgi
 from roiml.serving.components import Components
 from roiml.serving.metrics import ServingMetrics
@@ -142,6 +144,42 @@ def _predictions(rng: np.random.Generator) -> tuple[list[dict[str, Any]], Counts
     return rows, counts, classes
 
 
+# One batch call of the value model today: BATCH_SIZE items logged with the group's whole time,
+# BATCH_MS (what the API logs for every item of a group).
+BATCH_SIZE, BATCH_MS = 40, 200.0
+
+
+def _batch(counts: Counts) -> list[dict[str, Any]]:
+    model = "property_value_model"
+    day = NOW.date().isoformat()
+    counts[model][day] = counts[model].get(day, 0) + BATCH_SIZE
+    answered = NOW - timedelta(hours=1, microseconds=250)
+    return [
+        {
+            "tenant_id": TENANT,
+            "prediction_id": f"batch-{i}",
+            "model_name": model,
+            "model_version": "3",
+            "prediction_type": PredictionType.PROPERTY_VALUE,
+            "entity_type": EntityType.USER,
+            "entity_id": f"user_{i}",
+            "features": {},
+            "predicted_value": 300_000.0 + i,
+            "predicted_class": None,
+            "latency_ms": BATCH_MS,
+            # The service stamps each item as it builds its answer: microseconds apart.
+            "predicted_at": answered + timedelta(microseconds=5 * i),
+        }
+        for i in range(BATCH_SIZE)
+    ]
+
+
+def _shapes(shift: float) -> dict[str, Any] | None:
+    """Both sides' stored shapes (as the monitoring job writes them) for a move of ``shift``."""
+    rng = np.random.default_rng(int(shift * 100))
+    return distribution_summary(rng.normal(10, 2, 4000), rng.normal(10 + shift, 2, 800))
+
+
 def _drift_entry(statistic: float, threshold: float, method: str = "wasserstein") -> dict[str, Any]:
     return {
         "kind": "numeric",
@@ -199,7 +237,10 @@ def _seed(engine: Engine) -> tuple[Counts, Counts]:
                for row in rows[:500]]  # fmt: skip
     period = datetime.combine(NOW.date() - timedelta(days=1), datetime.min.time())
     statistics = [0.31, 0.22, 0.16, 0.09, 0.08, 0.07, 0.05, 0.04, 0.03, 0.02, 0.012, 0.01]
-    drift = {name: _drift_entry(s, 0.1) for name, s in zip(FEATURES, statistics, strict=True)}
+    drift = {
+        name: _drift_entry(s, 0.1) | {"distribution": _shapes(20 * s)}
+        for name, s in zip(FEATURES, statistics, strict=True)
+    }
     drift["refinance_rate_gap"] = {"kind": "categorical", "method": "chi2", "statistic": 0.5,
                                    "threshold": 0.01, "drifted": False, "score": 0.02}  # fmt: skip
     monitoring = [
@@ -242,7 +283,7 @@ def _seed(engine: Engine) -> tuple[Counts, Counts]:
                 },
                 "decay": {"auc": -0.07},
                 "decayed": True,
-                "prediction_score": _drift_entry(0.04, 0.1),
+                "prediction_score": _drift_entry(0.04, 0.1) | {"distribution": _shapes(0.1)},
                 "notes": [],
             },
             "feature_drift": drift,
@@ -268,6 +309,36 @@ def _seed(engine: Engine) -> tuple[Counts, Counts]:
             "feature_drift": {"old_feature": _drift_entry(0.9, 0.1)},
             "performance_metrics": {},
         },
+        # Periods before, for the trend: the share drifting grows, the AUC falls; the oldest
+        # is written twice (the later write wins), one got no verdict.
+        *[
+            {
+                "tenant_id": TENANT,
+                "model_name": "move_probability_model",
+                "model_version": version,
+                "period_start": period - timedelta(days=back),
+                "period_end": period - timedelta(days=back - 1),
+                "status": status,
+                "prediction_count": 100,
+                "feature_drift": {
+                    name: _drift_entry(0.2 if i < drifting else 0.05, 0.1)
+                    for i, name in enumerate(FEATURES[:4])
+                }
+                | {"calendar_month": {"method": "not_judged", "drifted": False}},
+                "performance_metrics": {
+                    "realised": {"auc": auc},
+                    "prediction_score": _drift_entry(score, 0.1),
+                },
+            }
+            for back, version, status, drifting, auc, score in (
+                # v2 then v3 monitored the same day (a promotion): the later row counts.
+                (5, "2", "OK", 3, 0.5, 0.9),
+                (5, "3", "OK", 0, 0.79, 0.02),
+                (4, "3", "TOO_FEW_PREDICTIONS", 4, 0.1, 0.9),
+                (3, "3", "DRIFT", 1, 0.75, 0.05),
+                (2, "3", "DRIFT", 2, 0.72, 0.12),
+            )
+        ],
         {
             "tenant_id": TENANT,
             "model_name": "property_value_model",
@@ -370,7 +441,7 @@ def _seed(engine: Engine) -> tuple[Counts, Counts]:
         }
     ]
     with engine.begin() as conn:
-        conn.execute(insert(MLPrediction), rows + foreign)
+        conn.execute(insert(MLPrediction), rows + foreign + _batch(counts))
         conn.execute(insert(MLMonitoring), [_monitoring_row(row) for row in monitoring])
         conn.execute(insert(MLFeature), features)
         conn.execute(insert(PipelineRun), runs)
@@ -506,6 +577,135 @@ def test_features_and_pipeline_freshness(client: TestClient) -> None:
     assert (str(NOW.date() - timedelta(days=5)), "FAILED") in outcomes
 
 
+def _chart(html: str, chart_id: str) -> str:
+    """The markup of one chart's figure on a rendered page."""
+    return html.split(f'data-chart="{chart_id}"', 1)[1].split("</figure>", 1)[0]
+
+
+def _marks(html: str, tag: str, css_class: str) -> list[dict[str, str]]:
+    """The attributes of every ``<tag class="css_class ...">`` in ``html``."""
+    found = re.findall(rf'<{tag} class="{css_class}[" ][^>]*>', html)
+    return [dict(re.findall(r'([\w-]+)="([^"]*)"', mark)) for mark in found]
+
+
+def test_batch_items_are_timed_per_item_not_with_their_groups_time(
+    client: TestClient, seeded: Seeded
+) -> None:
+    data = client.get("/api/ml/dashboard/data", params={"days": DAYS}).json()
+    today = NOW.date().isoformat()
+    point = next(
+        p
+        for p in data["traffic"]
+        if p["model_name"] == "property_value_model" and p["day"] == today
+    )
+    assert point["predictions"] == seeded.counts["property_value_model"][today]
+    assert point["batch_predictions"] == BATCH_SIZE and point["batch_groups"] == 1
+    assert point["batch_item_latency_ms"] == pytest.approx(BATCH_MS / BATCH_SIZE)
+    singles = point["predictions"] - BATCH_SIZE
+    assert point["single_predictions"] == singles and point["single_latency_ms"] < 30
+    # The logged mean counts the group's 200 ms forty times; the item mean counts 5 ms.
+    expected = (point["single_latency_ms"] * singles + BATCH_MS) / point["predictions"]
+    assert point["item_latency_ms"] == pytest.approx(expected)
+    assert point["mean_latency_ms"] > 3 * point["item_latency_ms"]
+    others = [p for p in data["traffic"] if p is not point]
+    assert all(p["batch_predictions"] == 0 for p in others), "single calls are not grouped"
+    assert all(p["item_latency_ms"] == pytest.approx(p["mean_latency_ms"]) for p in others)
+    html = client.get("/api/ml/dashboard", params={"days": DAYS}).text
+    _, value, note = _tile(html, "latency")
+    assert float(value.removesuffix(" ms")) < 20, "not the batch's 200 ms"
+    assert f"batch 5 ms an item ({BATCH_SIZE} in 1 group)" in note
+
+
+def test_drifted_features_show_reference_against_current(client: TestClient) -> None:
+    data = client.get("/api/ml/dashboard/data").json()
+    move = next(m for m in data["drift"] if m["model_name"] == "move_probability_model")
+    shown = [f["feature"] for f in move["features"] if f["distribution"] is not None]
+    assert shown == FEATURES[:TOP_DISTRIBUTIONS], "the most drifted few, not all"
+    first = move["features"][0]["distribution"]
+    assert len(first["edges"]) == len(first["reference"]) + 1 == len(first["current"]) + 1
+    assert move["prediction_score"]["distribution"]["current"]
+    figure = _chart(client.get("/api/ml/dashboard").text, "distributions-move_probability_model")
+    panels = _marks(figure, "g", "distribution")
+    assert [p["data-feature"] for p in panels] == [
+        *FEATURES[:TOP_DISTRIBUTIONS],
+        "prediction score",
+    ]
+    assert panels[0]["data-drifted"] == "true" and panels[3]["data-drifted"] == "false"
+    spread = figure.split('data-feature="mortgage_rate_spread"', 1)[1]
+    spread = spread.split('<g class="distribution"', 1)[0]
+    reference = _marks(spread, "rect", "bin reference")
+    current = _marks(spread, "rect", "bin current")
+    assert len(reference) == len(current) == int(panels[0]["data-bins"]) > 5
+    assert sum(float(r["data-share"]) for r in reference) == pytest.approx(1, abs=0.01)
+    # The current sample moved 6.2 to the right: its mass sits in the upper bins, its median
+    # strip right of the reference's.
+    half = len(current) // 2
+    assert sum(float(c["data-share"]) for c in current[half:]) > 0.8
+    assert sum(float(r["data-share"]) for r in reference[half:]) < 0.2
+    medians = {m["class"]: float(m["data-median"]) for m in _marks(spread, "g", "quantiles")}
+    assert medians["quantiles current"] - medians["quantiles reference"] == pytest.approx(
+        6.2, abs=0.4
+    )
+    assert 'class="current-outline"' in spread
+    unjudged = _chart(client.get("/api/ml/dashboard").text, "distributions-contact_timing_model")
+    assert "Not judged" in unjudged and 'class="distribution"' not in unjudged
+
+
+def test_the_trend_follows_each_models_periods(client: TestClient) -> None:
+    data = client.get("/api/ml/dashboard/data", params={"days": DAYS}).json()
+    trends = {t["model_name"]: t for t in data["trends"]}
+    move = trends["move_probability_model"]
+    assert move["metric"] == "auc" and not move["lower_is_better"]
+    period = NOW.date() - timedelta(days=1)
+    points = {p["day"]: p for p in move["points"]}
+    assert list(points) == [(period - timedelta(days=n)).isoformat() for n in range(5, -1, -1)]
+    got = [
+        (
+            p["model_version"],
+            p["judged"],
+            p["drifted_share"],
+            p["prediction_drift_score"],
+            p["metric"],
+        )
+        for p in points.values()
+    ]
+    assert got == [
+        ("3", True, 0.0, pytest.approx(0.2), 0.79),  # the later of two rows that day
+        ("3", False, None, None, None),  # no verdict: nothing drawn
+        ("3", True, 0.25, pytest.approx(0.5), 0.75),  # 1 of 4 judged, the calendar one not
+        ("3", True, 0.5, pytest.approx(1.2), 0.72),
+        ("3", True, 1.0, None, None),
+        ("3", True, 0.25, pytest.approx(0.4), 0.69),
+    ]
+    assert trends["property_value_model"]["metric"] == "mape"
+    assert trends["property_value_model"]["lower_is_better"]
+    figure = _chart(client.get("/api/ml/dashboard", params={"days": DAYS}).text,
+                    "trend-move_probability_model")  # fmt: skip
+    panels = {p["data-panel"]: p for p in _marks(figure, "g", "panel")}
+    assert {k: int(p["data-points"]) for k, p in panels.items()} == {
+        "drifted-share": 5,
+        "prediction-drift": 4,
+        "metric": 4,
+    }
+    # Each measure on its own axis: a share, a ratio to its line, a 0-1 metric.
+    assert panels["prediction-drift"]["data-axis"] == "0-2"
+    assert panels["metric"]["data-axis"] == "0-1"
+    dots = _marks(figure.split('data-panel="metric"', 1)[1], "circle", "point")
+    assert [(d["data-day"], float(d["data-value"])) for d in dots] == [
+        (day, p["metric"]) for day, p in points.items() if p["metric"] is not None
+    ]
+
+
+def test_money_metrics_get_their_own_axis(client: TestClient) -> None:
+    html = client.get("/api/ml/dashboard").text
+    value = _chart(html, "performance-property_value_model")
+    axes = {m["data-label"]: m["data-axis"] for m in _marks(value, "g", "metric")}
+    assert axes == {"mae": "0-60000", "mape": "0-1", "r2": "0-1"}, "MAE never on a 0-1 axis"
+    assert ">60,000</text>" in value and ">40,000</text>" in value
+    move = _chart(html, "performance-move_probability_model")
+    assert {m["data-axis"] for m in _marks(move, "g", "metric")} == {"0-1"}
+
+
 def test_bad_days_are_refused(client: TestClient) -> None:
     for days in (0, 367, "x"):
         assert client.get("/api/ml/dashboard/data", params={"days": days}).status_code == 422
@@ -517,7 +717,7 @@ def test_a_tenant_without_data_gets_empty_states(seeded: Seeded) -> None:
         page = fresh.get("/api/ml/dashboard")
     assert page.status_code == 200
     html = page.text
-    assert html.count('data-empty="true"') == 8, "every chart shows its empty state"
+    assert html.count('data-empty="true"') == 9, "every chart shows its empty state"
     assert "No predictions in this period" in html
     assert "roiml monitor run" in html
 
@@ -909,7 +1109,7 @@ def test_the_page_draws_every_chart_in_chromium(
     shown = dict(json.loads(badges))
     assert set(shown) == {
         f"{kind}-{name}"
-        for kind in ("drift", "performance")
+        for kind in ("drift", "distributions", "performance")
         for name in ("transaction_type_model", "contact_timing_model")
     }
     assert all(width > 40 for width in shown.values()), "each badge is drawn, readable"

@@ -12,9 +12,20 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from roiml.monitoring.dashboard.schemas import DriftFeature, PerformanceMetric
+from roiml.monitoring.dashboard.schemas import (
+    DriftFeature,
+    FeatureDistribution,
+    PerformanceMetric,
+)
 
-__all__ = ["LOWER_IS_BETTER", "drift_entry", "drift_features", "performance_metrics"]
+__all__ = [
+    "LOWER_IS_BETTER",
+    "distribution",
+    "drift_entry",
+    "drift_features",
+    "main_metric",
+    "performance_metrics",
+]
 
 # Error metrics: a realised value above the registered one is the bad direction.
 LOWER_IS_BETTER = frozenset(
@@ -32,6 +43,9 @@ _NOT_METRICS = frozenset(
 )
 # Metric order on the page: the first-class metrics first, the rest alphabetically.
 _METRIC_ORDER = ("auc", "roc_auc", "macro_f1", "f1", "accuracy", "precision", "recall")
+# The one metric a model's trend follows: the first of these it has (a regressor's relative
+# error before its money-valued MAE, which is not comparable across markets).
+_MAIN_METRICS = (*_METRIC_ORDER, "mape", "rmsle", "r2", "mae", "rmse")
 
 
 def _number(value: Any) -> float | None:
@@ -179,3 +193,60 @@ def performance_metrics(
         )
         for metric, values in sorted(by_metric.items(), key=lambda item: order(item[0]))
     ]
+
+
+def _numbers(value: Any) -> list[float] | None:
+    if not isinstance(value, list) or not value:
+        return None
+    numbers = [_number(v) for v in value]
+    return None if any(n is None for n in numbers) else [n for n in numbers if n is not None]
+
+
+def distribution(entry: Any) -> FeatureDistribution | None:
+    """The ``distribution`` of a ``feature_drift`` entry (roiml.monitoring.drift's
+    ``distribution_summary``), or ``None`` when absent or inconsistent (rows written before it
+    existed, a hand-written entry): a malformed shape is not drawn rather than drawn wrong."""
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("distribution"), Mapping):
+        return None
+    shape = entry["distribution"]
+    reference, current = _numbers(shape.get("reference")), _numbers(shape.get("current"))
+    edges, levels = _numbers(shape.get("edges")), _numbers(shape.get("levels"))
+    if reference is None or current is None or len(reference) != len(current):
+        return None
+    if edges is not None and len(edges) == len(reference) + 1:
+        quantiles = shape.get("quantiles")
+        quantiles = quantiles if isinstance(quantiles, Mapping) else {}
+        p = _numbers(quantiles.get("p")) or []
+        ref_q = _numbers(quantiles.get("reference")) or []
+        cur_q = _numbers(quantiles.get("current")) or []
+        if not len(p) == len(ref_q) == len(cur_q):
+            p, ref_q, cur_q = [], [], []
+        return FeatureDistribution(
+            edges=edges,
+            reference=reference,
+            current=current,
+            p=p,
+            reference_quantiles=ref_q,
+            current_quantiles=cur_q,
+        )
+    if levels is not None and len(levels) == len(reference):
+        return FeatureDistribution(levels=levels, reference=reference, current=current)
+    return None
+
+
+def main_metric(performance: Any, name: str | None = None) -> tuple[str, float, bool] | None:
+    """The metric a model's trend follows (``name``, else the first of the main metrics the
+    row has), its value and whether it is the label-free estimate (realised when feedback gave
+    one, else estimated): ``(name, value, estimated)``."""
+    metrics = performance_metrics(performance)
+    by_name = {m.metric: m for m in metrics}
+    candidates = (name,) if name else (*_MAIN_METRICS, *sorted(by_name))
+    for candidate in candidates:
+        metric = by_name.get(candidate)
+        if metric is None:
+            continue
+        if metric.realised is not None:
+            return candidate, metric.realised, False
+        if metric.estimated is not None:
+            return candidate, metric.estimated, True
+    return None

@@ -11,12 +11,19 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, func, select
+from sqlalchemy import ColumnElement, Engine, and_, case, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from roiml.db.engine import tenant_session
 from roiml.db.ml_tables import MLFeature, MLModel, MLMonitoring, MLPrediction, PipelineRun
-from roiml.monitoring.dashboard.parse import drift_entry, drift_features, performance_metrics
+from roiml.monitoring.dashboard.parse import (
+    LOWER_IS_BETTER,
+    distribution,
+    drift_entry,
+    drift_features,
+    main_metric,
+    performance_metrics,
+)
 from roiml.monitoring.dashboard.schemas import (
     ClassCount,
     DailyTraffic,
@@ -25,14 +32,29 @@ from roiml.monitoring.dashboard.schemas import (
     FeatureSetFreshness,
     ModelDrift,
     ModelPerformance,
+    ModelTrend,
     PipelineDay,
     PipelineStep,
+    TrendPoint,
 )
 from roiml.monitoring.job import NO_PREDICTIONS, NO_REFERENCE, TOO_FEW_PREDICTIONS
 
-__all__ = ["MAX_DAYS", "NOT_JUDGED", "load_dashboard", "window"]
+__all__ = [
+    "MAX_DAYS",
+    "NOT_JUDGED",
+    "TOP_DISTRIBUTIONS",
+    "TREND_PERIODS",
+    "load_dashboard",
+    "window",
+]
 
 MAX_DAYS = 366
+# Features per model whose reference and current distributions are carried (the most drifted):
+# each is a few dozen numbers, and a page of a hundred histograms per model reads as none.
+TOP_DISTRIBUTIONS = 6
+# Monitoring periods per model the trend draws at most (the newest): a year of daily periods
+# would be 366 points on a 640-pixel line.
+TREND_PERIODS = 90
 # Statuses of a period monitoring gave no verdict on (roiml.monitoring.job): drift and decay
 # were not computed, so "0 drifting" would be a claim the data cannot make.
 NOT_JUDGED = frozenset({NO_PREDICTIONS, TOO_FEW_PREDICTIONS, NO_REFERENCE, "FAILED"})
@@ -63,15 +85,17 @@ def load_dashboard(engine: Engine, tenant_id: str, now: datetime, days: int = 30
     with tenant_session(engine, tenant_id) as session:
         latest = _latest_monitoring(session, tenant_id, until)
         registered = _registered_metrics(session, tenant_id, latest)
+        dialect = session.get_bind().dialect.name
         return DashboardData(
             tenant_id=tenant_id,
             days=days,
             since=since,
             until=until,
             generated_at=now,
-            traffic=_traffic(session, tenant_id, since, until),
+            traffic=_traffic(session, tenant_id, since, until, dialect),
             classes=_classes(session, tenant_id, since, until),
             drift=[_drift(row) for row in latest],
+            trends=_trends(session, tenant_id, since, until, dialect),
             performance=[_performance(row, registered) for row in latest],
             null_rates=_null_rates(session, tenant_id),
             feature_sets=_feature_sets(session, tenant_id),
@@ -80,34 +104,89 @@ def load_dashboard(engine: Engine, tenant_id: str, now: datetime, days: int = 30
         )
 
 
-def _traffic(session: Session, tenant: str, since: datetime, until: datetime) -> list[DailyTraffic]:
-    day = func.date(MLPrediction.predicted_at)
-    rows: Sequence[Any] = session.execute(
+def _second(column: Any, dialect: str) -> ColumnElement[Any]:
+    """``column`` cut to the second, in the database's own spelling."""
+    if dialect == "postgresql":
+        return func.date_trunc("second", column)
+    return func.strftime("%Y-%m-%d %H:%M:%S", column)
+
+
+def _traffic(
+    session: Session, tenant: str, since: datetime, until: datetime, dialect: str
+) -> list[DailyTraffic]:
+    """Volume and latency per day and model; an item's own latency is its group's time over
+    the group's size.
+
+    The log has no batch id: every item of one predict call carries the same logged time to the
+    microsecond and was answered within the same second, so (model, version, logged time,
+    second) finds the group. Two separate single calls of a model matching all four would be
+    taken for a group of two (their per-item time halved): rare at microsecond resolution.
+    """
+    sized = (
         select(
-            day,
-            MLPrediction.model_name,
-            func.count(),
-            func.avg(MLPrediction.latency_ms),
-            func.max(MLPrediction.latency_ms),
+            func.date(MLPrediction.predicted_at).label("day"),
+            MLPrediction.model_name.label("model_name"),
+            MLPrediction.latency_ms.label("latency"),
+            func.count()
+            .over(
+                partition_by=(
+                    MLPrediction.model_name,
+                    MLPrediction.model_version,
+                    MLPrediction.latency_ms,
+                    _second(MLPrediction.predicted_at, dialect),
+                )
+            )
+            .label("size"),
         )
         .where(
             MLPrediction.tenant_id == tenant,
             MLPrediction.predicted_at >= since,
             MLPrediction.predicted_at <= until,
         )
-        .group_by(day, MLPrediction.model_name)
-        .order_by(day, MLPrediction.model_name)
+        .subquery()
+    )
+    timed = sized.c.latency.is_not(None)
+    single = and_(timed, sized.c.size == 1)
+    batch = and_(timed, sized.c.size > 1)
+    per_item = sized.c.latency / sized.c.size
+    rows: Sequence[Any] = session.execute(
+        select(
+            sized.c.day,
+            sized.c.model_name,
+            func.count(),
+            func.avg(sized.c.latency),
+            func.max(sized.c.latency),
+            func.avg(case((timed, per_item))),
+            func.sum(case((single, 1), else_=0)),
+            func.avg(case((single, sized.c.latency))),
+            func.sum(case((batch, 1), else_=0)),
+            # Each item of a group of n counts 1/n: the sum is the number of groups.
+            func.sum(case((batch, 1.0 / sized.c.size), else_=0.0)),
+            func.avg(case((batch, per_item))),
+        )
+        .group_by(sized.c.day, sized.c.model_name)
+        .order_by(sized.c.day, sized.c.model_name)
     ).all()
     return [
         DailyTraffic(
             day=_day(row[0]),
             model_name=row[1],
             predictions=int(row[2]),
-            mean_latency_ms=float(row[3]) if row[3] is not None else None,
-            max_latency_ms=float(row[4]) if row[4] is not None else None,
+            mean_latency_ms=_float(row[3]),
+            max_latency_ms=_float(row[4]),
+            item_latency_ms=_float(row[5]),
+            single_predictions=int(row[6] or 0),
+            single_latency_ms=_float(row[7]),
+            batch_predictions=int(row[8] or 0),
+            batch_groups=round(float(row[9] or 0.0), 6),
+            batch_item_latency_ms=_float(row[10]),
         )
         for row in rows
     ]
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if value is not None else None
 
 
 def _classes(session: Session, tenant: str, since: datetime, until: datetime) -> list[ClassCount]:
@@ -155,6 +234,106 @@ def _latest_monitoring(session: Session, tenant: str, until: datetime) -> list[M
     return list(by_model.values())
 
 
+def _drift_counts(dialect: str) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+    """Per ``ml_monitoring`` row, its drifted features and its judged ones, counted in the
+    database: the entries carry both sides' histograms (tens of kB a row), which the trend
+    need not read to count verdicts."""
+    column = "ml_monitoring.feature_drift"
+    if dialect == "postgresql":
+        each = (
+            f"jsonb_each(CASE WHEN jsonb_typeof({column}) = 'object' THEN {column} "
+            "ELSE '{}'::jsonb END) AS e"
+        )
+        drifted = f"(SELECT count(*) FROM {each} WHERE e.value ->> 'drifted' = 'true')"
+        judged = (
+            f"(SELECT count(*) FROM {each} "
+            "WHERE coalesce(e.value ->> 'method', '') <> 'not_judged')"
+        )
+    else:
+        each = f"json_each(CASE WHEN json_type({column}) = 'object' THEN {column} ELSE '{{}}' END)"
+        drifted = f"(SELECT count(*) FROM {each} WHERE json_extract(value, '$.drifted') = 1)"
+        judged = (
+            f"(SELECT count(*) FROM {each} "
+            "WHERE coalesce(json_extract(value, '$.method'), '') <> 'not_judged')"
+        )
+    return literal_column(drifted), literal_column(judged)
+
+
+def _trends(
+    session: Session, tenant: str, since: datetime, until: datetime, dialect: str
+) -> list[ModelTrend]:
+    """Each model's monitoring periods in the window (the newest ``TREND_PERIODS``): drifted
+    share, the score's drift and the main metric, oldest first."""
+    drifted, judged = _drift_counts(dialect)
+    rows: Sequence[Any] = session.execute(
+        select(
+            MLMonitoring.model_name,
+            MLMonitoring.model_version,
+            MLMonitoring.period_start,
+            MLMonitoring.status,
+            MLMonitoring.performance_metrics,
+            drifted,
+            judged,
+        )
+        .where(
+            MLMonitoring.tenant_id == tenant,
+            MLMonitoring.period_start >= since,
+            MLMonitoring.period_start <= until,
+        )
+        # Newest write first: on two rows of one period (a promotion that day) the later wins.
+        .order_by(MLMonitoring.model_name, MLMonitoring.period_start, MLMonitoring.id.desc())
+    ).all()
+    periods: dict[str, dict[date, tuple[Any, ...]]] = {}
+    for row in rows:
+        periods.setdefault(row[0], {}).setdefault(_day(row[2]), tuple(row))
+    trends = []
+    for name, by_day in periods.items():
+        kept = [by_day[day] for day in sorted(by_day)][-TREND_PERIODS:]
+        metric = next(
+            (
+                found[0]
+                for *_, performance, _, _ in reversed(kept)
+                if (found := main_metric(performance)) is not None
+            ),
+            None,
+        )
+        points = []
+        for _, version, start, status, performance, n_drifted, n_judged in kept:
+            metrics = performance if isinstance(performance, dict) else {}
+            verdict = status not in NOT_JUDGED
+            value = main_metric(metrics, metric) if metric else None
+            score = metrics.get("prediction_score")
+            points.append(
+                TrendPoint(
+                    day=_day(start),
+                    model_version=version,
+                    status=status,
+                    judged=verdict,
+                    feature_count=int(n_judged or 0),
+                    drifted_count=int(n_drifted or 0),
+                    # No verdict, no share: 0 % of an unjudged period would read "stable".
+                    drifted_share=int(n_drifted or 0) / n_judged if verdict and n_judged else None,
+                    prediction_drift_score=(
+                        drift_entry("prediction score", score).score
+                        if verdict and score is not None
+                        else None
+                    ),
+                    # A metric of an unjudged period is over too few rows to plot.
+                    metric=value[1] if value and verdict else None,
+                    metric_estimated=bool(value and verdict and value[2]),
+                )
+            )
+        trends.append(
+            ModelTrend(
+                model_name=name,
+                metric=metric,
+                lower_is_better=bool(metric and metric.lower() in LOWER_IS_BETTER),
+                points=points,
+            )
+        )
+    return trends
+
+
 def _registered_metrics(
     session: Session, tenant: str, latest: Sequence[MLMonitoring]
 ) -> dict[tuple[str, str], Mapping[str, Any]]:
@@ -171,8 +350,16 @@ def _registered_metrics(
 
 def _drift(row: MLMonitoring) -> ModelDrift:
     features = drift_features(row.feature_drift)
+    stored = row.feature_drift if isinstance(row.feature_drift, dict) else {}
+    for feature in [f for f in features if f.score is not None][:TOP_DISTRIBUTIONS]:
+        feature.distribution = distribution(stored.get(feature.feature))
     performance = row.performance_metrics if isinstance(row.performance_metrics, dict) else {}
     score_entry = performance.get("prediction_score")
+    prediction_score = (
+        drift_entry("prediction score", score_entry) if score_entry is not None else None
+    )
+    if prediction_score is not None:
+        prediction_score.distribution = distribution(score_entry)
     alerts = row.alerts if isinstance(row.alerts, list) else []
     return ModelDrift(
         model_name=row.model_name,
@@ -186,9 +373,7 @@ def _drift(row: MLMonitoring) -> ModelDrift:
         p95_latency_ms=row.p95_latency_ms,
         drift_detected=row.drift_detected,
         prediction_drift=row.prediction_drift,
-        prediction_score=(
-            drift_entry("prediction score", score_entry) if score_entry is not None else None
-        ),
+        prediction_score=prediction_score,
         alert_count=len(alerts),
         alerts=[
             str(alert.get("message") or alert.get("kind") or alert)

@@ -10,7 +10,14 @@ from html import escape
 from importlib import resources
 from urllib.parse import quote
 
-from roiml.monitoring.dashboard.schemas import DashboardData, ModelDrift, ModelPerformance
+from roiml.monitoring.dashboard.queries import TOP_DISTRIBUTIONS
+from roiml.monitoring.dashboard.schemas import (
+    DashboardData,
+    DriftFeature,
+    ModelDrift,
+    ModelPerformance,
+    ModelTrend,
+)
 from roiml.monitoring.dashboard.svg import (
     BAD,
     GOOD,
@@ -19,15 +26,19 @@ from roiml.monitoring.dashboard.svg import (
     WARN,
     Bar,
     Comparison,
+    Distribution,
     Segment,
     Series,
     StackRow,
+    TrendPanel,
     bar_chart,
     day_strip,
+    distribution_chart,
     dumbbell_chart,
     fmt,
     line_chart,
     stacked_chart,
+    trend_chart,
 )
 
 __all__ = ["render_page"]
@@ -99,7 +110,15 @@ def render_page(data: DashboardData, *, base_path: str) -> str:
             "should look like (the model's served traffic of the days before, else the "
             "population it was trained on), most drifted first. Scores are the effect over its "
             "line, so 1 is the alert line whatever the method; calendar values are not judged.",
-            [_drift(model) for model in data.drift] or [_no_monitoring("feature-drift")],
+            [chart for model in data.drift for chart in (_drift(model), _distributions(model))]
+            or [_no_monitoring("feature-drift")],
+        ),
+        _section(
+            "Trend",
+            "Each model's monitoring periods in the window, each measure on its own scale: the "
+            "share of judged features that drifted, the drift of the model's own score (1 is "
+            "its alert line) and its main metric (hollow: estimated before labels arrive).",
+            [_trend(trend, days) for trend in data.trends] or [_no_monitoring("trend")],
         ),
         _section(
             "Realised against registered performance",
@@ -158,13 +177,7 @@ def _no_monitoring(chart_id: str) -> str:
 
 def _tiles(data: DashboardData) -> str:
     served = sum(t.predictions for t in data.traffic)
-    timed = [t for t in data.traffic if t.mean_latency_ms is not None]
-    weight = sum(t.predictions for t in timed)
-    latency = (
-        sum(t.mean_latency_ms * t.predictions for t in timed if t.mean_latency_ms) / weight
-        if weight
-        else None
-    )
+    latency, latency_note = _latency(data)
     alerts = sum(model.alert_count for model in data.drift)
     run = next((step for step in data.pipeline_steps if step.step == "run"), None)
     freshness = run.age_hours if run is not None else None
@@ -177,13 +190,7 @@ def _tiles(data: DashboardData) -> str:
     )
     tiles = [
         ("predictions", "Predictions", fmt(served), f"in {data.days} days", "neutral"),
-        (
-            "latency",
-            "Mean latency",
-            fmt(latency, " ms"),
-            "of the call that served each prediction",
-            "neutral",
-        ),
+        ("latency", "Latency per item", fmt(latency, " ms"), latency_note, "neutral"),
         ("drift", "Models drifting", *_drifting(data.drift)),
         ("alerts", "Alerts", fmt(alerts), "in the latest periods", "bad" if alerts else "neutral"),
         (
@@ -206,6 +213,36 @@ def _tiles(data: DashboardData) -> str:
         )
         + "</section>"
     )
+
+
+def _weighted(pairs: list[tuple[float | None, float]]) -> float | None:
+    """The mean of values weighted by counts, over the pairs with a value."""
+    weight = sum(count for value, count in pairs if value is not None)
+    total = sum(value * count for value, count in pairs if value is not None)
+    return total / weight if weight else None
+
+
+def _latency(data: DashboardData) -> tuple[float | None, str]:
+    """The latency tile's value (mean latency per item) and its note (single calls against
+    batch items). A batch item is logged with its whole group's time; the query divides it by
+    the group's size, so a batch of 1,000 answered in 300 ms reads 0.3 ms an item, not 300."""
+    item = _weighted(
+        [(t.item_latency_ms, t.single_predictions + t.batch_predictions) for t in data.traffic]
+    )
+    single_n = sum(t.single_predictions for t in data.traffic)
+    batch_n = sum(t.batch_predictions for t in data.traffic)
+    groups = sum(t.batch_groups for t in data.traffic)
+    single = _weighted([(t.single_latency_ms, t.single_predictions) for t in data.traffic])
+    batch = _weighted([(t.batch_item_latency_ms, t.batch_predictions) for t in data.traffic])
+    parts = []
+    if single_n:
+        parts.append(f"single calls {fmt(single, ' ms')} ({fmt(single_n)})")
+    if batch_n:
+        parts.append(
+            f"batch {fmt(batch, ' ms')} an item ({fmt(batch_n)} in "
+            f"{fmt(round(groups))} group{'' if round(groups) == 1 else 's'})"
+        )
+    return item, " · ".join(parts) or "no timed predictions"
 
 
 def _drifting(models: list[ModelDrift]) -> tuple[str, str, str]:
@@ -254,8 +291,8 @@ def _traffic(data: DashboardData, days: list[date], colours: dict[str, str]) -> 
     latency: dict[str, dict[date, float]] = defaultdict(dict)
     for point in data.traffic:
         counts[point.model_name][point.day] = point.predictions
-        if point.mean_latency_ms is not None:
-            latency[point.model_name][point.day] = point.mean_latency_ms
+        if point.item_latency_ms is not None:
+            latency[point.model_name][point.day] = point.item_latency_ms
     names = [name for name in colours if name in counts]
     # A day without predictions is a real zero for volume, but has no latency to draw.
     volume = [
@@ -276,7 +313,7 @@ def _traffic(data: DashboardData, days: list[date], colours: dict[str, str]) -> 
         ),
         line_chart(
             "latency-per-day",
-            "Mean latency per day (ms)",
+            "Mean latency per item per day (ms; a batch group's time over its size)",
             days,
             speed,
             y_label="milliseconds",
@@ -361,6 +398,96 @@ def _drift(model: ModelDrift) -> str:
         legend=[("drifted", BAD), ("near (≥ 0.75)", WARN), ("stable", GOOD)],
         note=note,
         badge="" if model.judged else NOT_JUDGED_BADGE,
+    )
+
+
+def _distribution(feature: DriftFeature) -> Distribution | None:
+    shape = feature.distribution
+    if shape is None:
+        return None
+    caption = f"{fmt(feature.score)}\u00d7" if feature.score is not None else ""
+    if feature.drifted:
+        caption += " drifted"
+    return Distribution(
+        label=feature.feature,
+        reference=shape.reference,
+        current=shape.current,
+        edges=shape.edges,
+        levels=shape.levels,
+        p=shape.p,
+        reference_quantiles=shape.reference_quantiles,
+        current_quantiles=shape.current_quantiles,
+        drifted=feature.drifted,
+        caption=caption,
+    )
+
+
+def _distributions(model: ModelDrift) -> str:
+    """The most drifted features' reference and current distributions, then the model's own
+    score's: what moved and where, beside the drift bars that say by how much."""
+    features = [f for f in model.features if f.distribution is not None]
+    if model.prediction_score is not None and model.prediction_score.distribution is not None:
+        features.append(model.prediction_score)
+    panels = [panel for f in features if (panel := _distribution(f)) is not None]
+    if model.judged:
+        empty = "No distributions stored for this period (monitored before they were kept)"
+    else:
+        empty = _not_judged(model.status, model.prediction_count)
+    return distribution_chart(
+        f"distributions-{model.model_name}",
+        f"Reference vs current · {model.model_name}",
+        panels,
+        empty_message=empty,
+        note=f"period {model.period_start:%Y-%m-%d} · the most drifted inputs (up to "
+        f"{TOP_DISTRIBUTIONS}) and the model's score; bars: reference, outline: current, as shares "
+        "of non-null values; strips: 5th, 25th, 50th, 75th and 95th percentiles",
+        badge="" if model.judged else NOT_JUDGED_BADGE,
+    )
+
+
+def _trend(trend: ModelTrend, days: list[date]) -> str:
+    by_day = {point.day: point for point in trend.points}
+    points = [by_day.get(day) for day in days]
+    panels = [
+        TrendPanel(
+            "drifted-share",
+            "drifted features (% of judged)",
+            [p.drifted_share if p else None for p in points],
+            PALETTE[3],
+            percent=True,
+        ),
+        TrendPanel(
+            "prediction-drift",
+            "prediction score drift (score \u00f7 threshold)",
+            [p.prediction_drift_score if p else None for p in points],
+            PALETTE[0],
+            reference=1.0,
+        ),
+    ]
+    if trend.metric:
+        direction = "lower is better" if trend.lower_is_better else "higher is better"
+        panels.append(
+            TrendPanel(
+                "metric",
+                f"{trend.metric} ({direction})",
+                [p.metric if p else None for p in points],
+                PALETTE[2],
+                hollow=[bool(p and p.metric_estimated) for p in points],
+            )
+        )
+    unjudged = sum(not p.judged for p in trend.points)
+    note = f"{len(trend.points)} period{'' if len(trend.points) == 1 else 's'}"
+    if unjudged:
+        note += f" · {unjudged} not judged (no point drawn)"
+    versions = sorted({p.model_version for p in trend.points}, key=lambda v: (len(v), v))
+    note += " · version" + ("s " if len(versions) > 1 else " ") + ", ".join(versions)
+    return trend_chart(
+        f"trend-{trend.model_name}",
+        f"Trend · {trend.model_name}",
+        days,
+        panels,
+        empty_message="No judged monitoring period in this window",
+        note=note,
     )
 
 

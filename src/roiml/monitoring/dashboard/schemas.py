@@ -17,24 +17,45 @@ __all__ = [
     "DailyTraffic",
     "DashboardData",
     "DriftFeature",
+    "FeatureDistribution",
     "FeatureNullRate",
     "FeatureSetFreshness",
     "ModelDrift",
     "ModelPerformance",
+    "ModelTrend",
     "PerformanceMetric",
     "PipelineDay",
     "PipelineStep",
+    "TrendPoint",
 ]
 
 
 class DailyTraffic(BaseModel):
-    """Predictions served by one model on one day (UTC)."""
+    """Predictions served by one model on one day (UTC).
+
+    The log gives every item of a batch its group's whole time (one predict call serves the
+    group), so the logged mean overstates batch traffic by the group's size. The group is
+    recovered from the log (its items share the model version, the exact logged time and the
+    second they were answered in); an item's own latency is the group's time over its size.
+    """
 
     day: date
     model_name: str
     predictions: int
-    mean_latency_ms: float | None = None
+    mean_latency_ms: float | None = Field(
+        None, description="Mean of the logged latency: a batch item carries its group's time."
+    )
     max_latency_ms: float | None = None
+    item_latency_ms: float | None = Field(
+        None, description="Mean latency per item: a batch group's time over its size."
+    )
+    single_predictions: int = Field(0, description="Items answered alone (a group of one).")
+    single_latency_ms: float | None = Field(None, description="Mean latency of those calls.")
+    batch_predictions: int = Field(0, description="Items answered in a group of several.")
+    batch_groups: float = Field(0, description="How many such groups (predict calls).")
+    batch_item_latency_ms: float | None = Field(
+        None, description="Mean per-item latency of batch items (group time / group size)."
+    )
 
 
 class ClassCount(BaseModel):
@@ -43,6 +64,22 @@ class ClassCount(BaseModel):
     model_name: str
     predicted_class: str
     count: int
+
+
+class FeatureDistribution(BaseModel):
+    """Reference against current for one feature, as the monitoring job summarised them.
+
+    Numeric: ``edges`` of shared bins and each side's share per bin, with quantiles (``p``);
+    categorical: ``levels`` and each side's share per level.
+    """
+
+    edges: list[float] | None = None
+    levels: list[float] | None = None
+    reference: list[float]
+    current: list[float]
+    p: list[float] = Field(default_factory=list)
+    reference_quantiles: list[float] = Field(default_factory=list)
+    current_quantiles: list[float] = Field(default_factory=list)
 
 
 class DriftFeature(BaseModel):
@@ -59,6 +96,9 @@ class DriftFeature(BaseModel):
     score: float | None = None
     drifted: bool = False
     status: str | None = None
+    distribution: FeatureDistribution | None = Field(
+        None, description="Set on the most drifted few features of each model only."
+    )
 
 
 class ModelDrift(BaseModel):
@@ -119,6 +159,32 @@ class ModelPerformance(BaseModel):
     metrics: list[PerformanceMetric] = Field(default_factory=list)
 
 
+class TrendPoint(BaseModel):
+    """One monitoring period of a model, reduced to the figures its trend draws."""
+
+    day: date
+    model_version: str
+    status: str
+    judged: bool = True
+    feature_count: int = Field(0, description="Features given a verdict.")
+    drifted_count: int = 0
+    drifted_share: float | None = None
+    prediction_drift_score: float | None = Field(
+        None, description="The model score's drift, statistic over threshold (1 is the line)."
+    )
+    metric: float | None = Field(None, description="The model's main metric in the period.")
+    metric_estimated: bool = Field(False, description="The metric is the label-free estimate.")
+
+
+class ModelTrend(BaseModel):
+    """A model's last monitoring periods in the window, oldest first."""
+
+    model_name: str
+    metric: str | None = None
+    lower_is_better: bool = False
+    points: list[TrendPoint] = Field(default_factory=list)
+
+
 class FeatureNullRate(BaseModel):
     """A feature's null rate in its latest statistics, beside the rate its definition allows."""
 
@@ -171,6 +237,7 @@ class DashboardData(BaseModel):
     traffic: list[DailyTraffic] = Field(default_factory=list)
     classes: list[ClassCount] = Field(default_factory=list)
     drift: list[ModelDrift] = Field(default_factory=list)
+    trends: list[ModelTrend] = Field(default_factory=list)
     performance: list[ModelPerformance] = Field(default_factory=list)
     null_rates: list[FeatureNullRate] = Field(default_factory=list)
     feature_sets: list[FeatureSetFreshness] = Field(default_factory=list)
