@@ -27,7 +27,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
 
-from conftest import IN_CI, create_database, drop_database
+from conftest import IN_CI, application_role, create_database, drop_database
 from roiml.cli.main import app
 from roiml.db import MLExperiment, MLModel, ModelAliasEvent
 from roiml.db.engine import make_engine, tenant_session
@@ -37,6 +37,8 @@ from roiml.errors import ModelError, RegistryError
 from roiml.models.artifact import ModelArtifact
 from roiml.registry import ModelRegistry, Stage, lower_is_better, parse_stage
 from roiml.registry.compare import compare_metric
+from roiml.registry.history import OUTSIDE_ACTOR
+from roiml.registry.listing import list_mirrored
 from roiml.registry.stages import AliasMove, plan_promotion
 from roiml.settings import Settings, get_settings
 
@@ -483,6 +485,129 @@ def test_version_at_answers_for_past_moments(backend: Backend, tenant: str) -> N
     assert len(registry.history(NAME)) == 6
 
 
+# --------------------------------------------------------------------------- moves made in MLflow
+
+
+def plain_client(registry: ModelRegistry) -> Any:
+    """A client of MLflow's own, as a user of ``mlflow ui`` or a notebook would hold one."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=registry.tracking_uri, registry_uri=registry.registry_uri)
+
+
+def moves(registry: ModelRegistry) -> list[tuple[str, str | None, str | None, str]]:
+    return [(e.alias, e.from_version, e.to_version, e.actor) for e in registry.history(NAME)]
+
+
+def test_an_alias_moved_in_mlflow_directly_enters_the_history(
+    backend: Backend, tenant: str
+) -> None:
+    now = [T0]
+    registry = backend.registry(tenant, clock=lambda: now[0])
+    registry.register_model(tiny_model(1))
+    registry.register_model(tiny_model(2))
+    registry.promote_model(NAME, 1, "Production", actor="ci")
+    mlflow_name = registry.mlflow_name(NAME)
+
+    # Promoted in MLflow's UI (here its client): production to 2, and an alias of its own.
+    client = plain_client(registry)
+    client.set_registered_model_alias(mlflow_name, "production", "2")
+    client.set_registered_model_alias(mlflow_name, "champion", "2")
+    now[0] = T0 + timedelta(hours=1)
+    history = registry.history(NAME)
+    assert moves(registry) == [
+        ("production", None, "1", "ci"),
+        ("champion", None, "2", OUTSIDE_ACTOR),
+        ("production", "1", "2", OUTSIDE_ACTOR),
+    ]
+    # Stamped when roiml saw it: MLflow does not say when an alias moved.
+    assert [e.moved_at for e in history[1:]] == [now[0], now[0]]
+    assert [e.outside_roiml for e in history] == [False, True, True]
+
+    # Reading again, by this registry or a fresh one (another process), records nothing more.
+    now[0] = T0 + timedelta(hours=2)
+    assert len(registry.history(NAME)) == 3
+    assert backend.registry(tenant).reconcile_aliases() == []
+    assert len(registry.history(NAME)) == 3
+    # The database's mirror and the history's questions agree with MLflow now.
+    [listed] = list_mirrored(registry.engine, tenant)
+    assert listed.aliases == {"champion": "2", "production": "2"}
+    assert registry.version_at(NAME) == "2"
+    assert registry.version_at(NAME, at=T0 + timedelta(minutes=30)) == "1"
+    assert registry.get_model_metadata(NAME)["deployment"]["promoted_by"] == OUTSIDE_ACTOR
+
+    # The API's poll (current_version) records a removal made in MLflow.
+    client.delete_registered_model_alias(mlflow_name, "champion")
+    now[0] = T0 + timedelta(hours=3)
+    assert registry.current_version(NAME) == "2"
+    assert moves(registry)[-1] == ("champion", "2", None, OUTSIDE_ACTOR)
+
+    # A promotion after an outside move follows on from where MLflow really was.
+    client.set_registered_model_alias(mlflow_name, "production", "1")
+    now[0] = T0 + timedelta(hours=4)
+    registry.promote_model(NAME, 2, "Production", actor="ci")
+    assert moves(registry)[-3:] == [
+        ("production", "2", "1", OUTSIDE_ACTOR),
+        ("production", "1", "2", "ci"),
+        ("archived", None, "1", "ci"),
+    ]
+    assert len(registry.history(NAME)) == 7
+    assert aliases(registry) == {"production": "2", "archived": "1"}
+    # Another tenant on the same MLflow and database sees none of it.
+    assert backend.registry(f"{tenant}_other").history(NAME) == []
+
+
+@pytest.mark.postgres
+def test_moves_made_in_mlflow_are_recorded_as_the_application_role(
+    postgres_url: str, tmp_path: Path, tenant: str
+) -> None:
+    """Row-level security applies: the API's role records the outside move under its tenant,
+    once even when several readers see it at the same moment (the API's workers polling)."""
+    import threading
+
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data", database_url=postgres_url)
+    with application_role(postgres_url) as (app_engine, _role):
+        registry = ModelRegistry(settings, app_engine, tenant)
+        registry.register_model(tiny_model(1))
+        registry.register_model(tiny_model(2))
+        registry.promote_model(NAME, 1, "Staging", actor="ci")
+        plain_client(registry).set_registered_model_alias(
+            registry.mlflow_name(NAME), "staging", "2"
+        )
+        readers = [ModelRegistry(settings, app_engine, tenant) for _ in range(4)]
+        for reader in readers:
+            assert reader.client  # MLflow's store opened one at a time, before the race
+        start = threading.Barrier(len(readers))
+        found: list[int] = []
+
+        def read(reader: ModelRegistry) -> None:
+            start.wait()
+            found.append(len(reader.reconcile_aliases(NAME)))
+
+        threads = [threading.Thread(target=read, args=(r,)) for r in readers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert sorted(found) == [0, 0, 0, 1]
+        assert moves(registry) == [
+            ("staging", None, "1", "ci"),
+            ("staging", "1", "2", OUTSIDE_ACTOR),
+        ]
+        assert ModelRegistry(settings, app_engine, f"{tenant}_b").history(NAME) == []
+    owner = make_engine(postgres_url)
+    try:
+        with owner.connect() as conn:
+            rows = conn.execute(
+                select(ModelAliasEvent.tenant_id, ModelAliasEvent.actor).where(
+                    ModelAliasEvent.tenant_id.in_([tenant, f"{tenant}_b"])
+                )
+            ).all()
+    finally:
+        owner.dispose()
+    assert sorted(rows) == [(tenant, "ci"), (tenant, OUTSIDE_ACTOR)]
+
+
 # --------------------------------------------------------------------------- refusals
 
 
@@ -498,6 +623,8 @@ def test_refusals_leave_the_registry_unchanged(
         registry.promote_model(NAME, 1, "Live")
     with pytest.raises(RegistryError, match="longer than 128 characters"):
         registry.promote_model(NAME, 1, "Staging", actor="x" * 200)
+    with pytest.raises(RegistryError, match=r"'mlflow' is reserved.*name the person"):
+        registry.promote_model(NAME, 1, "Staging", actor=OUTSIDE_ACTOR)
     with pytest.raises(RegistryError, match=rf"no model 'nope'.*registered models: {NAME}"):
         registry.load_model("nope")
     with pytest.raises(RegistryError, match=r"no version with alias 'production'.*versions: 1, 2"):

@@ -4,8 +4,10 @@ MLflow is the source of truth, but importing its client costs seconds of CPU bef
 request, and ``roiml models list`` is a verb people type. Every version the registry registers
 is mirrored into ``ml_models`` and every alias move into ``model_alias_events`` in the same
 call, so the tenant's models, their versions and where each alias points now can be read there
-in one query each. What the mirror cannot know: a version or alias changed in MLflow directly
-(its UI, another client). ``roiml models list --from-mlflow`` (and
+in one query each. An alias moved in MLflow directly (its UI, another client) reaches the
+mirror when roiml next asks MLflow (the API's alias poll, ``roiml models history``, ``show``,
+``promote``, ``list --from-mlflow``: :meth:`roiml.registry.ModelRegistry.reconcile_aliases`);
+a version registered in MLflow directly never does. ``roiml models list --from-mlflow`` (and
 :meth:`roiml.registry.ModelRegistry.list_models`) ask MLflow itself.
 """
 

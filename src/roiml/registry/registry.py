@@ -49,7 +49,16 @@ from roiml.db.base import as_naive_utc, utcnow
 from roiml.db.engine import tenant_session
 from roiml.db.enums import ModelStatus
 from roiml.errors import ModelError, RegistryError, RoimlError
-from roiml.registry.history import AliasEvent, alias_events, default_actor, record_moves
+from roiml.registry.history import (
+    OUTSIDE_ACTOR,
+    AliasEvent,
+    alias_events,
+    default_actor,
+    lock_aliases,
+    reconcile,
+    record_moves,
+    recorded_aliases,
+)
 from roiml.registry.history import version_at as history_version_at
 from roiml.registry.listing import RegisteredModelSummary, mlflow_name
 from roiml.registry.stages import (
@@ -76,6 +85,8 @@ if TYPE_CHECKING:
 # registry or reading its history never needs (issue 17).
 
 __all__ = ["ModelRegistry", "ModelVersionInfo", "RegisteredModelSummary"]
+
+log = logging.getLogger(__name__)
 
 
 def _drop_input_example_note(record: logging.LogRecord) -> bool:
@@ -157,6 +168,10 @@ class ModelRegistry:
         # Injected so tests can promote at chosen moments; naive UTC like every schema time.
         self._clock = clock
         self._client: MlflowClient | None = None
+        # Per model, MLflow's aliases when this registry last found the history agreeing with
+        # them: a read that sees the same aliases again (the API's poll, every 30 s) skips the
+        # database; only a change costs a reconciliation.
+        self._agreed: dict[str, dict[str, str]] = {}
         # MLflow draws a progress bar on stderr for every model download: noise in a server's
         # log and in the demo. A user who set the variable explicitly keeps their choice.
         if not MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.defined:
@@ -387,9 +402,10 @@ class ModelRegistry:
 
         save_pyfunc_model(
             str(local),
-            # Models from code: MLflow keeps this file and runs it to load the model, rather
-            # than pickling the object with CloudPickle (and warning about it every time).
-            python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
+            # Models from code: MLflow keeps this file (self-contained: no roiml import) and
+            # runs it to load the model, rather than pickling the object with CloudPickle (and
+            # warning about it every time). So the model loads where roiml is not installed.
+            python_model=str(Path(__file__).with_name("pyfunc.py")),
             artifacts={ARTIFACT_KEY: str(artifact_dir)},
             signature=signature,
             input_example=_input_example(model),
@@ -591,9 +607,17 @@ class ModelRegistry:
         target_stage = parse_stage(stage)
         if actor is not None and len(actor) > _MAX_ACTOR:
             raise RegistryError(f"actor {actor[:20]!r}... is longer than {_MAX_ACTOR} characters")
+        if actor == OUTSIDE_ACTOR:
+            raise RegistryError(
+                f"actor {OUTSIDE_ACTOR!r} is reserved for alias moves roiml found made in MLflow "
+                "directly; name the person or job promoting (or leave --actor out)"
+            )
         registered, model_version = self._resolve(name, version)
         number = _num(model_version)
         aliases = _aliases(registered)
+        # A move made in MLflow since roiml last looked goes into the history first, so this
+        # promotion's moves follow on from where the aliases really were.
+        self._reconcile_quietly(name, aliases)
         moves = plan_promotion(aliases, number, target_stage)
         if not moves:
             return []
@@ -607,6 +631,9 @@ class ModelRegistry:
         applied: list[AliasMove] = []
         try:
             with tenant_session(self.engine, self.tenant_id) as session:
+                # Until commit: a reconciliation must not see MLflow moved and the moves not
+                # yet recorded (it would record them again, as made outside roiml).
+                lock_aliases(session, self.tenant_id, name)
                 events = record_moves(session, self.tenant_id, name, moves, who, now)
                 rows = session.scalars(
                     select(MLModel).where(MLModel.name == name, MLModel.version.in_(list(statuses)))
@@ -646,12 +673,91 @@ class ModelRegistry:
             if exc.error_code == _NOT_FOUND:
                 return None
             raise RegistryError(f"reading model {name}: {_one_line(exc)}") from exc
-        return _aliases(registered).get(_alias_name(alias))
+        aliases = _aliases(registered)
+        self._reconcile_quietly(name, aliases)
+        return aliases.get(_alias_name(alias))
 
     def history(self, name: str, at: datetime | None = None) -> list[AliasEvent]:
-        """Every alias move of ``name`` in order, up to and including ``at`` (default: all)."""
+        """Every alias move of ``name`` in order, up to and including ``at`` (default: all).
+
+        MLflow is asked first, and a move made there directly is recorded (see
+        :meth:`reconcile_aliases`); when MLflow cannot be read the history is answered as
+        recorded, with a warning."""
         _check_name(name)
+        try:
+            self.reconcile_aliases(name)
+        except RoimlError as exc:
+            log.warning("alias history of %s as recorded; MLflow was not compared: %s", name, exc)
         return alias_events(self.engine, self.tenant_id, name, at=at)
+
+    def reconcile_aliases(self, name: str | None = None) -> list[AliasEvent]:
+        """Record the alias moves made in MLflow directly (its UI, ``MlflowClient``) of model
+        ``name`` (default: every model of the tenant) since roiml last looked; returns them.
+
+        For each alias, where MLflow points it now is compared with the last recorded move;
+        a difference is recorded as one move by ``"mlflow"`` (:data:`OUTSIDE_ACTOR`) at the
+        moment it was observed: MLflow does not say when an alias moved. Reading twice records
+        once; a move undone before roiml looked is never seen. A model missing from MLflow
+        is left alone. Every registry read that asks MLflow for aliases does this too."""
+        if name is not None:
+            _check_name(name)
+            names = [name]
+        else:
+            prefix = f"{self.tenant_id}."
+            names = [m.name.removeprefix(prefix) for m in self._search_models()]
+        events: list[AliasEvent] = []
+        for model in names:
+            registered = self._registered_or_none(model)
+            if registered is not None:
+                events.extend(self._reconcile(model, _aliases(registered)))
+        return events
+
+    def _registered_or_none(self, name: str) -> RegisteredModel | None:
+        try:
+            registered: RegisteredModel = self.client.get_registered_model(self.mlflow_name(name))
+            return registered
+        except MlflowException as exc:
+            if exc.error_code == _NOT_FOUND:
+                return None
+            raise RegistryError(f"reading model {name}: {_one_line(exc)}") from exc
+
+    def _reconcile(self, name: str, aliases: dict[str, str]) -> list[AliasEvent]:
+        """Bring ``name``'s history up to ``aliases`` (MLflow's, just read)."""
+        if self._agreed.get(name) == aliases:
+            return []
+        with tenant_session(self.engine, self.tenant_id) as session:
+            lock_aliases(session, self.tenant_id, name)
+            if recorded_aliases(session, name) == aliases:
+                events: list[AliasEvent] = []
+            else:
+                # Read again under the lock: ``aliases`` may predate a promotion that has
+                # since moved MLflow and recorded its moves; those are not outside moves.
+                registered = self._registered_or_none(name)
+                if registered is None:
+                    return []
+                aliases = _aliases(registered)
+                events = reconcile(session, self.tenant_id, name, aliases, self._clock())
+        self._agreed[name] = dict(aliases)
+        if events:
+            log.info(
+                "%s: %d alias move(s) made in MLflow directly recorded: %s",
+                name,
+                len(events),
+                ", ".join(f"{e.alias} {e.from_version} -> {e.to_version}" for e in events),
+            )
+        return events
+
+    def _reconcile_quietly(self, name: str, aliases: dict[str, str]) -> None:
+        """:meth:`_reconcile` for a read whose answer must not depend on it (serving's poll,
+        a listing): a failure is logged and tried again at the next read."""
+        try:
+            self._reconcile(name, aliases)
+        except Exception as exc:  # the history is secondary to the read that triggered it
+            log.warning(
+                "could not record alias moves of %s made in MLflow directly: %s",
+                name,
+                _one_line(exc),
+            )
 
     def version_at(
         self, name: str, alias: str = _PRODUCTION, at: datetime | None = None
@@ -672,6 +778,7 @@ class ModelRegistry:
         registered = self._registered(name)
         versions = self._versions(name)
         aliases = _aliases(registered)
+        self._reconcile_quietly(name, aliases)
         with tenant_session(self.engine, self.tenant_id) as session:
             mirror = {
                 row.version: row
@@ -778,7 +885,30 @@ class ModelRegistry:
             return dict(self.client.get_run(model_version.run_id).data.metrics)
 
     def list_models(self) -> list[RegisteredModelSummary]:
-        """The tenant's registered models, by name."""
+        """The tenant's registered models, by name, as MLflow has them (alias moves made in
+        MLflow directly are recorded in the history on the way)."""
+        prefix = f"{self.tenant_id}."
+        summaries = []
+        for registered in self._search_models():
+            name = registered.name.removeprefix(prefix)
+            versions = self._versions(name)
+            aliases = _aliases(registered)
+            self._reconcile_quietly(name, aliases)
+            summaries.append(
+                RegisteredModelSummary(
+                    name=name,
+                    mlflow_name=registered.name,
+                    model_type=registered.tags.get("roiml.model_type"),
+                    latest_version=_num(versions[-1]) if versions else None,
+                    versions=len(versions),
+                    aliases=dict(sorted(aliases.items())),
+                    updated_at=_from_millis(registered.last_updated_timestamp),
+                )
+            )
+        return summaries
+
+    def _search_models(self) -> list[RegisteredModel]:
+        """The tenant's registered models in MLflow, by name."""
         prefix = f"{self.tenant_id}."
         found: list[RegisteredModel] = []
         token: str | None = None
@@ -792,22 +922,7 @@ class ModelRegistry:
                 token = page.token
                 if not token:
                     break
-        summaries = []
-        for registered in sorted(found, key=lambda m: m.name):
-            name = registered.name.removeprefix(prefix)
-            versions = self._versions(name)
-            summaries.append(
-                RegisteredModelSummary(
-                    name=name,
-                    mlflow_name=registered.name,
-                    model_type=registered.tags.get("roiml.model_type"),
-                    latest_version=_num(versions[-1]) if versions else None,
-                    versions=len(versions),
-                    aliases=dict(sorted(_aliases(registered).items())),
-                    updated_at=_from_millis(registered.last_updated_timestamp),
-                )
-            )
-        return summaries
+        return sorted(found, key=lambda m: m.name)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -952,9 +1067,17 @@ def _input_example(model: ModelArtifact) -> pd.DataFrame:
     return pd.DataFrame({f: [0.0] for f in model.feature_names})
 
 
+# What the pyfunc model (registry/pyfunc.py) imports, and nothing of roiml: the environment
+# MLflow builds from requirements.txt (mlflow models serve --env-manager virtualenv, any MLflow
+# host) holds these alone. mlflow-skinny is enough to load and serve a pyfunc model, and full
+# mlflow depends on it, so it is installed wherever roiml registers.
+_MODEL_REQUIREMENTS = ("mlflow-skinny", "lightgbm", "numpy", "pandas", "pyarrow")
+
+
 def _pip_requirements() -> list[str]:
+    """The pyfunc model's requirements, pinned to the versions that registered it."""
     pinned = []
-    for package in ("mlflow", "lightgbm", "numpy", "pandas", "pyarrow", "cloudpickle"):
+    for package in _MODEL_REQUIREMENTS:
         try:
             pinned.append(f"{package}=={package_version(package)}")
         except PackageNotFoundError:
