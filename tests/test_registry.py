@@ -807,3 +807,19 @@ def test_stage_names_and_losses() -> None:
     for gain in ("auc", "roc_auc", "r2", "accuracy", "macro_f1", "maeve", "msex"):
         assert not lower_is_better(gain), gain
     assert compare_metric("auc", 0.5, float("nan")).better is None
+
+
+def test_the_pyfunc_code_stands_alone() -> None:
+    # MLflow copies registry/pyfunc.py beside every registered model and runs it where roiml
+    # may not be installed (tests/test_portable_model.py): it must import nothing of roiml,
+    # and its copy of the artifact format must be the artifact's.
+    import ast
+
+    from roiml.models import artifact
+    from roiml.registry import pyfunc
+
+    tree = ast.parse(Path(pyfunc.__file__).read_text())
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert sorted(m for m in imported if m.split(".")[0] == "roiml") == []
+    assert pyfunc.ARTIFACT_FORMAT_VERSION == artifact.FORMAT_VERSION
