@@ -108,7 +108,8 @@ def _second(column: Any, dialect: str) -> ColumnElement[Any]:
     """``column`` cut to the second, in the database's own spelling."""
     if dialect == "postgresql":
         return func.date_trunc("second", column)
-    return func.strftime("%Y-%m-%d %H:%M:%S", column)
+    # SQLite keeps a DateTime as 'YYYY-MM-DD HH:MM:SS.ffffff' text: its first 19 characters.
+    return func.substr(column, 1, 19)
 
 
 def _traffic(
@@ -120,52 +121,50 @@ def _traffic(
     The log has no batch id: every item of one predict call carries the same logged time to the
     microsecond and was answered within the same second, so (model, version, logged time,
     second) finds the group. Two separate single calls of a model matching all four would be
-    taken for a group of two (their per-item time halved): rare at microsecond resolution.
+    taken for a group of two (their per-item time halved): rare at microsecond resolution; a
+    group answered across a second's boundary counts as two (their per-item time doubled).
     """
-    sized = (
+    second = _second(MLPrediction.predicted_at, dialect)
+    # One GROUP BY to the groups, then one to the days: cheaper than a window over every row.
+    groups = (
         select(
-            func.date(MLPrediction.predicted_at).label("day"),
+            func.min(func.date(MLPrediction.predicted_at)).label("day"),
             MLPrediction.model_name.label("model_name"),
             MLPrediction.latency_ms.label("latency"),
-            func.count()
-            .over(
-                partition_by=(
-                    MLPrediction.model_name,
-                    MLPrediction.model_version,
-                    MLPrediction.latency_ms,
-                    _second(MLPrediction.predicted_at, dialect),
-                )
-            )
-            .label("size"),
+            func.count().label("size"),
         )
         .where(
             MLPrediction.tenant_id == tenant,
             MLPrediction.predicted_at >= since,
             MLPrediction.predicted_at <= until,
         )
+        .group_by(
+            MLPrediction.model_name, MLPrediction.model_version, MLPrediction.latency_ms, second
+        )
         .subquery()
     )
-    timed = sized.c.latency.is_not(None)
-    single = and_(timed, sized.c.size == 1)
-    batch = and_(timed, sized.c.size > 1)
-    per_item = sized.c.latency / sized.c.size
+    latency, size = groups.c.latency, groups.c.size
+    timed = latency.is_not(None)
+    single = and_(timed, size == 1)
+    batch = and_(timed, size > 1)
     rows: Sequence[Any] = session.execute(
         select(
-            sized.c.day,
-            sized.c.model_name,
-            func.count(),
-            func.avg(sized.c.latency),
-            func.max(sized.c.latency),
-            func.avg(case((timed, per_item))),
+            groups.c.day,
+            groups.c.model_name,
+            func.sum(size),
+            # Means over items: a group of n items weighs n.
+            func.sum(case((timed, latency * size))) / func.sum(case((timed, size))),
+            func.max(latency),
+            # An item's own time is latency / n, n times over: the group adds its latency once.
+            func.sum(case((timed, latency))) / func.sum(case((timed, size))),
             func.sum(case((single, 1), else_=0)),
-            func.avg(case((single, sized.c.latency))),
+            func.avg(case((single, latency))),
+            func.sum(case((batch, size), else_=0)),
             func.sum(case((batch, 1), else_=0)),
-            # Each item of a group of n counts 1/n: the sum is the number of groups.
-            func.sum(case((batch, 1.0 / sized.c.size), else_=0.0)),
-            func.avg(case((batch, per_item))),
+            func.sum(case((batch, latency))) / func.sum(case((batch, size))),
         )
-        .group_by(sized.c.day, sized.c.model_name)
-        .order_by(sized.c.day, sized.c.model_name)
+        .group_by(groups.c.day, groups.c.model_name)
+        .order_by(groups.c.day, groups.c.model_name)
     ).all()
     return [
         DailyTraffic(
@@ -178,7 +177,7 @@ def _traffic(
             single_predictions=int(row[6] or 0),
             single_latency_ms=_float(row[7]),
             batch_predictions=int(row[8] or 0),
-            batch_groups=round(float(row[9] or 0.0), 6),
+            batch_groups=int(row[9] or 0),
             batch_item_latency_ms=_float(row[10]),
         )
         for row in rows

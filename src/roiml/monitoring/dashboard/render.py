@@ -240,7 +240,7 @@ def _latency(data: DashboardData) -> tuple[float | None, str]:
     if batch_n:
         parts.append(
             f"batch {fmt(batch, ' ms')} an item ({fmt(batch_n)} in "
-            f"{fmt(round(groups))} group{'' if round(groups) == 1 else 's'})"
+            f"{fmt(groups)} group{'' if groups == 1 else 's'})"
         )
     return item, " · ".join(parts) or "no timed predictions"
 

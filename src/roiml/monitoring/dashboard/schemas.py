@@ -52,7 +52,7 @@ class DailyTraffic(BaseModel):
     single_predictions: int = Field(0, description="Items answered alone (a group of one).")
     single_latency_ms: float | None = Field(None, description="Mean latency of those calls.")
     batch_predictions: int = Field(0, description="Items answered in a group of several.")
-    batch_groups: float = Field(0, description="How many such groups (predict calls).")
+    batch_groups: int = Field(0, description="How many such groups (predict calls).")
     batch_item_latency_ms: float | None = Field(
         None, description="Mean per-item latency of batch items (group time / group size)."
     )
