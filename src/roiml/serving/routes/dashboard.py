@@ -55,7 +55,8 @@ router = APIRouter(tags=["monitoring"])
 async def dashboard_page(
     parts: ComponentsDep, principal: AdminPrincipal, days: Days = 30
 ) -> HTMLResponse:
-    """The monitoring dashboard: traffic, class mix, drift, performance, data freshness."""
+    """The monitoring dashboard: traffic and latency per item, class mix, drift with reference
+    against current distributions, trends over days, performance, data freshness."""
     data = await run_in_threadpool(
         load_dashboard, parts.engine, principal.tenant_id, parts.clock(), days
     )
