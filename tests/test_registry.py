@@ -557,14 +557,53 @@ def test_an_alias_moved_in_mlflow_directly_enters_the_history(
     assert backend.registry(f"{tenant}_other").history(NAME) == []
 
 
+def race_to_reconcile(settings: Settings, engine: Engine, tenant: str) -> list[int]:
+    """Four registries (the API's workers) reconcile NAME at the same moment: how many moves
+    each recorded, sorted."""
+    import threading
+
+    readers = [ModelRegistry(settings, engine, tenant) for _ in range(4)]
+    for reader in readers:
+        assert reader.client  # MLflow's store opened one at a time, before the race
+    start = threading.Barrier(len(readers))
+    found: list[int] = []
+
+    def read(reader: ModelRegistry) -> None:
+        start.wait()
+        found.append(len(reader.reconcile_aliases(NAME)))
+
+    threads = [threading.Thread(target=read, args=(r,)) for r in readers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return sorted(found)
+
+
+def test_concurrent_readers_record_an_outside_move_once_on_sqlite(
+    tmp_path: Path, tenant: str
+) -> None:
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data")
+    engine = make_engine(settings.resolved_database_url)
+    upgrade(engine)
+    try:
+        registry = ModelRegistry(settings, engine, tenant)
+        registry.register_model(tiny_model(1))
+        plain_client(registry).set_registered_model_alias(
+            registry.mlflow_name(NAME), "production", "1"
+        )
+        assert race_to_reconcile(settings, engine, tenant) == [0, 0, 0, 1]
+        assert moves(registry) == [("production", None, "1", OUTSIDE_ACTOR)]
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.postgres
 def test_moves_made_in_mlflow_are_recorded_as_the_application_role(
     postgres_url: str, tmp_path: Path, tenant: str
 ) -> None:
     """Row-level security applies: the API's role records the outside move under its tenant,
     once even when several readers see it at the same moment (the API's workers polling)."""
-    import threading
-
     settings = Settings(_env_file=None, data_dir=tmp_path / "data", database_url=postgres_url)
     with application_role(postgres_url) as (app_engine, _role):
         registry = ModelRegistry(settings, app_engine, tenant)
@@ -574,22 +613,7 @@ def test_moves_made_in_mlflow_are_recorded_as_the_application_role(
         plain_client(registry).set_registered_model_alias(
             registry.mlflow_name(NAME), "staging", "2"
         )
-        readers = [ModelRegistry(settings, app_engine, tenant) for _ in range(4)]
-        for reader in readers:
-            assert reader.client  # MLflow's store opened one at a time, before the race
-        start = threading.Barrier(len(readers))
-        found: list[int] = []
-
-        def read(reader: ModelRegistry) -> None:
-            start.wait()
-            found.append(len(reader.reconcile_aliases(NAME)))
-
-        threads = [threading.Thread(target=read, args=(r,)) for r in readers]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
-        assert sorted(found) == [0, 0, 0, 1]
+        assert race_to_reconcile(settings, app_engine, tenant) == [0, 0, 0, 1]
         assert moves(registry) == [
             ("staging", None, "1", "ci"),
             ("staging", "1", "2", OUTSIDE_ACTOR),

@@ -725,11 +725,18 @@ class ModelRegistry:
         """Bring ``name``'s history up to ``aliases`` (MLflow's, just read)."""
         if self._agreed.get(name) == aliases:
             return []
+        # Compared without the lock first: agreeing is the usual answer (a fresh API process's
+        # first poll), and on SQLite the lock is the database's write lock, which a batch job
+        # may hold for a while.
+        with tenant_session(self.engine, self.tenant_id) as session:
+            agree = recorded_aliases(session, name) == aliases
+        events: list[AliasEvent] = []
+        if agree:
+            self._agreed[name] = dict(aliases)
+            return events
         with tenant_session(self.engine, self.tenant_id) as session:
             lock_aliases(session, self.tenant_id, name)
-            if recorded_aliases(session, name) == aliases:
-                events: list[AliasEvent] = []
-            else:
+            if recorded_aliases(session, name) != aliases:
                 # Read again under the lock: ``aliases`` may predate a promotion that has
                 # since moved MLflow and recorded its moves; those are not outside moves.
                 registered = self._registered_or_none(name)
