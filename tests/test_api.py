@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import get_args
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,6 +18,7 @@ from model_world import SERVING_NOW, TENANT, WORLD_END, World
 from roiml.client import ApiError, Client
 from roiml.db.engine import make_engine
 from roiml.db.enums import ModelType
+from roiml.features.catalog import CATALOG
 from roiml.models.artifact import ModelArtifact
 from roiml.models.train import TrainingReport
 from roiml.serving.app import asgi
@@ -25,7 +27,7 @@ from roiml.serving.metrics import ServingMetrics
 from roiml.serving.model_cache import ModelCache
 from roiml.serving.prediction_log import PredictionLog
 from roiml.serving.ratelimit import MemoryRateLimiter
-from roiml.serving.schemas import BatchResponse, PredictionResponse
+from roiml.serving.schemas import BatchResponse, FeatureSetName, PredictionResponse
 from roiml.settings import Settings
 from roiml.store.materialize import materialize_day
 from roiml.store.online_sqlite import SqliteOnlineStore
@@ -304,8 +306,10 @@ def test_the_online_store_is_read_as_it_is(api: Api, served_world: World) -> Non
         "market",
         "temporal",
     ]
+    # The schema names the catalog's sets, no more and no fewer.
+    assert list(get_args(FeatureSetName)) == list(CATALOG.feature_sets)
     for bad, needle in (
-        ({"entity_ids": ["user_3"], "feature_sets": ["nope"]}, "the tenant's sets are"),
+        ({"entity_ids": ["user_3"], "feature_sets": ["nope"]}, "behavioral"),
         ({"entity_ids": []}, "entity_ids"),
         ({"entity_ids": [f"user_{i}" for i in range(101)]}, "entity_ids"),
         ({"entity_ids": ["user_3"], "extra": 1}, "extra"),
@@ -341,7 +345,7 @@ def test_the_python_client_speaks_for_the_api(api: Api) -> None:
         assert unknown.value.status == 404 and "ghost" in str(unknown.value.detail)
         with pytest.raises(ApiError) as refused:
             client.online_features(["user_3"], ["nope"])
-        assert refused.value.status == 422 and "the tenant's sets are" in str(refused.value)
+        assert refused.value.status == 422 and "behavioral" in str(refused.value)
 
 
 def test_service_health_and_metrics(api: Api) -> None:

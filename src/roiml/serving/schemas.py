@@ -511,9 +511,10 @@ class FeatureService(BaseModel):
     features: list[FeatureInfo]
 
 
-FeatureSetName = Annotated[
-    str, StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*$")
-]
+# The catalog's feature sets (a tenant's declared columns join ``property``, adding none):
+# named in the schema so a client, and a schema-driven fuzzer, knows the valid ones.
+# test_api checks this list against the catalog.
+FeatureSetName = Literal["behavioral", "property", "transactional", "market", "temporal"]
 
 
 class OnlineFeaturesRequest(_Strict):
