@@ -341,9 +341,7 @@ class RecordStore(ABC):
         now: datetime | None = None,
     ) -> OnlineMatrix:
         """See :meth:`roiml.store.online.OnlineStore.get_matrix`."""
-        prefixes = [self._prefix(tenant, entity_type, fs.name) for fs in feature_sets]
-        keys = [prefix + entity for entity in _encoded(entity_ids) for prefix in prefixes]
-        records = self._fetch(keys) if keys else []
+        records = self._records(tenant, entity_type, entity_ids, feature_sets)
         return decode_records(
             records, len(entity_ids), feature_sets, to_epoch_us(now), self._warned
         )
@@ -357,9 +355,7 @@ class RecordStore(ABC):
         now: datetime | None = None,
     ) -> StampedMatrix:
         """See :meth:`roiml.store.online.OnlineStore.get_stamped`."""
-        prefixes = [self._prefix(tenant, entity_type, fs.name) for fs in feature_sets]
-        keys = [prefix + entity for entity in _encoded(entity_ids) for prefix in prefixes]
-        records = self._fetch(keys) if keys else []
+        records = self._records(tenant, entity_type, entity_ids, feature_sets)
         values, found = decode_records(
             records, len(entity_ids), feature_sets, to_epoch_us(now), self._warned
         )
@@ -391,6 +387,18 @@ class RecordStore(ABC):
             [row[a:b] if hit else None for (a, b), hit in zip(spans, hits, strict=True)]
             for row, hits in zip(values, found_rows, strict=True)
         ]
+
+    def _records(
+        self,
+        tenant: str,
+        entity_type: EntityType | str,
+        entity_ids: Sequence[str],
+        feature_sets: Sequence[OnlineFeatureSet],
+    ) -> Sequence[bytes | None]:
+        """Every (entity, set) record, entity-major, in one round trip."""
+        prefixes = [self._prefix(tenant, entity_type, fs.name) for fs in feature_sets]
+        keys = [prefix + entity for entity in _encoded(entity_ids) for prefix in prefixes]
+        return self._fetch(keys) if keys else []
 
     def _prefix(self, tenant: str, entity_type: EntityType | str, feature_set: str) -> bytes:
         cache_key = (tenant, entity_type, feature_set)
