@@ -81,6 +81,14 @@ def test_the_demo_runs_every_step_on_any_day(tmp_path: Path, pinned: str | None)
         assert step in output, f"{step} missing\n{output[-6000:]}"
     assert output.count("in production") == 4, output[-6000:]
     assert f" to {today} ..." in output, "the world ends on the pinned day"
+    # Clean output: no library's warnings (MLflow's CloudPickle and signature notes, Starlette's
+    # deprecation) nor its INFO lines among the demo's own.
+    noise = [
+        line
+        for line in output.splitlines()
+        if any(word in line for word in ("Warning:", "WARNING ", " INFO ", "CloudPickle"))
+    ]
+    assert not noise, noise[:5]
 
     settings = Settings(_env_file=None, data_dir=data_dir, tenant_id=TENANT)
     engine = make_engine(settings.resolved_database_url)

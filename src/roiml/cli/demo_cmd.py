@@ -8,6 +8,7 @@ API's clock on it, monitoring judges it, and the API served at the end answers a
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -58,6 +59,9 @@ def demo(
     # server at the end) answers as of this day: the world ends on it, its features are fresh.
     settings = _pinned(settings_or_exit(), today_text)
     today = settings.current_date()
+    # MLflow announces creating and migrating its SQLite store at INFO on the first
+    # registration: the demo's own step line already says the models are registered.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     config = WorldConfig(
         users=users,
         start=today - timedelta(days=730),
