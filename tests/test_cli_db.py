@@ -278,6 +278,11 @@ def test_features_compute_of_an_unknown_entity_is_an_error(cli_env: Path) -> Non
     known = invoke("features", "compute", "--entity", "user_1", "--date", "2024-02-15")
     assert known.exit_code == 0, known.output
     assert '"entity_id": "user_1"' in known.stdout
+    # A few entities side by side, a column each (it used to print only "pass --output").
+    two = invoke("features", "compute", "--entity", "user_1", "--entity", "user_2")
+    assert two.exit_code == 0, two.output
+    assert "user_1" in two.stdout and "user_2" in two.stdout
+    assert "doc_access_count_7d" in two.stdout and "pass --output" not in two.stdout
     both = invoke("features", "compute", "--entity", "user_1", "--entity", "ghost")
     assert "'ghost' is not a user" in flat(assert_clean_failure(both, 2))
 

@@ -178,6 +178,8 @@ def compute_cmd(
         print_json(frame.to_pylist())
     elif frame.num_rows == 1:
         console.print_json(json.dumps(frame.to_pylist()[0], default=str))
+    elif frame.num_rows <= _SIDE_BY_SIDE:
+        console.print(_side_by_side(frame.to_pylist()))
     else:
         console.print(validate_frame(frame).render())
         console.print(f"{frame.num_rows} rows; pass --output to keep them")
@@ -257,6 +259,21 @@ def online_cmd(
             f"{', '.join(repr(e) for e in unknown[:5])} is not a user of tenant "
             f"{tenant or settings.tenant_id!r}; check the id (--tenant names another tenant)"
         )
+
+
+# Up to this many entities are printed side by side, a column each; more go to --output.
+_SIDE_BY_SIDE = 10
+
+
+def _side_by_side(rows: list[dict[str, object]]) -> Table:
+    """A feature per line, an entity per column (their as-of in the header)."""
+    table = Table(show_edge=False)
+    table.add_column("feature")
+    for row in rows:
+        table.add_column(f"{row['entity_id']}\n{row['as_of']}", justify="right")
+    for name in [k for k in rows[0] if k not in ("entity_id", "as_of")]:
+        table.add_row(name, *("null" if r[name] is None else f"{r[name]:g}" for r in rows))
+    return table
 
 
 def _check_entities(engine: Engine, tenant: str, entities: list[str]) -> None:
