@@ -95,6 +95,11 @@ _Reject = tuple[Any, str]  # (the record as submitted, why the table refused it)
 
 _FIRST_BACKOFF: Final = 0.25
 _RESCAN_SECONDS: Final = 2.0
+# How old the count of the other processes' journals may be for a submit to skip counting them
+# again. A count from the writer's last rescan could be seconds old on a loaded machine: while a
+# worker still took the database for up, it appended on a count made before the other worker
+# filled the spool, and the journals passed the bound by 20 kB (CI, test_spool).
+_COUNT_FRESH_SECONDS: Final = 0.25
 # A journal is rotated past this size (or an eighth of the bound, if smaller), so the records
 # already in the database that a live journal still holds stay a small part of what is counted.
 _ROTATE_BYTES: Final = 4 * 1024 * 1024
@@ -536,6 +541,7 @@ class PredictionLog:
         self._largest_payload = 0
         self._own_bytes = 0  # what this log's journals hold on disk
         self._others_bytes = 0  # what other processes' journals held when last counted
+        self._others_counted_at = -math.inf  # when (monotonic)
         self._current_locked()  # a directory that cannot be written is reported, not fatal
 
         # The writer's own state; stats() and health() read it without a lock (single reads).
@@ -760,12 +766,15 @@ class PredictionLog:
 
         Every process's journals count: a bound kept per process let two workers fill 3.4 MB
         of a 2 MB one. With the database taking writes and the journals far from the bound,
-        this log's own bytes and the others' as last counted decide without a look at the disk.
+        this log's own bytes and the others' as counted in the last
+        :data:`_COUNT_FRESH_SECONDS` decide without a look at the disk.
         Otherwise the directory is counted, under an exclusive ``flock`` on ``.bound.lock`` held
         through the append, so two processes cannot both take the last room.
         """
-        if self._database_ok and (
-            self._own_bytes + self._others_bytes + adding <= self._max_bytes // 2
+        if (
+            self._database_ok
+            and time.monotonic() - self._others_counted_at <= _COUNT_FRESH_SECONDS
+            and self._own_bytes + self._others_bytes + adding <= self._max_bytes // 2
         ):
             yield True
             return
@@ -775,6 +784,7 @@ class PredictionLog:
         try:
             total = _spool_bytes(self._directory)
             self._others_bytes = max(0, total - self._own_bytes)
+            self._others_counted_at = time.monotonic()
             yield total + adding <= self._max_bytes
         finally:
             if fd is not None:
@@ -912,6 +922,7 @@ class PredictionLog:
         total = _spool_bytes(self._directory)
         with self._lock:
             self._others_bytes = max(0, total - self._own_bytes)
+            self._others_counted_at = time.monotonic()
         if not self._database_ok:
             # The records wait here longest while the database is away: worth a disk write.
             with self._lock:
