@@ -356,3 +356,21 @@ def test_cli_writes_rows_and_explains_a_model_it_cannot_load(
         db.dispose()
     finally:
         get_settings.cache_clear()
+
+
+def test_a_batch_items_latency_is_its_groups_time_over_its_size() -> None:
+    """A batch of 40 logged at 200 ms (its group's whole time) is 5 ms an item; single calls
+    keep theirs; two singles in one second with different latencies stay apart."""
+    from roiml.monitoring.period import per_item_latency
+
+    at = np.array(
+        ["2024-06-03T08:00:00.250"] * 40
+        + ["2024-06-03T08:00:01.100", "2024-06-03T08:00:01.700", "2024-06-03T08:00:02"],
+        dtype="datetime64[us]",
+    )
+    latency = np.array([200.0] * 40 + [3.0, 4.0, np.nan])
+    items = per_item_latency(latency, at)
+    assert items[:40].tolist() == [5.0] * 40
+    assert items[40:42].tolist() == [3.0, 4.0] and np.isnan(items[42])
+    # Monitoring's mean over items: (40 x 5 + 3 + 4) / 42, not (40 x 200 + 7) / 42.
+    assert np.nanmean(items) == pytest.approx(207 / 42)

@@ -44,7 +44,7 @@ from roiml.monitoring.evaluate import (
     registered_metrics,
 )
 from roiml.monitoring.outcomes import first_transactions
-from roiml.monitoring.period import PeriodPredictions
+from roiml.monitoring.period import PeriodPredictions, per_item_latency
 from roiml.monitoring.reference import LATEST, DriftReference, drift_reference, most_common
 from roiml.settings import Settings
 
@@ -378,7 +378,8 @@ def _load_predictions(
         predicted_class=list(cols[5]),
         probabilities=list(cols[6]),
         confidence=floats(cols[7]),
-        latency_ms=floats(cols[8]),
+        # Per item: a batch's items were logged with their group's whole time.
+        latency_ms=per_item_latency(floats(cols[8]), at_pred),
         actual_value=floats(cols[9]),
         actual_class=list(cols[10]),
     )

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["PeriodPredictions"]
+__all__ = ["PeriodPredictions", "per_item_latency"]
 
 
 @dataclass
@@ -59,3 +59,26 @@ class PeriodPredictions:
         return np.column_stack(
             [table[c].cast(pa.float64()).to_numpy(zero_copy_only=False) for c in classes]
         )
+
+
+def per_item_latency(latency_ms: np.ndarray, predicted_at: np.ndarray) -> np.ndarray:
+    """Each logged prediction's own latency: its group's time over the group's size.
+
+    Every item of one predict call (a batch's model group) is logged with the group's whole
+    time, so a batch of 1,000 read as 1,000 predictions of ~300 ms each. The log has no batch
+    id: the items of one call share their logged latency to the microsecond and the second
+    they were answered in, which finds the group (the dashboard's SQL groups by the same rule,
+    ``roiml.monitoring.dashboard.queries._traffic``). ``predicted_at`` is datetime64; a NaN
+    latency stays NaN.
+    """
+    out = np.full(latency_ms.shape, np.nan)
+    timed = np.isfinite(latency_ms)
+    if not timed.any():
+        return out
+    seconds = np.asarray(predicted_at, dtype="datetime64[s]").astype(np.int64)[timed]
+    bits = np.ascontiguousarray(latency_ms[timed]).view(np.int64)
+    _, inverse, counts = np.unique(
+        np.stack([bits, seconds]), axis=1, return_inverse=True, return_counts=True
+    )
+    out[timed] = latency_ms[timed] / counts[inverse.ravel()]
+    return out
