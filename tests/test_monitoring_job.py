@@ -358,6 +358,45 @@ def test_cli_writes_rows_and_explains_a_model_it_cannot_load(
         get_settings.cache_clear()
 
 
+def test_model_health_counts_a_batch_items_latency_per_item(engine: Engine, tenant: str) -> None:
+    """The health route's mean latency is per item: a batch of 40 logged at 200 ms (the whole
+    call's time, on each item) adds 200 ms once, not 40 times."""
+    from datetime import timedelta
+
+    from roiml.db.enums import EntityType, PredictionType
+    from roiml.db.ml_tables import MLPrediction
+
+    _world(engine, tenant, shift=False)  # 600 single calls, 2-6 ms, mean 4 ms
+    at = datetime(2024, 6, 3, 20, 0, 0, 250_000)
+    with tenant_session(engine, tenant) as session:
+        session.add_all(
+            MLPrediction(
+                prediction_id=f"pred_{tenant}_batch_{i}",
+                tenant_id=tenant,
+                model_name=MOVE,
+                model_version="1",
+                prediction_type=PredictionType.MOVE_PROBABILITY,
+                entity_type=EntityType.USER,
+                entity_id=f"user_{i}",
+                features={},
+                predicted_value=0.1,
+                predicted_class="LOW",
+                latency_ms=200.0,
+                predicted_at=at + timedelta(microseconds=i),  # one second, one call
+            )
+            for i in range(40)
+        )
+    parts = SimpleNamespace(
+        models=SimpleNamespace(get=lambda t, m: SimpleNamespace(version="1")),
+        prediction_log=SimpleNamespace(flush=lambda timeout: None),
+        engine=engine,
+        metrics=SimpleNamespace(error_count=lambda tenant, name: 0),
+    )
+    health = model_health(parts, tenant, ModelType.MOVE_PROBABILITY)  # type: ignore[arg-type]
+    assert health.prediction_count == 640
+    assert health.avg_latency_ms == pytest.approx((600 * 4.0 + 200.0) / 640)
+
+
 def test_a_batch_items_latency_is_its_groups_time_over_its_size() -> None:
     """A batch of 40 logged at 200 ms (its group's whole time) is 5 ms an item; single calls
     keep theirs; two singles in one second with different latencies stay apart."""

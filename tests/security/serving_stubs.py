@@ -96,7 +96,9 @@ def add_predictions(
     model: str = MOVE,
     latency_ms: float = 2.0,
 ) -> None:
-    """``count`` logged predictions of ``model`` for ``tenant``, at ``at`` (default now)."""
+    """``count`` logged predictions of ``model`` for ``tenant``, at ``at`` (default now) and a
+    second apart going back: separate calls (a call's items share their second and latency,
+    and are counted as one call's: roiml.monitoring.period.per_item_latency)."""
     when = at or utcnow()
     with tenant_session(engine, tenant) as session:
         session.add_all(
@@ -111,7 +113,7 @@ def add_predictions(
                 features={},
                 predicted_class="HIGH",
                 latency_ms=latency_ms,
-                predicted_at=when - timedelta(microseconds=i),
+                predicted_at=when - timedelta(seconds=i),
             )
             for i in range(count)
         )

@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from sqlalchemy import ColumnElement, func
 
-__all__ = ["PeriodPredictions", "per_item_latency"]
+__all__ = ["PeriodPredictions", "answered_second", "per_item_latency"]
 
 
 @dataclass
@@ -67,9 +68,9 @@ def per_item_latency(latency_ms: np.ndarray, predicted_at: np.ndarray) -> np.nda
     Every item of one predict call (a batch's model group) is logged with the group's whole
     time, so a batch of 1,000 read as 1,000 predictions of ~300 ms each. The log has no batch
     id: the items of one call share their logged latency to the microsecond and the second
-    they were answered in, which finds the group (the dashboard's SQL groups by the same rule,
-    ``roiml.monitoring.dashboard.queries._traffic``). ``predicted_at`` is datetime64; a NaN
-    latency stays NaN.
+    they were answered in, which finds the group (in SQL: GROUP BY the latency and
+    :func:`answered_second`, as the dashboard's traffic and the model health's roll-up do).
+    ``predicted_at`` is datetime64; a NaN latency stays NaN.
     """
     out = np.full(latency_ms.shape, np.nan)
     timed = np.isfinite(latency_ms)
@@ -82,3 +83,12 @@ def per_item_latency(latency_ms: np.ndarray, predicted_at: np.ndarray) -> np.nda
     )
     out[timed] = latency_ms[timed] / counts[inverse.ravel()]
     return out
+
+
+def answered_second(column: Any, dialect: str) -> ColumnElement[Any]:
+    """``column`` (a logged ``predicted_at``) cut to the second, in the database's spelling: with
+    the logged latency, what finds a predict call's group in SQL (:func:`per_item_latency`)."""
+    if dialect == "postgresql":
+        return func.date_trunc("second", column)
+    # SQLite keeps a DateTime as 'YYYY-MM-DD HH:MM:SS.ffffff' text: its first 19 characters.
+    return func.substr(column, 1, 19)

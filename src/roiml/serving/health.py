@@ -27,13 +27,14 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from sqlalchemy import func, select, text
+from sqlalchemy import case, func, select, text
 from sqlalchemy.orm import Session
 
 from roiml.db.engine import tenant_session
 from roiml.db.enums import ModelType
 from roiml.db.ml_tables import MLModel, MLMonitoring, MLPrediction
 from roiml.models.artifact import MODEL_NAMES
+from roiml.monitoring.period import answered_second
 from roiml.serving.components import Components
 from roiml.serving.model_cache import ModelUnavailableError
 from roiml.serving.schemas import ModelHealth, ServiceHealth
@@ -90,17 +91,27 @@ def _traffic(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> Traffic:
-    query = select(
-        func.count(),
-        func.sum(MLPrediction.latency_ms),
-        func.count(MLPrediction.latency_ms),
-        func.max(MLPrediction.predicted_at),
+    # A predict call's items are logged with the call's whole time: counted once per call
+    # (grouped as monitoring.period.per_item_latency says), the mean is per item.
+    second = answered_second(MLPrediction.predicted_at, session.get_bind().dialect.name)
+    calls = select(
+        func.count().label("calls_items"),
+        MLPrediction.latency_ms.label("latency"),
+        func.max(MLPrediction.predicted_at).label("last_at"),
     ).where(MLPrediction.tenant_id == tenant, MLPrediction.model_name == name)
     if since is not None:
-        query = query.where(MLPrediction.predicted_at >= since)
+        calls = calls.where(MLPrediction.predicted_at >= since)
     if until is not None:
-        query = query.where(MLPrediction.predicted_at < until)
-    count, latency_sum, latency_count, last_at = session.execute(query).one()
+        calls = calls.where(MLPrediction.predicted_at < until)
+    grouped = calls.group_by(MLPrediction.model_version, MLPrediction.latency_ms, second).subquery()
+    query = select(
+        func.sum(grouped.c.calls_items),
+        func.sum(grouped.c.latency),
+        func.sum(case((grouped.c.latency.is_not(None), grouped.c.calls_items))),
+        func.max(grouped.c.last_at),
+    )
+    row: Any = session.execute(query).one()
+    count, latency_sum, latency_count, last_at = row
     return Traffic(int(count or 0), float(latency_sum or 0.0), int(latency_count or 0), last_at)
 
 

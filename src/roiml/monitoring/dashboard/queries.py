@@ -38,6 +38,7 @@ from roiml.monitoring.dashboard.schemas import (
     TrendPoint,
 )
 from roiml.monitoring.job import NO_PREDICTIONS, NO_REFERENCE, TOO_FEW_PREDICTIONS
+from roiml.monitoring.period import answered_second
 
 __all__ = [
     "MAX_DAYS",
@@ -104,14 +105,6 @@ def load_dashboard(engine: Engine, tenant_id: str, now: datetime, days: int = 30
         )
 
 
-def _second(column: Any, dialect: str) -> ColumnElement[Any]:
-    """``column`` cut to the second, in the database's own spelling."""
-    if dialect == "postgresql":
-        return func.date_trunc("second", column)
-    # SQLite keeps a DateTime as 'YYYY-MM-DD HH:MM:SS.ffffff' text: its first 19 characters.
-    return func.substr(column, 1, 19)
-
-
 def _traffic(
     session: Session, tenant: str, since: datetime, until: datetime, dialect: str
 ) -> list[DailyTraffic]:
@@ -124,7 +117,7 @@ def _traffic(
     taken for a group of two (their per-item time halved): rare at microsecond resolution; a
     group answered across a second's boundary counts as two (their per-item time doubled).
     """
-    second = _second(MLPrediction.predicted_at, dialect)
+    second = answered_second(MLPrediction.predicted_at, dialect)
     # One GROUP BY to the groups, then one to the days: cheaper than a window over every row.
     groups = (
         select(
