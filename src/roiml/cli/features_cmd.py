@@ -255,10 +255,7 @@ def online_cmd(
             if r.known:
                 console.print(table)
     if unknown:
-        raise FeatureError(
-            f"{', '.join(repr(e) for e in unknown[:5])} is not a user of tenant "
-            f"{tenant or settings.tenant_id!r}; check the id (--tenant names another tenant)"
-        )
+        raise _not_users(unknown, tenant or settings.tenant_id)
 
 
 # Up to this many entities are printed side by side, a column each; more go to --output.
@@ -284,12 +281,18 @@ def _check_entities(engine: Engine, tenant: str, entities: list[str]) -> None:
     known = known_users(engine, tenant, entities)
     unknown = [e for e in dict.fromkeys(entities) if e not in known]
     if unknown:
-        shown = ", ".join(repr(e) for e in unknown[:5])
-        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-        raise FeatureError(
-            f"{shown}{more} is not a user of tenant {tenant!r}; check the id "
-            "(--tenant names another tenant)"
-        )
+        raise _not_users(unknown, tenant)
+
+
+def _not_users(unknown: list[str], tenant: str) -> FeatureError:
+    """The error naming ids that are no user of ``tenant`` (the first five, and how many
+    more)."""
+    shown = ", ".join(repr(e) for e in unknown[:5])
+    more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+    return FeatureError(
+        f"{shown}{more} is not a user of tenant {tenant!r}; check the id "
+        "(--tenant names another tenant)"
+    )
 
 
 @app.command("backfill")

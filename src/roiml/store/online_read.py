@@ -20,6 +20,7 @@ import numpy as np
 from roiml.db.base import as_naive_utc, utcnow
 from roiml.db.enums import EntityType
 from roiml.errors import FeatureError
+from roiml.store.online_records import set_spans
 from roiml.store.vectors import PredictionVectors
 
 __all__ = ["MAX_ONLINE_ENTITIES", "OnlineFeatures", "OnlineSet", "read_online"]
@@ -93,10 +94,7 @@ def read_online(
     if empty:
         found = vectors.database(lambda: vectors.existing(tenant, empty), read=True)
         known -= set(empty) - found
-    spans, start = [], 0
-    for feature_set in sets:
-        spans.append((start, start + len(feature_set.feature_names)))
-        start += len(feature_set.feature_names)
+    spans = set_spans(sets)
     values = read.values.tolist()  # one conversion; NaN (null) becomes None below
     out = []
     for row, entity_id in enumerate(ids):

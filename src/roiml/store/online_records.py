@@ -49,6 +49,7 @@ __all__ = [
     "encode_day",
     "key_prefix",
     "schema_hash",
+    "set_spans",
     "to_epoch_us",
 ]
 
@@ -119,6 +120,16 @@ class StampedMatrix(NamedTuple):
     values: FeatureMatrix
     found: npt.NDArray[np.bool_]
     as_of_us: npt.NDArray[np.int64]
+
+
+def set_spans(feature_sets: Sequence[OnlineFeatureSet]) -> list[tuple[int, int]]:
+    """Each set's ``[start, stop)`` columns in a read's matrix (the sets side by side, in
+    order)."""
+    spans, start = [], 0
+    for feature_set in feature_sets:
+        spans.append((start, start + len(feature_set.feature_names)))
+        start += len(feature_set.feature_names)
+    return spans
 
 
 def to_epoch_us(moment: datetime | None) -> int:
@@ -378,10 +389,7 @@ class RecordStore(ABC):
     ) -> VectorRows:
         """See :meth:`roiml.store.online.OnlineStore.get_vectors`."""
         values, found = self.get_matrix(tenant, entity_type, entity_ids, feature_sets, now)
-        spans, start = [], 0
-        for feature_set in feature_sets:
-            spans.append((start, start + len(feature_set.feature_names)))
-            start += len(feature_set.feature_names)
+        spans = set_spans(feature_sets)
         found_rows = found.tolist()
         return [
             [row[a:b] if hit else None for (a, b), hit in zip(spans, hits, strict=True)]
